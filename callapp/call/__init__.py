@@ -1,0 +1,1 @@
+"""The call engine: one RTCPeerConnection driven by signaling, no Qt."""

@@ -1,0 +1,1 @@
+"""Media sources (camera, test pattern, file) as aiortc tracks, and sinks."""

@@ -1,0 +1,1 @@
+"""Signaling: protocol v1 (sans-I/O core), the websockets server and client."""

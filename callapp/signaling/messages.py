@@ -1,0 +1,469 @@
+"""Protocol v1 messages, as values: parse what arrives, encode what leaves.
+
+This module is the sans-I/O core of the wire format described in
+``docs/protocol.md``. It turns frames (``str``/``bytes``) into typed request
+values and typed server messages back into JSON text. It knows nothing of
+sockets, event loops or rooms; :mod:`callapp.signaling.rooms` decides *what*
+to send, the server decides *when*.
+
+Two kinds of failure, as in h11:
+
+* :class:`ProtocolError` -- the peer misbehaved (bad JSON, wrong schema, a
+  bad room name). It carries the protocol error ``code`` and the ``ref`` to
+  echo, and the server answers it with an ``error`` message.
+* ``TypeError``/``ValueError`` -- this module was misused by our own code.
+
+Both sides use it: the server parses client requests with
+:func:`parse_request` / :func:`parse_apigw_request` and encodes with
+:func:`encode` / :func:`encode_apigw`; the client parses server messages with
+:func:`parse_server_message` and encodes requests with :func:`encode_request`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+PROTOCOL_VERSION: Final = 1
+
+#: Largest accepted message, in bytes after reassembly; the limit itself is allowed.
+MAX_MESSAGE_BYTES: Final = 65_536
+
+_ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+#: Any JSON value, as produced by :func:`json.loads`.
+JsonValue: TypeAlias = Any
+
+
+class _Absent:
+    """Marks an optional field that was not present (distinct from ``null``)."""
+
+    _instance: _Absent | None = None
+
+    def __new__(cls) -> _Absent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: The value of a request's ``id`` when it had none (``null`` is a valid id).
+ABSENT: Final = _Absent()
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an ``error`` message."""
+
+    BAD_JSON = "bad-json"
+    BAD_MESSAGE = "bad-message"
+    TOO_LARGE = "too-large"
+    BAD_ROOM = "bad-room"
+    UNKNOWN_PEER = "unknown-peer"
+    RATE_LIMITED = "rate-limited"
+    NOT_IN_ROOM = "not-in-room"
+    BUSY = "busy"
+    UNAUTHORIZED = "unauthorized"
+
+
+class ProtocolError(Exception):
+    """The peer sent something protocol v1 does not allow.
+
+    ``ref`` is the ``id`` of the failing request, or :data:`ABSENT`.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, ref: JsonValue = ABSENT) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+    def to_message(self) -> Error:
+        """The ``error`` message that answers this failure."""
+        return Error(code=self.code, message=self.message, ref=self.ref)
+
+
+def new_connection_id() -> str:
+    """A fresh, unguessable connection id: 96 random bits, 16 base64url chars."""
+    return secrets.token_urlsafe(12)
+
+
+def is_valid_room_name(name: object) -> bool:
+    """True for 1-64 ASCII letters, digits, ``-``, ``_`` and ``.``."""
+    return isinstance(name, str) and _ROOM_NAME.fullmatch(name) is not None
+
+
+# --------------------------------------------------------------------------
+# Requests: client -> server on the native endpoint (/ws)
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """``{"type": "join", "room": NAME}``."""
+
+    room: str
+    id: JsonValue = ABSENT
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """``{"type": "leave"}``."""
+
+    id: JsonValue = ABSENT
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """``{"type": "message", "to"?: ID, "data": ANY}``; ``to=None`` means the room."""
+
+    data: JsonValue
+    to: str | None = None
+    id: JsonValue = ABSENT
+
+
+Request: TypeAlias = Join | Leave | Send
+
+
+# --------------------------------------------------------------------------
+# Server messages: server -> client
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    connection_id: str
+    server: str
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    room: str
+    connection_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    room: str
+    connection_id: str
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    room: str
+    connection_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    room: str
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Full:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLeft:
+    room: str
+    connection_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """``{"type": "message", "from": ID, "data": ANY}``; ``from`` is server-stamped."""
+
+    sender: str
+    data: JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: ErrorCode
+    message: str
+    ref: JsonValue = ABSENT
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownServerMessage:
+    """A server message of a type this client does not know; receivers ignore it."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+ServerMessage: TypeAlias = (
+    Welcome | Created | Joined | PeerJoined | Ready | Full | PeerLeft | Relayed | Error
+)
+
+
+# --------------------------------------------------------------------------
+# Parsing requests (server side)
+
+
+def _load_object(frame: str | bytes, ref: JsonValue = ABSENT) -> dict[str, Any]:
+    if isinstance(frame, bytes | bytearray | memoryview):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted; send text")
+    try:
+        value = json.loads(frame)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_JSON, "message is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message must be a JSON object")
+    return value
+
+
+def parse_request(frame: str | bytes) -> Request:
+    """Parse one native-endpoint frame into a request.
+
+    Size and rate are the caller's to check first (see PROTOCOL.md's order).
+    Raises :class:`ProtocolError` with ``bad-message`` for binary frames,
+    ``bad-json``, ``bad-message`` (schema, unknown type) or ``bad-room``.
+    """
+    obj = _load_object(frame)
+    ref = obj.get("id", ABSENT)
+    kind = obj.get("type")
+    if kind == "join":
+        room = obj.get("room", ABSENT)
+        if room is ABSENT:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "join needs a 'room'", ref)
+        if not is_valid_room_name(room):
+            raise ProtocolError(
+                ErrorCode.BAD_ROOM,
+                "room names are 1-64 ASCII letters, digits, '-', '_' or '.'",
+                ref,
+            )
+        return Join(room=room, id=ref)
+    if kind == "leave":
+        return Leave(id=ref)
+    if kind == "message":
+        if "data" not in obj:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "message needs a 'data' field", ref)
+        to = obj.get("to")
+        if to is not None and not isinstance(to, str):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'to' must be a connection id string", ref)
+        return Send(data=obj["data"], to=to, id=ref)
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message needs a string 'type'", ref)
+    raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}", ref)
+
+
+@dataclass(frozen=True, slots=True)
+class ApigwSend:
+    """``{"connectionId": TO, "message": M}`` on the /apigw endpoint."""
+
+    to: str
+    message: JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class ApigwPing:
+    """Any other /apigw frame: answered only with the sender's connection id."""
+
+
+ApigwRequest: TypeAlias = ApigwSend | ApigwPing
+
+
+def parse_apigw_request(frame: str | bytes) -> ApigwRequest:
+    """Parse one /apigw frame.
+
+    A zero-length frame, or JSON that is not a delivery, is a ping. A delivery
+    is an object with a string ``connectionId`` and a non-null ``message``.
+    Raises :class:`ProtocolError` (``bad-json``/``bad-message``) otherwise.
+    """
+    if frame in ("", b""):
+        return ApigwPing()
+    obj = _load_object(frame)
+    to = obj.get("connectionId")
+    message = obj.get("message")
+    if to is None and message is None:
+        return ApigwPing()
+    if not isinstance(to, str) or message is None:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, "a delivery needs a string 'connectionId' and a 'message'"
+        )
+    return ApigwSend(to=to, message=message)
+
+
+# --------------------------------------------------------------------------
+# Encoding (server side)
+
+
+def to_json_object(message: ServerMessage) -> dict[str, Any]:
+    """The JSON object protocol v1 gives ``message`` on the native endpoint."""
+    match message:
+        case Welcome():
+            return {
+                "type": "welcome",
+                "connectionId": message.connection_id,
+                "protocol": message.protocol,
+                "server": message.server,
+                "iceServers": list(message.ice_servers),
+            }
+        case Created():
+            return {"type": "created", "room": message.room, "connectionId": message.connection_id}
+        case Joined():
+            return {
+                "type": "joined",
+                "room": message.room,
+                "connectionId": message.connection_id,
+                "peers": list(message.peers),
+            }
+        case PeerJoined():
+            return {
+                "type": "peer-joined",
+                "room": message.room,
+                "connectionId": message.connection_id,
+            }
+        case Ready():
+            return {"type": "ready", "room": message.room, "peers": list(message.peers)}
+        case Full():
+            return {"type": "full", "room": message.room}
+        case PeerLeft():
+            return {
+                "type": "peer-left",
+                "room": message.room,
+                "connectionId": message.connection_id,
+            }
+        case Relayed():
+            return {"type": "message", "from": message.sender, "data": message.data}
+        case Error():
+            obj: dict[str, Any] = {
+                "type": "error",
+                "code": str(message.code),
+                "message": message.message,
+            }
+            if message.ref is not ABSENT:
+                obj["ref"] = message.ref
+            return obj
+    raise TypeError(f"not a server message: {message!r}")
+
+
+def encode(message: ServerMessage) -> str:
+    """Serialize a server message for the native endpoint."""
+    return json.dumps(to_json_object(message), separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_apigw(message: ServerMessage, own_id: str) -> str | None:
+    """Serialize what an /apigw client with id ``own_id`` should see, if anything.
+
+    Relayed data arrives as ``{"message": M, "from": ID}`` and errors as
+    ``{"connectionId": OWN, "error": CODE}``; room events have no /apigw form
+    (such clients never join rooms) and give ``None``.
+    """
+    if isinstance(message, Relayed):
+        return json.dumps({"message": message.data, "from": message.sender}, ensure_ascii=False)
+    if isinstance(message, Error):
+        return json.dumps({"connectionId": own_id, "error": str(message.code)})
+    return None
+
+
+def encode_apigw_answer(own_id: str) -> str:
+    """The answer every /apigw frame gets: the sender's own connection id."""
+    return json.dumps({"connectionId": own_id})
+
+
+# --------------------------------------------------------------------------
+# Client side: encode requests, parse server messages
+
+
+def encode_request(request: Request) -> str:
+    """Serialize a request for the native endpoint."""
+    obj: dict[str, Any]
+    match request:
+        case Join():
+            obj = {"type": "join", "room": request.room}
+        case Leave():
+            obj = {"type": "leave"}
+        case Send():
+            obj = {"type": "message", "data": request.data}
+            if request.to is not None:
+                obj["to"] = request.to
+        case _:
+            raise TypeError(f"not a request: {request!r}")
+    if request.id is not ABSENT:
+        obj["id"] = request.id
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
+    value = obj.get(name)
+    if not isinstance(value, kind):
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"{obj.get('type')!r} needs {kind.__name__} field {name!r}"
+        )
+    return value
+
+
+def _peers(obj: dict[str, Any]) -> tuple[str, ...]:
+    peers = _field(obj, "peers", list)
+    if not all(isinstance(p, str) for p in peers):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'peers' must list connection ids")
+    return tuple(peers)
+
+
+def parse_server_message(frame: str | bytes) -> ServerMessage | UnknownServerMessage:
+    """Parse a frame from the server (client side).
+
+    Unknown ``type`` values give :class:`UnknownServerMessage` (to ignore);
+    malformed frames raise :class:`ProtocolError`.
+    """
+    obj = _load_object(frame)
+    kind = _field(obj, "type", str)
+    if kind == "welcome":
+        ice = obj.get("iceServers", [])
+        if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE, "'iceServers' must list RTCIceServer objects"
+            )
+        return Welcome(
+            connection_id=_field(obj, "connectionId", str),
+            server=str(obj.get("server", "")),
+            ice_servers=tuple(ice),
+            protocol=int(obj.get("protocol", PROTOCOL_VERSION)),
+        )
+    if kind == "created":
+        return Created(
+            room=_field(obj, "room", str), connection_id=_field(obj, "connectionId", str)
+        )
+    if kind == "joined":
+        return Joined(
+            room=_field(obj, "room", str),
+            connection_id=_field(obj, "connectionId", str),
+            peers=_peers(obj),
+        )
+    if kind == "peer-joined":
+        return PeerJoined(
+            room=_field(obj, "room", str), connection_id=_field(obj, "connectionId", str)
+        )
+    if kind == "ready":
+        return Ready(room=_field(obj, "room", str), peers=_peers(obj))
+    if kind == "full":
+        return Full(room=_field(obj, "room", str))
+    if kind == "peer-left":
+        return PeerLeft(
+            room=_field(obj, "room", str), connection_id=_field(obj, "connectionId", str)
+        )
+    if kind == "message":
+        if "data" not in obj:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'message' needs a 'data' field")
+        return Relayed(sender=_field(obj, "from", str), data=obj["data"])
+    if kind == "error":
+        raw_code = _field(obj, "code", str)
+        try:
+            code = ErrorCode(raw_code)
+        except ValueError:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown error code {raw_code!r}") from None
+        return Error(code=code, message=str(obj.get("message", "")), ref=obj.get("ref", ABSENT))
+    return UnknownServerMessage(type=kind, fields=obj)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets up everything callapp needs on a Debian machine: the system libraries
+# (Qt, Xvfb), a virtual environment in .venv and the package with its
+# development extras. Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages. Qt's offscreen and xcb platforms need these libraries;
+# Xvfb gives the screenshot scripts a real X display.
+DEBIAN_PACKAGES=(
+  libgl1 libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0
+  libxkbcommon-x11-0 xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0
+  libxcb-render-util0 libxcb-xinerama0 libxcb-cursor0 libxcb-shape0
+  libxcb-randr0 libxcb-xkb1 libxcb-xfixes0
+)
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+fi
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python environment. Reinstall only when pyproject.toml changed.
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+stamp=.venv/.callapp-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
