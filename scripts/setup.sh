@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   libgl1 libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0
   libxkbcommon-x11-0 xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0
   libxcb-render-util0 libxcb-xinerama0 libxcb-cursor0 libxcb-shape0
-  libxcb-randr0 libxcb-xkb1 libxcb-xfixes0
+  libxcb-randr0 libxcb-xkb1 libxcb-xfixes0 chromium
 )
 
 missing=()
