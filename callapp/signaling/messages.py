@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -33,7 +34,12 @@ PROTOCOL_VERSION: Final = 1
 #: Largest accepted message, in bytes after reassembly; the limit itself is allowed.
 MAX_MESSAGE_BYTES: Final = 65_536
 
+#: Deepest nesting of arrays/objects accepted in a message (the message itself is 1).
+#: Far below Python's recursion limit, so whatever parses also encodes again.
+MAX_JSON_DEPTH: Final = 128
+
 _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 #: Any JSON value, as produced by :func:`json.loads`.
 JsonValue: TypeAlias = Any
@@ -212,13 +218,65 @@ ServerMessage: TypeAlias = (
 # Parsing requests (server side)
 
 
-def _load_object(frame: str | bytes, ref: JsonValue = ABSENT) -> dict[str, Any]:
+class _Unreadable(Exception):
+    """JSON that Python would read but that is not interoperable JSON."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Unreadable(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Unreadable(f"number {text[:20]!r} is out of range")
+    return value
+
+
+def _too_deep(value: JsonValue, limit: int) -> bool:
+    """True if ``value`` nests arrays/objects more than ``limit`` levels (iteratively)."""
+    stack: list[tuple[JsonValue, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _load_json(frame: str | bytes) -> JsonValue:
+    """Decode one text frame as strict JSON, or raise ``bad-message``/``bad-json``.
+
+    Stricter than :func:`json.loads` where Python's leniency would let through
+    what browsers cannot read back: ``NaN``/``Infinity``, numbers beyond a
+    double (``1e400`` would come back out as ``Infinity``), and nesting so deep
+    that re-encoding would hit the recursion limit.
+    """
     if isinstance(frame, bytes | bytearray | memoryview):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted; send text")
     try:
-        value = json.loads(frame)
+        value = json.loads(frame, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _Unreadable as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from None
     except (ValueError, RecursionError):
         raise ProtocolError(ErrorCode.BAD_JSON, "message is not valid JSON") from None
+    # Nesting depth is at most the number of opening brackets: skip the walk
+    # for the usual small message.
+    if (frame.count("[") + frame.count("{") > MAX_JSON_DEPTH) and _too_deep(value, MAX_JSON_DEPTH):
+        raise ProtocolError(
+            ErrorCode.BAD_JSON, f"message nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+    return value
+
+
+def _load_object(frame: str | bytes) -> dict[str, Any]:
+    value = _load_json(frame)
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "message must be a JSON object")
     return value
@@ -278,21 +336,24 @@ ApigwRequest: TypeAlias = ApigwSend | ApigwPing
 def parse_apigw_request(frame: str | bytes) -> ApigwRequest:
     """Parse one /apigw frame.
 
-    A zero-length frame, or JSON that is not a delivery, is a ping. A delivery
-    is an object with a string ``connectionId`` and a non-null ``message``.
-    Raises :class:`ProtocolError` (``bad-json``/``bad-message``) otherwise.
+    A delivery is an object with a non-null ``connectionId`` and a non-null
+    ``message``. Every other frame that is JSON (or zero-length) is a ping,
+    answered only with the sender's id, as the serverless original does.
+    Raises :class:`ProtocolError`: ``bad-json`` for text that is not JSON,
+    ``bad-message`` for a binary frame, ``unknown-peer`` for a delivery whose
+    ``connectionId`` is not a string (no connection can have that id).
     """
     if frame in ("", b""):
         return ApigwPing()
-    obj = _load_object(frame)
+    obj = _load_json(frame)
+    if not isinstance(obj, dict):
+        return ApigwPing()
     to = obj.get("connectionId")
     message = obj.get("message")
-    if to is None and message is None:
+    if to is None or message is None:
         return ApigwPing()
-    if not isinstance(to, str) or message is None:
-        raise ProtocolError(
-            ErrorCode.BAD_MESSAGE, "a delivery needs a string 'connectionId' and a 'message'"
-        )
+    if not isinstance(to, str):
+        raise ProtocolError(ErrorCode.UNKNOWN_PEER, "'connectionId' must be a connection id")
     return ApigwSend(to=to, message=message)
 
 
@@ -350,9 +411,23 @@ def to_json_object(message: ServerMessage) -> dict[str, Any]:
     raise TypeError(f"not a server message: {message!r}")
 
 
+def _dumps(obj: Any, separators: tuple[str, str] = (",", ":")) -> str:
+    """JSON text that is valid UTF-8 once encoded, and valid JSON for browsers.
+
+    Non-ASCII text stays as is (smaller), except when the value holds a lone
+    surrogate (legal as a ``\\ud800`` escape in JSON, unencodable in UTF-8):
+    then everything is escaped, which is equal JSON. ``NaN`` and infinities
+    are not JSON and raise ``ValueError`` (parsing never produces them).
+    """
+    text = json.dumps(obj, separators=separators, ensure_ascii=False, allow_nan=False)
+    if _SURROGATE.search(text) is not None:
+        text = json.dumps(obj, separators=separators, ensure_ascii=True, allow_nan=False)
+    return text
+
+
 def encode(message: ServerMessage) -> str:
     """Serialize a server message for the native endpoint."""
-    return json.dumps(to_json_object(message), separators=(",", ":"), ensure_ascii=False)
+    return _dumps(to_json_object(message))
 
 
 def encode_apigw(message: ServerMessage, own_id: str) -> str | None:
@@ -363,7 +438,7 @@ def encode_apigw(message: ServerMessage, own_id: str) -> str | None:
     (such clients never join rooms) and give ``None``.
     """
     if isinstance(message, Relayed):
-        return json.dumps({"message": message.data, "from": message.sender}, ensure_ascii=False)
+        return _dumps({"message": message.data, "from": message.sender}, separators=(", ", ": "))
     if isinstance(message, Error):
         return json.dumps({"connectionId": own_id, "error": str(message.code)})
     return None
@@ -394,7 +469,7 @@ def encode_request(request: Request) -> str:
             raise TypeError(f"not a request: {request!r}")
     if request.id is not ABSENT:
         obj["id"] = request.id
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(obj)
 
 
 def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
@@ -427,11 +502,14 @@ def parse_server_message(frame: str | bytes) -> ServerMessage | UnknownServerMes
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE, "'iceServers' must list RTCIceServer objects"
             )
+        protocol = obj.get("protocol", PROTOCOL_VERSION)
+        if not isinstance(protocol, int) or isinstance(protocol, bool):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'protocol' must be an integer")
         return Welcome(
             connection_id=_field(obj, "connectionId", str),
             server=str(obj.get("server", "")),
             ice_servers=tuple(ice),
-            protocol=int(obj.get("protocol", PROTOCOL_VERSION)),
+            protocol=protocol,
         )
     if kind == "created":
         return Created(
