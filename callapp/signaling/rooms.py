@@ -12,6 +12,8 @@ Transitions of one connection::
     event                 not in a room                 in room R
     join R2 (room free)   -> in R2: created/joined      -> leaves R (peer-left), in R2
     join R2 (full)        full, stays                   full, stays in R
+    join R2 (new, at      busy, stays                   busy, stays in R (unless
+      max_rooms)                                        alone in R: R is freed)
     join R (same room)    -                             joined with current peers
     leave                 ignored                       -> not in a room; peer-left to R
     message to ID         relayed (or unknown-peer)     relayed (or unknown-peer)
@@ -128,9 +130,15 @@ class RoomRouter:
             return [Deliver(joiner, Joined(room, joiner, tuple(members)))]
         if members is not None and len(members) >= self.capacity:
             return [Deliver(joiner, Full(room))]
-        if members is None and self.max_rooms is not None and len(self._rooms) >= self.max_rooms:
-            error = Error(ErrorCode.BUSY, "the server has too many rooms; try later", request.id)
-            return [Deliver(joiner, error)]
+        if members is None and self.max_rooms is not None:
+            # A joiner alone in its current room frees that room as it moves,
+            # so the move does not add a room.
+            freed = current is not None and len(self._rooms[current]) == 1
+            if len(self._rooms) - freed >= self.max_rooms:
+                error = Error(
+                    ErrorCode.BUSY, "the server has too many rooms; try later", request.id
+                )
+                return [Deliver(joiner, error)]
 
         deliveries = self._leave_room(joiner)
         if members is None:
