@@ -13,6 +13,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``callapp`` console script; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--self-test"]:
+        from callapp.selftest import main as selftest_main
+
+        return selftest_main(args)
     if args[:1] == ["call"]:
         from callapp.call.cli import main as call_main
 
