@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -24,7 +25,7 @@ ICNS_TYPES = ((b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic10", 1024))
 
 def render_png(svg: Path, size: int) -> bytes:
     """The SVG drawn at ``size`` x ``size`` pixels, as PNG bytes."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
+    from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication, QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
@@ -35,12 +36,11 @@ def render_png(svg: Path, size: int) -> bytes:
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     QSvgRenderer(str(svg)).render(painter)
     painter.end()
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
-    buffer.close()
-    return bytes(data.data())
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / f"{size}.png"
+        if not image.save(str(target)):
+            raise RuntimeError(f"Qt could not write {target}")
+        return target.read_bytes()
 
 
 def ico(pngs: dict[int, bytes]) -> bytes:
