@@ -1,0 +1,66 @@
+"""The shapes the UI needs from the call engine and the signaling server.
+
+The view-model is written against these protocols, so tests can drive it
+with a fake session, and the launcher plugs in the real
+:class:`~callapp.call.session.CallSession` and
+:class:`~callapp.signaling.server.SignalingServer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from callapp.call.config import CallConfig
+from callapp.call.state import CallSnapshot
+from callapp.call.stats import CallStats
+
+#: Receives an ``av.VideoFrame`` on the event loop's thread.
+FrameCallback = Callable[[Any], None]
+
+
+class SessionLike(Protocol):
+    """What the view-model uses of ``CallSession``."""
+
+    @property
+    def snapshot(self) -> CallSnapshot: ...
+
+    def subscribe(self, callback: Callable[[CallSnapshot], None]) -> Callable[[], None]: ...
+
+    def set_frame_callbacks(
+        self, *, remote: FrameCallback | None = None, local: FrameCallback | None = None
+    ) -> None: ...
+
+    async def connect(self) -> str: ...
+
+    async def join_room(self, room: str) -> None: ...
+
+    async def dial(self, peer_id: str) -> None: ...
+
+    async def accept(self) -> None: ...
+
+    async def decline(self) -> None: ...
+
+    async def hang_up(self) -> None: ...
+
+    async def set_video_enabled(self, enabled: bool) -> None: ...
+
+    async def stats(self) -> CallStats | None: ...
+
+    async def close(self) -> None: ...
+
+
+class ServerLike(Protocol):
+    """What Host uses of ``SignalingServer``."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+SessionFactory = Callable[[CallConfig], SessionLike]
+#: ``(host, port) -> server`` (not yet started).
+ServerFactory = Callable[[str, int], ServerLike]

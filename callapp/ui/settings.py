@@ -1,0 +1,115 @@
+"""Settings kept between runs: a plain model and a QSettings-backed store.
+
+:class:`Settings` is a frozen value the window edits; :class:`SettingsStore`
+reads and writes it. Tests point the store at a temporary INI file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+#: Set to an INI file path to keep settings there instead of the platform default.
+SETTINGS_ENV = "CALLAPP_SETTINGS"
+
+VIDEO_CHOICES = ("camera", "test")
+RESOLUTIONS: tuple[tuple[int, int], ...] = ((320, 240), (640, 480), (1280, 720))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the app remembers; defaults suit a first run."""
+
+    server_url: str = "ws://127.0.0.1:8765/ws"
+    room: str = ""
+    #: "camera", "test" or a path to a video file.
+    video: str = "camera"
+    width: int = 640
+    height: int = 480
+    #: STUN/TURN URLs, e.g. ("stun:stun.example.org:3478",).
+    ice_servers: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_changes(
+        self,
+        *,
+        server_url: str | None = None,
+        room: str | None = None,
+        video: str | None = None,
+        resolution: tuple[int, int] | None = None,
+        ice_servers: tuple[str, ...] | None = None,
+    ) -> Settings:
+        """A copy with the given fields replaced."""
+        w, h = resolution if resolution is not None else (self.width, self.height)
+        return replace(
+            self,
+            server_url=self.server_url if server_url is None else server_url,
+            room=self.room if room is None else room,
+            video=self.video if video is None else video,
+            width=w,
+            height=h,
+            ice_servers=self.ice_servers if ice_servers is None else ice_servers,
+        )
+
+
+def parse_ice_servers(text: str) -> tuple[str, ...]:
+    """ICE server URLs from free text: separated by commas, spaces or new lines."""
+    pieces = text.replace(",", " ").split()
+    return tuple(p for p in pieces if p)
+
+
+class SettingsStore:
+    """Loads and saves :class:`Settings` through QSettings.
+
+    ``path`` (or ``$CALLAPP_SETTINGS``) selects an INI file; without either the
+    platform's usual place for organization "callapp", application "callapp".
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        chosen = path if path is not None else os.environ.get(SETTINGS_ENV)
+        if chosen is not None:
+            self._qs = QSettings(str(Path(chosen)), QSettings.Format.IniFormat)
+        else:
+            self._qs = QSettings(
+                QSettings.Format.IniFormat, QSettings.Scope.UserScope, "callapp", "callapp"
+            )
+
+    @property
+    def location(self) -> str:
+        """The file the settings live in."""
+        return self._qs.fileName()
+
+    def load(self) -> Settings:
+        """The saved settings; defaults for anything missing or unreadable."""
+        d = Settings()
+        qs = self._qs
+        ice = str(qs.value("call/ice_servers", "") or "")
+        return Settings(
+            server_url=str(qs.value("connection/server_url", d.server_url) or d.server_url),
+            room=str(qs.value("connection/room", d.room) or ""),
+            video=str(qs.value("media/video", d.video) or d.video),
+            width=_int(qs.value("media/width", d.width), d.width),
+            height=_int(qs.value("media/height", d.height), d.height),
+            ice_servers=parse_ice_servers(ice),
+        )
+
+    def save(self, settings: Settings) -> None:
+        """Write ``settings`` and flush them to disk."""
+        qs = self._qs
+        qs.setValue("connection/server_url", settings.server_url)
+        qs.setValue("connection/room", settings.room)
+        qs.setValue("media/video", settings.video)
+        qs.setValue("media/width", settings.width)
+        qs.setValue("media/height", settings.height)
+        qs.setValue("call/ice_servers", " ".join(settings.ice_servers))
+        qs.sync()
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        return default
+    return number if number > 0 else default

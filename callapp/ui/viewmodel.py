@@ -1,0 +1,430 @@
+"""The one view-model: session snapshots in, Qt signals out; user intents in, session calls out.
+
+Widgets never touch the call engine: they render what this object signals
+and call its actions. Actions are ``qasync.asyncSlot`` coroutines; calling
+one schedules it on the running loop and returns its task (tests await it).
+Failures never escape an action: they become one plain sentence on
+:attr:`CallViewModel.errorChanged`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, cast
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from qasync import asyncSlot as _qasync_async_slot
+
+from callapp.call.config import CallConfig
+from callapp.call.state import CallPhase, CallSnapshot
+from callapp.call.stats import CallStats
+from callapp.ui.address import (
+    DEFAULT_PORT,
+    LOOPBACK,
+    AddressError,
+    choose_lan_address,
+    local_address_candidates,
+    normalize_server_url,
+    server_url,
+)
+from callapp.ui.controls import IN_CALL, Controls, controls_for, ending_message
+from callapp.ui.errors import explain
+from callapp.ui.names import random_room_name, room_problem
+from callapp.ui.ports import ServerFactory, ServerLike, SessionFactory, SessionLike
+from callapp.ui.services import UiServices
+from callapp.ui.status import call_duration, stats_text, status_text
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+
+
+def async_slot(
+    *types: type,
+) -> Callable[[Callable[P, Coroutine[Any, Any, None]]], Callable[P, asyncio.Task[None]]]:
+    """``qasync.asyncSlot`` with types: the decorated method returns its task."""
+    return cast(
+        Callable[[Callable[P, Coroutine[Any, Any, None]]], Callable[P, asyncio.Task[None]]],
+        _qasync_async_slot(*types),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """How new sessions are configured (from settings and command-line flags)."""
+
+    video: str = "camera"
+    width: int = 640
+    height: int = 480
+    ice_servers: tuple[str, ...] = field(default_factory=tuple)
+    allow_loopback: bool = False
+    codec: str = "vp8"
+
+    def config(self, url: str) -> CallConfig:
+        return CallConfig(
+            server_url=url,
+            video=self.video,
+            width=self.width,
+            height=self.height,
+            codec=self.codec,
+            ice_servers=self.ice_servers,
+            allow_loopback=self.allow_loopback,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hosting:
+    """What to tell the other person while this app hosts a call."""
+
+    share_url: str
+    local_url: str
+    room: str
+    port: int
+
+
+class InputError(ValueError):
+    """Something typed into the window cannot be used; ``str()`` says why."""
+
+
+class CallViewModel(QObject):
+    """Turns a call session into Qt signals and button presses into session calls."""
+
+    snapshotChanged = Signal(object)  # CallSnapshot
+    statusChanged = Signal(str)
+    connectionIdChanged = Signal(str)
+    durationChanged = Signal(str)
+    statsChanged = Signal(str)
+    errorChanged = Signal(str)  # "" when the error is cleared
+    noticeChanged = Signal(str)
+    hostingChanged = Signal(object)  # Hosting | None
+    controlsChanged = Signal(object)  # Controls
+    remoteActiveChanged = Signal(bool)
+    remoteFrame = Signal(object)  # av.VideoFrame
+    localFrame = Signal(object)  # av.VideoFrame
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        server_factory: ServerFactory,
+        services: UiServices,
+        options: CallOptions | None = None,
+        *,
+        host_port: int = DEFAULT_PORT,
+        bind_host: str = "0.0.0.0",
+        lan_address: Callable[[], str] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._session_factory = session_factory
+        self._server_factory = server_factory
+        self._services = services
+        self.options = options or CallOptions()
+        self._host_port = host_port
+        self._bind_host = bind_host
+        self._lan_address = lan_address or (lambda: choose_lan_address(local_address_candidates()))
+        self._session: SessionLike | None = None
+        self._session_url: str | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._server: ServerLike | None = None
+        self._hosting: Hosting | None = None
+        self._snapshot: CallSnapshot = CallSnapshot()
+        self._busy = 0
+        self._video_enabled = True
+        self._remote_active = False
+        self._prompt: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self.last_stats: CallStats | None = None
+        self.error = ""
+        self.errors: list[str] = []
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+
+    # -- what views read ---------------------------------------------------------
+
+    @property
+    def snapshot(self) -> CallSnapshot:
+        return self._snapshot
+
+    @property
+    def hosting(self) -> Hosting | None:
+        return self._hosting
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    @property
+    def controls(self) -> Controls:
+        return controls_for(self._snapshot, busy=self.busy, hosting=self._hosting is not None)
+
+    @property
+    def session(self) -> SessionLike | None:
+        return self._session
+
+    # -- actions -----------------------------------------------------------------
+
+    @async_slot()
+    async def host(self, room: str = "") -> None:
+        """Start the embedded server, then join ``room`` (a random one if empty)."""
+        async with self._action():
+            name = room.strip() or random_room_name()
+            _check_room(name)
+            await self._drop_session()
+            await self._stop_server()
+            server = await self._start_server()
+            hosting = Hosting(
+                share_url=server_url(self._lan_address(), server.port),
+                local_url=server_url(LOOPBACK, server.port),
+                room=name,
+                port=server.port,
+            )
+            self._hosting = hosting
+            self.hostingChanged.emit(hosting)
+            session = await self._ensure_session(hosting.local_url)
+            await session.join_room(name)
+
+    @async_slot()
+    async def stop_hosting(self) -> None:
+        """Leave the call and stop the embedded server."""
+        async with self._action():
+            await self._drop_session()
+            await self._stop_server()
+
+    @async_slot()
+    async def join(self, server_text: str, room: str) -> None:
+        """Connect to a server and join ``room``; with no room, just connect and wait."""
+        async with self._action():
+            url = normalize_server_url(server_text)
+            name = room.strip()
+            if name:
+                _check_room(name)
+            session = await self._ensure_session(url)
+            if name:
+                await session.join_room(name)
+
+    @async_slot()
+    async def call(self, server_text: str, peer_id: str) -> None:
+        """Dial a connection id (connecting to the server first if needed)."""
+        async with self._action():
+            peer = peer_id.strip()
+            if not peer:
+                raise InputError("Enter the connection id of the person to call.")
+            if self._hosting is not None:
+                url = self._hosting.local_url
+            else:
+                url = normalize_server_url(server_text)
+            session = await self._ensure_session(url)
+            if peer == session.snapshot.connection_id:
+                raise InputError("That is this app's own connection id; enter the other one.")
+            await session.dial(peer)
+
+    @async_slot()
+    async def hang_up(self) -> None:
+        async with self._action():
+            if self._session is not None:
+                await self._session.hang_up()
+
+    @async_slot()
+    async def accept(self) -> None:
+        async with self._action():
+            if self._session is not None and self._session.snapshot.phase is CallPhase.RINGING:
+                await self._session.accept()
+
+    @async_slot()
+    async def decline(self) -> None:
+        async with self._action():
+            if self._session is not None and self._session.snapshot.phase is CallPhase.RINGING:
+                await self._session.decline()
+
+    @async_slot(bool)
+    async def set_video_enabled(self, enabled: bool) -> None:
+        async with self._action(clear_error=False):
+            self._video_enabled = enabled
+            if self._session is not None:
+                await self._session.set_video_enabled(enabled)
+
+    @async_slot()
+    async def shutdown(self) -> None:
+        """Hang up, close the session and stop the server (the window is closing)."""
+        self._timer.stop()
+        try:
+            await self._drop_session()
+            await self._stop_server()
+        except Exception as exc:  # closing must finish whatever happens
+            log.warning("error while shutting down: %s", exc, exc_info=True)
+
+    def copy(self, text: str) -> None:
+        """Copy ``text`` (an id, an address, a room) to the clipboard."""
+        if text:
+            self._services.copy_text(text)
+
+    def show_error(self, message: str) -> None:
+        """Put ``message`` in the error banner ("" clears it)."""
+        self.error = message
+        if message:
+            self.errors.append(message)
+        self.errorChanged.emit(message)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _action(self, *, clear_error: bool = True) -> AsyncIterator[None]:
+        if clear_error and self.error:
+            self.show_error("")
+        self._busy += 1
+        self._emit_controls()
+        try:
+            yield
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.show_error(explain(exc, server_url=self._session_url))
+        finally:
+            self._busy -= 1
+            self._emit_controls()
+
+    async def _start_server(self) -> ServerLike:
+        ports = [self._host_port, 0] if self._host_port else [0]
+        last: OSError | None = None
+        for port in ports:
+            server = self._server_factory(self._bind_host, port)
+            try:
+                await server.start()
+            except OSError as exc:
+                log.info("cannot listen on port %s: %s", port, exc)
+                last = exc
+                continue
+            self._server = server
+            return server
+        assert last is not None
+        raise last
+
+    async def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if self._hosting is not None:
+            self._hosting = None
+            self.hostingChanged.emit(None)
+        if server is not None:
+            await server.stop()
+
+    async def _ensure_session(self, url: str) -> SessionLike:
+        session = self._session
+        if (
+            session is not None
+            and self._session_url == url
+            and session.snapshot.phase not in (CallPhase.IDLE, CallPhase.CLOSED)
+        ):
+            return session
+        await self._drop_session()
+        session = self._session_factory(self.options.config(url))
+        self._session = session
+        self._session_url = url
+        self._unsubscribe = session.subscribe(self._on_snapshot)
+        session.set_frame_callbacks(remote=self.remoteFrame.emit, local=self.localFrame.emit)
+        self._on_snapshot(session.snapshot)
+        try:
+            await session.connect()
+            if not self._video_enabled:
+                await session.set_video_enabled(False)
+        except BaseException:
+            await self._drop_session()
+            raise
+        return session
+
+    async def _drop_session(self) -> None:
+        session, self._session = self._session, None
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if session is None:
+            return
+        try:
+            await session.close()
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+            session.set_frame_callbacks(remote=None, local=None)
+            self._session_url = None
+            self.last_stats = None
+            self._on_snapshot(CallSnapshot(end_reason=session.snapshot.end_reason), force=True)
+
+    def _on_snapshot(self, snap: CallSnapshot, *, force: bool = False) -> None:
+        previous = self._snapshot
+        self._snapshot = snap
+        message = ending_message(previous, snap)
+        if message:
+            self.show_error(message)
+        self.snapshotChanged.emit(snap)
+        self.statusChanged.emit(status_text(snap))
+        if snap.connection_id != previous.connection_id or force:
+            self.connectionIdChanged.emit(snap.connection_id or "")
+        if snap.notice != previous.notice or force:
+            self.noticeChanged.emit(snap.notice or "")
+        active = snap.phase is CallPhase.CONNECTED or (
+            snap.phase is CallPhase.RECONNECTING and snap.connected_at is not None
+        )
+        if active != self._remote_active:
+            self._remote_active = active
+            self.remoteActiveChanged.emit(active)
+            if not active:
+                self.statsChanged.emit("")
+                self.durationChanged.emit("")
+        self._emit_controls()
+        if snap.phase is CallPhase.RINGING and snap.peer_id and self._prompt is None:
+            self._prompt = asyncio.ensure_future(self._ask(snap.peer_id))
+        elif (
+            snap.phase is not CallPhase.RINGING
+            and self._prompt is not None
+            and not self._prompt.done()
+        ):
+            self._services.dismiss_call_prompt()
+
+    async def _ask(self, peer_id: str) -> None:
+        try:
+            accepted = await self._services.ask_accept_call(peer_id)
+            session = self._session
+            if session is None or session.snapshot.phase is not CallPhase.RINGING:
+                return
+            if accepted:
+                await self.accept()
+            else:
+                await self.decline()
+        finally:
+            self._prompt = None
+
+    def _emit_controls(self) -> None:
+        self.controlsChanged.emit(self.controls)
+
+    def _tick(self) -> None:
+        snap = self._snapshot
+        if snap.phase not in IN_CALL and snap.phase is not CallPhase.RECONNECTING:
+            return
+        self.durationChanged.emit(call_duration(snap, time.monotonic()))
+        if self._remote_active and self._session is not None and self._stats_task is None:
+            self._stats_task = asyncio.ensure_future(self._refresh_stats(self._session))
+
+    async def _refresh_stats(self, session: SessionLike) -> None:
+        try:
+            stats = await session.stats()
+        except Exception as exc:  # stats are best effort
+            log.debug("stats failed: %s", exc)
+            return
+        finally:
+            self._stats_task = None
+        if session is self._session:
+            self.last_stats = stats
+            self.statsChanged.emit(stats_text(stats))
+
+
+def _check_room(name: str) -> None:
+    problem = room_problem(name)
+    if problem:
+        raise InputError(problem)
+
+
+__all__ = ["AddressError", "CallOptions", "CallViewModel", "Hosting", "InputError"]
