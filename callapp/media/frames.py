@@ -1,0 +1,78 @@
+"""Video frame buffers: yuv420p frames, zero-copy plane views, black frames.
+
+Every source in this package produces ``yuv420p`` frames, the format aiortc's
+VP8 and H.264 encoders consume, so no colour conversion happens between a
+source and the encoder. Frames are never reused once handed out: the encoder
+reads them on an executor thread while the next one is being made.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+from av import VideoFrame
+
+VIDEO_CLOCK_RATE = 90_000
+"""RTP video clock: frame ``pts`` count ticks of 1/90000 s."""
+
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+
+# BT.601 limited range, the range libvpx and browsers assume for yuv420p.
+BLACK_Y = 16
+NEUTRAL_UV = 128
+
+Plane = npt.NDArray[np.uint8]
+
+
+def check_size(width: int, height: int) -> None:
+    """Raise ValueError unless ``width`` x ``height`` suits a yuv420p frame.
+
+    Both must be even (chroma is subsampled 2x2) and at least 16.
+    """
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise ValueError(f"frame size must be even and at least 16x16, got {width}x{height}")
+
+
+def plane_views(frame: VideoFrame) -> tuple[Plane, Plane, Plane]:
+    """The Y, U and V planes of a ``yuv420p`` frame as writable numpy views.
+
+    No copy is made: writing to a view writes to the frame. Each view is
+    cropped to the visible width, so rows may be strided (FFmpeg pads lines
+    to ``line_size``). Raises ValueError for any other pixel format.
+    """
+    if frame.format.name != "yuv420p":
+        raise ValueError(f"expected a yuv420p frame, got {frame.format.name}")
+    views = []
+    for plane in frame.planes:
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8)
+        rows = rows.reshape(plane.height, plane.line_size)
+        views.append(rows[:, : plane.width])
+    y, u, v = views
+    return y, u, v
+
+
+def new_frame(width: int, height: int) -> VideoFrame:
+    """A fresh ``yuv420p`` frame whose pixels are uninitialised."""
+    return VideoFrame(width=width, height=height, format="yuv420p")
+
+
+def black_frame(width: int, height: int) -> VideoFrame:
+    """A fresh black ``yuv420p`` frame (Y=16, U=V=128), pts unset."""
+    frame = new_frame(width, height)
+    y, u, v = plane_views(frame)
+    y.fill(BLACK_Y)
+    u.fill(NEUTRAL_UV)
+    v.fill(NEUTRAL_UV)
+    return frame
+
+
+def frame_to_ndarray(frame: VideoFrame) -> Plane:
+    """The luma (Y) plane of a ``yuv420p`` frame as a numpy view, no copy.
+
+    Cheap enough to call per frame, e.g. to measure brightness, detect a
+    frozen picture or compare frames in tests. For RGB use ``frame.to_ndarray(
+    format="rgb24")``, which converts (the UI does that, not this package).
+    """
+    return plane_views(frame)[0]
