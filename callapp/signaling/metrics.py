@@ -1,0 +1,78 @@
+"""Prometheus metrics of one signaling server, on a registry of its own.
+
+Each :class:`SignalingMetrics` owns a fresh
+:class:`prometheus_client.CollectorRegistry`, so several servers in one
+process (tests, the desktop app's Host button next to a standalone server)
+never share or collide on counters. :meth:`SignalingMetrics.render` gives
+the Prometheus text format 0.0.4 that ``GET /metrics`` serves.
+
+Metric names, all prefixed ``callapp_signaling_``:
+
+* ``connections`` (gauge): live WebSocket connections, both endpoints.
+* ``rooms`` (gauge): rooms with at least one member.
+* ``connections_opened_total`` (counter): connections accepted, by endpoint.
+* ``connections_refused_total`` (counter): handshakes refused, by reason.
+* ``messages_received_total`` (counter): messages received, by endpoint.
+* ``messages_relayed_total`` (counter): relayed messages written to queues
+  (a room broadcast to two members counts two).
+* ``errors_total`` (counter): ``error`` answers sent, by protocol code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+PREFIX: Final = "callapp_signaling"
+
+#: ``Content-Type`` of :meth:`SignalingMetrics.render`'s output.
+CONTENT_TYPE: Final[str] = CONTENT_TYPE_PLAIN_0_0_4
+
+
+class SignalingMetrics:
+    """The counters and gauges of one server.
+
+    ``connections`` and ``rooms`` are read from the callables when scraped,
+    so they can never drift from the room router's own counts.
+    """
+
+    def __init__(self, connections: Callable[[], float], rooms: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(f"{PREFIX}_connections", "Live WebSocket connections", registry=r)
+        self.connections.set_function(connections)
+        self.rooms = Gauge(f"{PREFIX}_rooms", "Rooms with at least one member", registry=r)
+        self.rooms.set_function(rooms)
+        self.connections_opened = Counter(
+            f"{PREFIX}_connections_opened",
+            "WebSocket connections accepted",
+            ["endpoint"],
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            f"{PREFIX}_connections_refused",
+            "WebSocket handshakes refused",
+            ["reason"],
+            registry=r,
+        )
+        self.messages_received = Counter(
+            f"{PREFIX}_messages_received",
+            "Messages received from clients",
+            ["endpoint"],
+            registry=r,
+        )
+        self.messages_relayed = Counter(
+            f"{PREFIX}_messages_relayed",
+            "Relayed messages queued for a recipient",
+            registry=r,
+        )
+        self.errors = Counter(
+            f"{PREFIX}_errors", "Error answers sent, by protocol code", ["code"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format 0.0.4 (see :data:`CONTENT_TYPE`)."""
+        return bytes(generate_latest(self.registry))
