@@ -1,0 +1,50 @@
+"""What a call session is asked to do: one immutable value, built once.
+
+The Qt app builds a :class:`CallConfig` from its settings dialog, the headless
+CLI from its flags; :class:`~callapp.call.session.CallSession` only reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Codecs the session can prefer; the value is the RTP mime subtype.
+CODECS: tuple[str, ...] = ("vp8", "h264")
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """Settings of one call session.
+
+    ``video`` is a media source spec: ``camera``, ``camera:N``, ``test`` (a
+    generated pattern) or the path of a video file. ``ice_servers`` are the
+    user's own STUN/TURN URLs; the session merges them with the list the
+    signaling server sends in its welcome. ``allow_loopback`` adds 127.0.0.1
+    host candidates, for calls between two apps on one host or in a sandbox
+    whose only interface is loopback.
+    """
+
+    server_url: str
+    video: str = "test"
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    codec: str = "vp8"
+    ice_servers: tuple[str, ...] = ()
+    allow_loopback: bool = False
+    auto_answer: bool = False
+    #: Longest wait for a STUN/TURN server while gathering candidates, in seconds.
+    #: aioice waits 5 s; a server that drops packets must not stall the call.
+    gather_timeout: float = 0.5
+    #: An outgoing call nobody answers ends with ``NO_ANSWER`` after this long.
+    ring_timeout: float = 30.0
+    #: A call whose transport does not come up within this long ends ``FAILED``.
+    connect_timeout: float = 15.0
+    #: A connected call that receives nothing for this long has lost its peer.
+    silence_timeout: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
+        if self.width <= 0 or self.height <= 0 or self.fps <= 0:
+            raise ValueError("width, height and fps must be positive")
