@@ -1,0 +1,283 @@
+"""RoomRouter under random event sequences, checked against a model after every step.
+
+Hypothesis drives connect/join/leave/send (to an id or the room)/disconnect
+over a few connections and rooms, with capacities 2..4 and an optional
+max_rooms. A plain-dict model of PROTOCOL.md's rules predicts what each step
+must deliver; the router's own state and every delivery are checked against
+it and against the protocol's invariants.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from callapp.signaling.messages import (
+    Created,
+    Error,
+    ErrorCode,
+    Full,
+    Join,
+    Joined,
+    Leave,
+    PeerJoined,
+    PeerLeft,
+    Ready,
+    Relayed,
+    Send,
+)
+from callapp.signaling.rooms import Deliver, RoomRouter
+
+CONNECTIONS = tuple(f"conn{i}-{'x' * 16}" for i in range(5))
+ROOMS = ("r0", "r1", "R0")  # "R0" and "r0" are different rooms
+
+connections = st.sampled_from(CONNECTIONS)
+rooms = st.sampled_from(ROOMS)
+
+
+class RouterMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.router: RoomRouter | None = None
+        self.capacity = 2
+        self.max_rooms: int | None = None
+        # The model: live connections -> room (or None); rooms -> members in join order.
+        self.room_of: dict[str, str | None] = {}
+        self.rooms: dict[str, list[str]] = {}
+        self.serial = 0
+
+    # -- set-up ----------------------------------------------------------------
+
+    @initialize(
+        capacity=st.integers(min_value=2, max_value=4), max_rooms=st.sampled_from([None, 1, 2])
+    )
+    def start(self, capacity: int, max_rooms: int | None) -> None:
+        self.capacity = capacity
+        self.max_rooms = max_rooms
+        self.router = RoomRouter(capacity=capacity, max_rooms=max_rooms)
+
+    @property
+    def r(self) -> RoomRouter:
+        assert self.router is not None
+        return self.router
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _misuse(self, c: str, event: Any) -> None:
+        """An event for a connection the router does not know raises and changes nothing."""
+        before = self._snapshot()
+        with pytest.raises(ValueError, match="unknown connection"):
+            event()
+        assert self._snapshot() == before
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        return (
+            self.r.connection_count,
+            self.r.room_count,
+            tuple(self.r.members(room) for room in ROOMS),
+            tuple(self.r.room_of(c) for c in CONNECTIONS),
+        )
+
+    def _check_common(self, sender: str | None, out: list[Deliver]) -> None:
+        for delivery in out:
+            # Nothing ever goes to a closed or unknown connection.
+            assert delivery.to in self.room_of, delivery
+            assert self.r.is_connected(delivery.to)
+            if isinstance(delivery.message, Relayed):
+                assert delivery.message.sender == sender
+
+    def _departure(self, leaver: str) -> list[Deliver]:
+        """Model: ``leaver`` leaves its room; the peer-left each remaining member gets."""
+        room = self.room_of.get(leaver)
+        if room is None:
+            return []
+        members = self.rooms[room]
+        members.remove(leaver)
+        self.room_of[leaver] = None
+        if not members:
+            del self.rooms[room]
+        return [Deliver(m, PeerLeft(room, leaver)) for m in members]
+
+    @staticmethod
+    def _check_one_peer_left_each(out: list[Deliver], leaver: str, stayers: list[str]) -> None:
+        lefts = Counter(
+            d.to
+            for d in out
+            if isinstance(d.message, PeerLeft) and d.message.connection_id == leaver
+        )
+        assert lefts == Counter(stayers), (lefts, stayers)
+
+    # -- rules -----------------------------------------------------------------
+
+    @precondition(lambda self: self.router is not None)
+    @rule(c=connections)
+    def connect(self, c: str) -> None:
+        if c in self.room_of:
+            before = self._snapshot()
+            with pytest.raises(ValueError, match="already connected"):
+                self.r.connect(c)
+            assert self._snapshot() == before
+            return
+        self.r.connect(c)
+        self.room_of[c] = None
+
+    @precondition(lambda self: self.router is not None)
+    @rule(c=connections, room=rooms)
+    def join(self, c: str, room: str) -> None:
+        if c not in self.room_of:
+            self._misuse(c, lambda: self.r.handle(c, Join(room)))
+            return
+        self.serial += 1
+        out = self.r.handle(c, Join(room, id=self.serial))
+        self._check_common(None, out)
+        current = self.room_of[c]
+        members = self.rooms.get(room)
+
+        if current == room:
+            assert members is not None
+            assert out == [Deliver(c, Joined(room, c, tuple(members)))]
+            return
+        if members is not None and len(members) >= self.capacity:
+            assert out == [Deliver(c, Full(room))]
+            return
+        if members is None and self.max_rooms is not None:
+            frees = current is not None and len(self.rooms[current]) == 1
+            if len(self.rooms) - frees >= self.max_rooms:
+                assert out == [Deliver(c, Error(ErrorCode.BUSY, _message(out), self.serial))]
+                return
+
+        old_members = [m for m in self.rooms.get(current, []) if m != c] if current else []
+        expected = self._departure(c)
+        self._check_one_peer_left_each(out, c, old_members)
+        members = self.rooms.setdefault(room, [])
+        members.append(c)
+        self.room_of[c] = room
+        peers = tuple(members)
+        if len(peers) == 1:
+            expected.append(Deliver(c, Created(room, c)))
+        else:
+            expected.append(Deliver(c, Joined(room, c, peers)))
+            expected += [Deliver(m, PeerJoined(room, c)) for m in peers[:-1]]
+        if len(peers) == self.capacity:
+            expected += [Deliver(m, Ready(room, peers)) for m in peers]
+        assert out == expected
+
+    @precondition(lambda self: self.router is not None)
+    @rule(c=connections)
+    def leave(self, c: str) -> None:
+        if c not in self.room_of:
+            self._misuse(c, lambda: self.r.handle(c, Leave()))
+            return
+        room = self.room_of[c]
+        stayers = [m for m in self.rooms.get(room, []) if m != c] if room else []
+        out = self.r.handle(c, Leave(id="bye"))
+        self._check_common(None, out)
+        self._check_one_peer_left_each(out, c, stayers)
+        assert all(d.to != c for d in out)  # the leaver gets no reply
+        assert out == self._departure(c)
+
+    @precondition(lambda self: self.router is not None)
+    @rule(c=connections)
+    def disconnect(self, c: str) -> None:
+        if c not in self.room_of:
+            self._misuse(c, lambda: self.r.disconnect(c))
+            return
+        room = self.room_of[c]
+        stayers = [m for m in self.rooms.get(room, []) if m != c] if room else []
+        out = self.r.disconnect(c)
+        expected = self._departure(c)
+        del self.room_of[c]
+        self._check_common(None, out)
+        self._check_one_peer_left_each(out, c, stayers)
+        assert out == expected
+
+    @precondition(lambda self: self.router is not None)
+    @rule(c=connections, to=connections)
+    def send_to_id(self, c: str, to: str) -> None:
+        if c not in self.room_of:
+            self._misuse(c, lambda: self.r.handle(c, Send(data=0, to=to)))
+            return
+        self.serial += 1
+        data = {"n": self.serial}
+        out = self.r.handle(c, Send(data=data, to=to, id=self.serial))
+        self._check_common(c, out)
+        if to in self.room_of:
+            assert out == [Deliver(to, Relayed(c, data))]
+        else:
+            assert out == [Deliver(c, Error(ErrorCode.UNKNOWN_PEER, _message(out), self.serial))]
+
+    @precondition(lambda self: self.router is not None)
+    @rule(c=connections)
+    def send_to_room(self, c: str) -> None:
+        if c not in self.room_of:
+            self._misuse(c, lambda: self.r.handle(c, Send(data=0)))
+            return
+        self.serial += 1
+        data = [self.serial]
+        out = self.r.handle(c, Send(data=data, id=None))
+        self._check_common(c, out)
+        room = self.room_of[c]
+        if room is None:
+            assert out == [Deliver(c, Error(ErrorCode.NOT_IN_ROOM, _message(out), None))]
+        else:
+            others = [m for m in self.rooms[room] if m != c]
+            assert out == [Deliver(m, Relayed(c, data)) for m in others]
+
+    # -- invariants --------------------------------------------------------------
+
+    @precondition(lambda self: self.router is not None)
+    @invariant()
+    def rooms_match_the_model(self) -> None:
+        assert self.r.connection_count == len(self.room_of)
+        assert self.r.room_count == len(self.rooms)
+        for room in ROOMS:
+            members = self.r.members(room)
+            assert list(members) == self.rooms.get(room, [])
+            # No room over capacity; no empty room kept.
+            assert len(members) <= self.capacity
+            assert (len(members) > 0) == (room in self.rooms)
+            # Only live members.
+            assert all(self.r.is_connected(m) for m in members)
+        if self.max_rooms is not None:
+            assert self.r.room_count <= self.max_rooms
+
+    @precondition(lambda self: self.router is not None)
+    @invariant()
+    def each_connection_is_in_at_most_one_room(self) -> None:
+        for c in CONNECTIONS:
+            holding = [room for room in ROOMS if c in self.r.members(room)]
+            assert len(holding) <= 1
+            if not self.r.is_connected(c):
+                assert holding == []
+                assert self.r.room_of(c) is None
+            else:
+                assert self.r.room_of(c) == (holding[0] if holding else None)
+                assert self.r.room_of(c) == self.room_of[c]
+
+
+def _message(out: list[Deliver]) -> str:
+    """The human-readable text of the single error in ``out`` (its wording is free)."""
+    assert len(out) == 1
+    assert isinstance(out[0].message, Error)
+    assert out[0].message.message
+    return out[0].message.message
+
+
+RouterMachine.TestCase.settings = settings(
+    max_examples=120,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRouterProperties = RouterMachine.TestCase
