@@ -282,6 +282,20 @@ def _load_object(frame: str | bytes) -> dict[str, Any]:
     return value
 
 
+def request_id(frame: str | bytes) -> JsonValue:
+    """The ``id`` of a request frame, or :data:`ABSENT` if it has none or is not JSON.
+
+    For the ``ref`` of errors found before parsing (``rate-limited``): reads
+    the frame with the same strict rules as :func:`parse_request`, so the id
+    it returns always encodes.
+    """
+    try:
+        value = _load_json(frame)
+    except ProtocolError:
+        return ABSENT
+    return value.get("id", ABSENT) if isinstance(value, dict) else ABSENT
+
+
 def parse_request(frame: str | bytes) -> Request:
     """Parse one native-endpoint frame into a request.
 
@@ -426,8 +440,20 @@ def _dumps(obj: Any, separators: tuple[str, str] = (",", ":")) -> str:
 
 
 def encode(message: ServerMessage) -> str:
-    """Serialize a server message for the native endpoint."""
-    return _dumps(to_json_object(message))
+    """Serialize a server message for the native endpoint.
+
+    An ``error`` whose ``ref`` is not JSON (``NaN`` read leniently from a
+    frame that failed before parsing) goes out without ``ref`` rather than
+    as invalid JSON. Anything else that is not JSON raises ``ValueError``.
+    """
+    obj = to_json_object(message)
+    try:
+        return _dumps(obj)
+    except ValueError:
+        if not isinstance(message, Error) or "ref" not in obj:
+            raise
+        del obj["ref"]
+        return _dumps(obj)
 
 
 def encode_apigw(message: ServerMessage, own_id: str) -> str | None:
