@@ -48,6 +48,7 @@ from callapp.signaling.messages import (
     parse_apigw_request,
     parse_request,
     parse_server_message,
+    request_id,
     to_json_object,
 )
 
@@ -503,6 +504,36 @@ def test_a_lone_surrogate_is_relayed_as_an_escape_not_as_invalid_utf8() -> None:
     text.encode("utf-8")
     assert "\\ud800" in text
     assert strict_loads(text)["data"] == "x\ud800y é"
+
+
+@pytest.mark.parametrize("ref", [float("nan"), float("inf"), [1, float("-inf")]], ids=repr)
+def test_an_error_whose_ref_is_not_json_goes_out_without_ref(ref: Any) -> None:
+    text = encode(Error(ErrorCode.RATE_LIMITED, "slow down", ref=ref))
+    assert strict_loads(text) == {"type": "error", "code": "rate-limited", "message": "slow down"}
+
+
+@pytest.mark.parametrize("ident", SAMPLE_VALUES)
+def test_request_id_peeks_the_id_of_any_json_type(ident: Any) -> None:
+    assert request_id(frame({"type": "whatever", "id": ident})) == ident
+    assert request_id(frame({"id": ident, "data": [1]})) == ident
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"type": "leave"}',
+        "[1]",
+        "{",
+        b'{"id": 1}',
+        '{"id": NaN}',
+        '{"id": 1e400}',
+        '{"id": 1, "x": NaN}',
+        nested(MAX_JSON_DEPTH + 1)[:-1] + ',"id":1}',
+    ],
+    ids=repr,
+)
+def test_request_id_is_absent_without_a_readable_id(data: str | bytes) -> None:
+    assert request_id(data) is ABSENT
 
 
 def test_encode_refuses_nan_rather_than_emit_invalid_json() -> None:
