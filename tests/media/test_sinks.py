@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+from callapp.media.sinks import LatestFrameSink
+
+from .conftest import FlatTrack, grey_level
+
+
+class ScriptedTrack(MediaStreamTrack):
+    """Returns the given frames at once, then raises ``end``."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[VideoFrame], end: BaseException) -> None:
+        super().__init__()
+        self.frames = list(frames)
+        self.end = end
+
+    async def recv(self) -> VideoFrame:
+        await asyncio.sleep(0)
+        if self.frames:
+            return self.frames.pop(0)
+        raise self.end
+
+
+def flat(grey: int) -> VideoFrame:
+    from callapp.media.frames import black_frame, plane_views
+
+    frame = black_frame(16, 16)
+    plane_views(frame)[0].fill(grey)
+    return frame
+
+
+async def test_counts_frames_keeps_the_latest_and_ends_with_the_track() -> None:
+    frames = [flat(g) for g in (30, 60, 90)]
+    seen: list[int] = []
+    ended: list[BaseException | None] = []
+    sink = LatestFrameSink(
+        ScriptedTrack(frames, MediaStreamError()),
+        on_frame=lambda f: seen.append(grey_level(f)),
+        on_ended=ended.append,
+    )
+    sink.start()
+    await sink.wait_ended()
+    assert sink.frames_received == 3
+    assert sink.latest is frames[-1]
+    assert seen == [30, 60, 90], "one callback per frame, in order"
+    assert ended == [None], "a normal end"
+    assert sink.error is None
+    assert not sink.running
+
+
+async def test_an_unexpected_error_surfaces() -> None:
+    boom = RuntimeError("decoder exploded")
+    ended: list[BaseException | None] = []
+    sink = LatestFrameSink(ScriptedTrack([flat(40)], boom), on_ended=ended.append)
+    sink.start()
+    await sink.wait_ended()
+    assert sink.error is boom
+    assert ended == [boom]
+    assert sink.frames_received == 1
+
+
+async def test_a_failing_callback_does_not_stop_the_sink(caplog: pytest.LogCaptureFixture) -> None:
+    def bad(frame: VideoFrame) -> None:
+        raise ValueError("paint failed")
+
+    sink = LatestFrameSink(ScriptedTrack([flat(1), flat(2)], MediaStreamError()), on_frame=bad)
+    sink.start()
+    await sink.wait_ended()
+    assert sink.frames_received == 2
+    assert "on_frame callback failed" in caplog.text
+
+
+async def test_stop_leaves_the_track_running_and_ends_the_task() -> None:
+    track = FlatTrack(70)
+    sink = LatestFrameSink(track)
+    sink.start()
+    while sink.frames_received < 2:  # noqa: ASYNC110 (polling a counter the sink owns)
+        await asyncio.sleep(0.005)
+    await sink.stop()
+    assert not sink.running
+    assert track.readyState == "live"
+    await sink.wait_ended()  # returns at once, raises nothing
+    assert sink.latest is not None
+    assert grey_level(sink.latest) == 70
+    track.stop()
+
+
+async def test_ends_when_a_live_track_is_stopped() -> None:
+    track = FlatTrack(70)
+    ended = asyncio.Event()
+    sink = LatestFrameSink(track, on_ended=lambda error: ended.set())
+    sink.start()
+    await asyncio.sleep(0.03)
+    track.stop()
+    await ended.wait()
+    assert sink.error is None
