@@ -46,7 +46,10 @@ def to_qimage(frame: Any, width: int | None = None, height: int | None = None) -
     """Convert (and scale) an ``av.VideoFrame`` to an RGB32 QImage of ``width``x``height``."""
     w = width or int(frame.width)
     h = height or int(frame.height)
-    rgb = frame.reformat(width=w, height=h, format=AV_RGB32)
+    if (w, h) == (frame.width, frame.height):
+        rgb = frame.reformat(format=AV_RGB32)
+    else:  # fast bilinear: a third cheaper than swscale's default, no visible loss for video
+        rgb = frame.reformat(width=w, height=h, format=AV_RGB32, interpolation="FAST_BILINEAR")
     plane = rgb.planes[0]
     image = QImage(memoryview(plane), w, h, int(plane.line_size), QImage.Format.Format_RGB32)
     return ConvertedFrame(

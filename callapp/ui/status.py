@@ -89,3 +89,22 @@ def stats_text(stats: CallStats | None) -> str:
     if stats.codec:
         parts.append(stats.codec.split("/")[-1].upper())
     return " · ".join(parts)
+
+
+def placeholder_text(snap: CallSnapshot) -> str:
+    """What the empty remote-video area says (calm, and true to the phase)."""
+    match snap.phase:
+        case CallPhase.CONNECTING:
+            return "Connecting…"
+        case CallPhase.WAITING:
+            return "Waiting for the other person"
+        case CallPhase.RINGING:
+            return "Incoming call"
+        case CallPhase.CALLING:
+            return "Setting up the call…"
+        case CallPhase.CONNECTED:
+            return "Waiting for the other person's video…"
+        case CallPhase.RECONNECTING:
+            return "Reconnecting…"
+        case _:
+            return "No call"

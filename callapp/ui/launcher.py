@@ -1,0 +1,198 @@
+"""``callapp``: open the desktop window, optionally scripted from the command line.
+
+Builds the QApplication and the qasync loop, the view-model over the real
+call engine and embedded server, and the window; then runs until the window
+closes (or ``--quit-after`` seconds, writing ``--stats-json`` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, cast
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from callapp.call.config import CallConfig
+from callapp.ui.main_window import MainWindow
+from callapp.ui.ports import ServerLike, SessionLike
+from callapp.ui.services import QtUiServices
+from callapp.ui.settings import SettingsStore
+from callapp.ui.viewmodel import CallOptions, CallViewModel
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callapp", description="Peer-to-peer video calls: host or join a call."
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--host", action="store_true", help="start a server here and host")
+    where.add_argument("--server", metavar="URL", help="signaling server, ws://HOST:PORT/ws")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--room", metavar="NAME", help="room to join (or host)")
+    who.add_argument("--to", metavar="ID", help="connection id to dial")
+    parser.add_argument("--video", metavar="camera|test|PATH", help="video source")
+    parser.add_argument("--quit-after", type=float, metavar="SECONDS", help="close after this")
+    parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write stats on quit")
+    parser.add_argument(
+        "--allow-loopback", action="store_true", help="offer 127.0.0.1 ICE candidates"
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port to host on (0: any)")
+    parser.add_argument("--settings", type=Path, metavar="PATH", help="settings INI file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def make_session(config: CallConfig) -> SessionLike:
+    """The real call engine."""
+    from callapp.call.session import CallSession
+
+    return CallSession(config)
+
+
+def make_server(host: str, port: int) -> ServerLike:
+    """The embedded signaling server Host starts."""
+    from callapp.signaling.server import SignalingServer
+
+    return SignalingServer(host, port)
+
+
+def make_loop(app: QApplication) -> asyncio.AbstractEventLoop:
+    """qasync's loop on ``app``; the selector flavour on Windows.
+
+    qasync picks a Proactor loop on Windows, whose UDP transport can stop
+    receiving after an ICMP port-unreachable (CPython #91227, #127057).
+    """
+    import qasync
+
+    factory = qasync.QSelectorEventLoop if sys.platform == "win32" else qasync.QEventLoop
+    return cast(asyncio.AbstractEventLoop, factory(app))
+
+
+def stats_report(window: MainWindow, started: float) -> dict[str, Any]:
+    """What ``--stats-json`` holds: the call's numbers plus what the window painted."""
+    vm = window.vm
+    snap = vm.snapshot
+    stats = vm.last_stats
+    report: dict[str, Any] = {
+        "phase": snap.phase.value,
+        "role": snap.role.value if snap.role else None,
+        "room": snap.room,
+        "connection_id": snap.connection_id,
+        "peer_id": snap.peer_id,
+        "end_reason": snap.end_reason.value if snap.end_reason else None,
+        "notice": snap.notice,
+        "server_url": snap.server_url,
+        "hosting": dataclasses.asdict(vm.hosting) if vm.hosting else None,
+        "connected_for_s": (
+            round(time.monotonic() - snap.connected_at, 3) if snap.connected_at else None
+        ),
+        "ran_for_s": round(time.monotonic() - started, 3),
+        "frames_painted": window.remote_view.frames_painted,
+        "frames_received_by_view": window.remote_view.frames_received,
+        "frames_dropped_by_view": window.remote_view.frames_dropped,
+        "local_frames_painted": window.local_view.frames_painted,
+        "paint_ms_total": round(window.remote_view.paint_seconds * 1000, 1),
+        "errors": list(vm.errors),
+        "stats": dataclasses.asdict(stats) if stats is not None else None,
+    }
+    return report
+
+
+def main(argv: list[str]) -> int:
+    """Run the desktop app; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "callapp"])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("callapp")
+    app.setOrganizationName("callapp")
+    loop = make_loop(app)
+    asyncio.set_event_loop(loop)
+
+    store = SettingsStore(args.settings)
+    settings = store.load()
+    if args.server:
+        settings = settings.with_changes(server_url=args.server)
+    if args.room:
+        settings = settings.with_changes(room=args.room)
+    if args.video:
+        settings = settings.with_changes(video=args.video)
+
+    services = QtUiServices()
+    vm = CallViewModel(
+        make_session,
+        make_server,
+        services,
+        CallOptions(
+            video=settings.video,
+            width=settings.width,
+            height=settings.height,
+            ice_servers=settings.ice_servers,
+            allow_loopback=args.allow_loopback,
+        ),
+        host_port=args.port,
+    )
+    window = MainWindow(vm, store, settings, allow_loopback=args.allow_loopback)
+    services.set_parent(window)
+    window.resize(window.sizeHint())
+    window.show()
+    started = time.monotonic()
+    scripted = bool(args.host or args.room or args.to)
+
+    def start() -> None:
+        if args.host:
+            vm.host(args.room or "")
+        elif args.to:
+            vm.call(window.server_edit.text(), args.to)
+        elif args.server or args.room:
+            vm.join(window.server_edit.text(), args.room or "")
+
+    async def finish() -> None:
+        if vm.session is not None:
+            try:
+                vm.last_stats = await vm.session.stats() or vm.last_stats
+            except Exception as exc:
+                log.debug("final stats failed: %s", exc)
+        if args.stats_json is not None:
+            report = stats_report(window, started)
+            args.stats_json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        window.close()
+
+    loop.call_soon(start)
+    if args.quit_after is not None:
+        loop.call_later(args.quit_after, lambda: asyncio.ensure_future(finish()))
+
+    # Ctrl+C closes the window cleanly; the timer lets Python see the signal.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: window.close())
+        wake = QTimer()
+        wake.start(250)
+        wake.timeout.connect(lambda: None)
+
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    painted = window.remote_view.frames_painted
+    if args.quit_after is not None and scripted and painted == 0:
+        return 1
+    return 0
+
+
+__all__ = ["main", "make_loop", "make_server", "make_session", "stats_report"]
