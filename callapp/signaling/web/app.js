@@ -158,7 +158,8 @@ async function onServerMessage(message) {
       setState("error", `Room “${message.room}” is full.`, "full");
       break;
     case "peer-left":
-      if (!call || call.peer === message.connectionId) {
+      // After a BYE the call is already over and the status says so.
+      if (app.peerId === message.connectionId) {
         closeCall();
         setState("waiting", `Peer left. Waiting for a peer to join “${app.room}”…`);
       }
@@ -241,7 +242,7 @@ function newCall(peer, role) {
     if (!current()) return;
     const state = pc.connectionState;
     note(`peer connection ${state}`);
-    if (state === "connected") setState("connected", "Connected.");
+    if (state === "connected") setState("connected", `In a call in “${app.room}”.`);
     else if (state === "disconnected") setState("calling", "Connection interrupted; reconnecting…");
     else if (state === "failed") setState("error", "The connection to the peer failed.", "failed");
   };
@@ -339,13 +340,13 @@ async function addCandidate(pc, init) {
 }
 
 function closeCall() {
+  app.peerId = null;
+  app.role = null;
   if (!call) return;
   clearInterval(call.statsTimer);
   call.pc.close();
   for (const track of call.remote.getTracks()) track.stop();
   call = null;
-  app.peerId = null;
-  app.role = null;
   ui.remoteVideo.srcObject = null;
   ui.unmuteRemote.hidden = true;
 }
