@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from callapp.call import errors
+from callapp.signaling import client
 
 
 class SignalingChannel(Protocol):
@@ -84,37 +85,27 @@ Lifecycle: TypeAlias = ChannelLost | ChannelRestored | ChannelClosed
 
 def lifecycle(event: object) -> Lifecycle | None:
     """``event`` as one of this module's lifecycle events, if it is one."""
-    if isinstance(event, ChannelLost | ChannelRestored | ChannelClosed):
-        return event
-    try:
-        from callapp.signaling import client
-    except ImportError:  # pragma: no cover - the client is part of the package
-        return None
-    disconnected = getattr(client, "Disconnected", None)
-    reconnected = getattr(client, "Reconnected", None)
-    closed = getattr(client, "ClientClosed", None)
-    if disconnected is not None and isinstance(event, disconnected):
-        return ChannelLost(reason=str(getattr(event, "reason", "")))
-    if reconnected is not None and isinstance(event, reconnected):
-        return ChannelRestored(
-            connection_id=str(getattr(event, "connection_id", "")),
-            rejoined=bool(getattr(event, "rejoined", False)),
-        )
-    if closed is not None and isinstance(event, closed):
-        return ChannelClosed(reason=str(getattr(event, "reason", "")))
+    match event:
+        case ChannelLost() | ChannelRestored() | ChannelClosed():
+            return event
+        case client.Disconnected(reason=reason):
+            return ChannelLost(reason=reason)
+        case client.Reconnected(connection_id=connection_id, rejoined=rejoined):
+            return ChannelRestored(connection_id=connection_id, rejoined=rejoined is not None)
+        case client.ClientClosed(reason=reason):
+            return ChannelClosed(reason=reason)
     return None
 
 
-#: (client error class name, call error class, message when the original has none)
-_ERROR_MAP: tuple[tuple[str, type[errors.CallError], str], ...] = (
-    ("BadServerUrl", errors.BadServerUrl, "the server address is not a ws:// URL"),
-    ("ServerUnreachable", errors.ServerUnavailable, "the signaling server is unreachable"),
-    ("SignalingTimeout", errors.ServerUnavailable, "the signaling server did not answer"),
-    ("ConnectionLost", errors.ServerUnavailable, "the connection to the server was lost"),
-    ("RoomFull", errors.RoomFullError, "the room is full"),
-    ("BadRoom", errors.BadRoomError, "that is not a valid room name"),
-    ("ServerError", errors.CallError, "the signaling server refused the request"),
-    ("SignalingError", errors.CallError, "signaling failed"),
+#: The client's errors, most specific first, and the call error each becomes.
+_ERROR_MAP: tuple[tuple[type[client.SignalingError], type[errors.CallError]], ...] = (
+    (client.BadServerUrl, errors.BadServerUrl),
+    (client.ServerUnreachable, errors.ServerUnavailable),
+    (client.SignalingTimeout, errors.ServerUnavailable),
+    (client.ConnectionLost, errors.ServerUnavailable),
+    (client.RoomFull, errors.RoomFullError),
+    (client.BadRoom, errors.BadRoomError),
+    (client.SignalingError, errors.CallError),
 )
 
 
@@ -122,15 +113,12 @@ def translate(exc: BaseException) -> errors.CallError | None:
     """The :exc:`CallError` for a signaling client error, else ``None``."""
     if isinstance(exc, errors.CallError):
         return exc
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "SignalingError" not in names:
-        if isinstance(exc, OSError):
-            return errors.ServerUnavailable(f"the signaling server is unreachable: {exc}")
-        return None
-    for name, call_error, fallback in _ERROR_MAP:
-        if name in names:
-            return call_error(str(exc) or fallback)
-    return None  # pragma: no cover - SignalingError itself is in the map
+    for source, target in _ERROR_MAP:
+        if isinstance(exc, source):
+            return target(str(exc) or "signaling failed")
+    if isinstance(exc, OSError):
+        return errors.ServerUnavailable(f"the signaling server is unreachable: {exc}")
+    return None
 
 
 @contextlib.contextmanager

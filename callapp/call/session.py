@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -56,6 +55,7 @@ from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
 from callapp.call.stats import CallStats, StatsMeter
 from callapp.call.transitions import Trigger, can, next_phase
 from callapp.signaling import messages
+from callapp.signaling.client import SignalingClient
 
 logger = logging.getLogger(__name__)
 
@@ -639,9 +639,8 @@ class CallSession:
 
 def _client_for(url: str) -> SignalingChannel:
     """The real websockets client for ``url``."""
-    client_module = importlib.import_module("callapp.signaling.client")
-    client: SignalingChannel = client_module.SignalingClient(url)
-    return client
+    with wrap_errors():
+        return SignalingClient(url)
 
 
 __all__ = ["CallSession", "Listener"]

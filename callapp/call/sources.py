@@ -76,7 +76,11 @@ def open_source(
             raise MediaError(f"no such video file: {path}")
         file_track = _media("file", "FileTrack")
         if file_track is not None:
-            return file_track(str(path), loop=True)  # type: ignore[no-any-return]
+            try:
+                opened: MediaStreamTrack = file_track(str(path), loop=True)
+            except (OSError, ValueError, av.FFmpegError) as exc:
+                raise MediaError(f"cannot play {path}: {exc}") from exc
+            return opened
         return _PlayerTrack(str(path))
     return _pattern(config)
 
