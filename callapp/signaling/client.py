@@ -485,6 +485,9 @@ class SignalingClient:
         """Open a WebSocket and read its ``welcome``."""
         url = self.url
         ws: ClientConnection | None = None
+        # websockets refuses ssl=None for wss:// (it means "no TLS"); leave
+        # it out to get the default context.
+        tls: dict[str, Any] = {} if self.ssl_context is None else {"ssl": self.ssl_context}
         try:
             async with asyncio.timeout(self.connect_timeout):
                 ws = await connect(
@@ -495,7 +498,7 @@ class SignalingClient:
                     close_timeout=self.connect_timeout,
                     max_size=4 * MAX_MESSAGE_BYTES,
                     proxy=self.proxy,
-                    ssl=self.ssl_context,
+                    **tls,
                 )
                 frame = await ws.recv()
         except TimeoutError:

@@ -39,6 +39,7 @@ import ssl
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
@@ -50,7 +51,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from callapp import __version__
 from callapp.signaling.limits import AbuseCounter, Clock, TokenBucket
 from callapp.signaling.messages import (
     ABSENT,
@@ -76,12 +76,26 @@ from callapp.signaling.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callapp.signaling.metrics import SignalingMetrics
 from callapp.signaling.rooms import DEFAULT_ROOM_CAPACITY, Deliver, RoomRouter
 
-__all__ = ["SERVER_NAME", "WEB_ROOT", "SignalingServer"]
+__all__ = ["SERVER_NAME", "VERSION", "WEB_ROOT", "SignalingServer"]
 
 logger = logging.getLogger(__name__)
 
+
+def _installed_version() -> str:
+    # Read from the distribution rather than ``callapp.__version__``: an
+    # editable install made before callapp/__init__.py existed imports
+    # ``callapp`` as a namespace package, which has no attributes.
+    try:
+        return version("callapp")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "0.0.0"
+
+
+#: The version of callapp, as ``welcome`` and ``--version`` report it.
+VERSION: Final = _installed_version()
+
 #: The ``server`` field of ``welcome``.
-SERVER_NAME: Final = f"callapp/{__version__}"
+SERVER_NAME: Final = f"callapp/{VERSION}"
 
 #: Where ``GET /`` and ``GET /static/<name>`` find their files by default.
 WEB_ROOT: Final = Path(__file__).resolve().parent / "web"
