@@ -205,7 +205,7 @@ class MainWindow(QMainWindow):
         self.resolution_combo = QComboBox()
         self.resolution_combo.setObjectName("resolutionCombo")
         for w, h in RESOLUTIONS:
-            self.resolution_combo.addItem(f"{w}×{h}", (w, h))
+            self.resolution_combo.addItem(f"{w}×{h}", f"{w}x{h}")
         self.ice_edit = QLineEdit()
         self.ice_edit.setObjectName("iceEdit")
         self.ice_edit.setPlaceholderText("stun:stun.example.org:3478 (optional)")
@@ -274,19 +274,18 @@ class MainWindow(QMainWindow):
         self.server_edit.setText(settings.server_url)
         self.room_edit.setText(settings.room)
         self.video_combo.setCurrentText(settings.video)
-        index = self.resolution_combo.findData((settings.width, settings.height))
+        key = f"{settings.width}x{settings.height}"
+        index = self.resolution_combo.findData(key)
         if index < 0:
-            self.resolution_combo.addItem(
-                f"{settings.width}×{settings.height}", (settings.width, settings.height)
-            )
+            self.resolution_combo.addItem(f"{settings.width}×{settings.height}", key)
             index = self.resolution_combo.count() - 1
         self.resolution_combo.setCurrentIndex(index)
         self.ice_edit.setText(" ".join(settings.ice_servers))
 
     def current_settings(self) -> Settings:
         """The settings as the fields show them now."""
-        data = self.resolution_combo.currentData()
-        resolution = (int(data[0]), int(data[1])) if data else (640, 480)
+        width, _, height = str(self.resolution_combo.currentData() or "640x480").partition("x")
+        resolution = (int(width), int(height))
         server = self.server_edit.text().strip()
         if self.vm.hosting is not None:
             server = self.settings.server_url  # the share address is not a preference

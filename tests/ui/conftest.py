@@ -26,6 +26,7 @@ def temporary_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     """A qasync loop on the test's QApplication; run scenarios with run_until_complete."""
+    qapp.setQuitOnLastWindowClosed(False)  # closing a test window must not stop the loop
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     try:
