@@ -1,0 +1,70 @@
+"""Opening a video source from a short text spec (command line, settings).
+
+======================  ====================================================
+spec                    source
+======================  ====================================================
+``camera``              camera 0 (:class:`~callapp.media.camera.CameraTrack`)
+``camera:N``            camera N, e.g. ``camera:1``
+``test``                the test pattern (:class:`~callapp.media.testpattern.TestPatternTrack`)
+anything else           a video file path, played in a loop (:class:`~callapp.media.file.FileTrack`)
+======================  ====================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from aiortc import VideoStreamTrack
+
+from callapp.media.camera import CameraStatus, CameraTrack
+from callapp.media.file import FileTrack
+from callapp.media.frames import check_size
+from callapp.media.testpattern import TestPatternTrack
+
+SPEC_HELP = "'camera', 'camera:N' (N = 0, 1, ...), 'test', or the path of a video file"
+
+
+def open_video_source(
+    spec: str,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    on_camera_status: Callable[[CameraStatus], None] | None = None,
+) -> VideoStreamTrack:
+    """A new video track for ``spec`` (see the module docstring).
+
+    ``width``, ``height`` and ``fps`` are requested from a camera and used by
+    the test pattern; a file plays at its own size and rate. A camera that is
+    missing is not an error here: its track sends a labelled test pattern and
+    says so through ``on_camera_status``.
+
+    Raises ValueError for a malformed spec or bad size/rate,
+    FileNotFoundError for a path that does not exist, and ValueError for a
+    file that is not a playable video.
+    """
+    check_size(width, height)
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    text = spec.strip()
+    if not text:
+        raise ValueError(f"empty video source; expected {SPEC_HELP}")
+    if text == "test":
+        return TestPatternTrack(width, height, fps)
+    if text == "camera" or text.startswith("camera:"):
+        device = 0
+        if text != "camera":
+            index = text.removeprefix("camera:")
+            if not index.isdigit():
+                raise ValueError(f"bad camera index in {spec!r}; expected {SPEC_HELP}")
+            device = int(index)
+        return CameraTrack(device, width=width, height=height, fps=fps, on_status=on_camera_status)
+    path = os.path.expanduser(text)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"video source {spec!r} is not a file that exists; expected {SPEC_HELP}"
+        )
+    if os.path.isdir(path):
+        raise ValueError(f"video source {spec!r} is a folder, not a video file")
+    return FileTrack(path)
