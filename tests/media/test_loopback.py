@@ -1,0 +1,67 @@
+"""The switcher and the sink through two real aiortc peer connections (VP8)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
+from av import VideoFrame
+
+from callapp.media.frames import frame_to_ndarray
+from callapp.media.sinks import LatestFrameSink
+from callapp.media.switcher import SwitchableVideoTrack
+from callapp.media.testpattern import TestPatternTrack
+
+from .conftest import FlatTrack
+
+# No STUN: aiortc would otherwise ask Google's server and wait up to 5 s.
+NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
+
+
+async def test_switcher_frames_reach_a_remote_sink_through_vp8() -> None:
+    sender = RTCPeerConnection(NO_ICE_SERVERS)
+    receiver = RTCPeerConnection(NO_ICE_SERVERS)
+    switcher = SwitchableVideoTrack(TestPatternTrack(320, 240, fps=30), idle_fps=30)
+    sender.addTrack(switcher)
+
+    frames: list[np.ndarray] = []
+    got: dict[str, asyncio.Event] = {"pattern": asyncio.Event(), "black": asyncio.Event()}
+    sinks: list[LatestFrameSink] = []
+
+    def on_frame(frame: VideoFrame) -> None:
+        y = frame_to_ndarray(frame)
+        frames.append(y.copy())
+        if len(frames) >= 5 and y.std() > 20:
+            got["pattern"].set()
+        if switcher.enabled is False and y.max() < 40:
+            got["black"].set()
+
+    @receiver.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        sink = LatestFrameSink(track, on_frame=on_frame)
+        sinks.append(sink)
+        sink.start()
+
+    try:
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await sender.setRemoteDescription(receiver.localDescription)
+
+        await asyncio.wait_for(got["pattern"].wait(), 20)
+        first = sinks[0].latest
+        assert first is not None
+        assert (first.width, first.height) == (320, 240)
+
+        # Swap in a smaller flat source and then mute: no renegotiation.
+        switcher.set_source(FlatTrack(200, fps=30, size=(160, 120)))
+        switcher.enabled = False
+        await asyncio.wait_for(got["black"].wait(), 20)
+    finally:
+        for sink in sinks:
+            await sink.stop()
+        switcher.stop()
+        await sender.close()
+        await receiver.close()
+    assert sinks[0].frames_received >= 6
