@@ -28,9 +28,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-#: Flags for a headless Chromium that needs no display, no network and no
-#: person to grant camera/microphone: the fake devices paint a test pattern
-#: and beep, and WebRTC may use loopback (the only interface here).
+#: Flags for a headless Chromium that needs no display and no network: the
+#: fake devices paint a test pattern and beep, and WebRTC may use loopback.
 HEADLESS_FLAGS: tuple[str, ...] = (
     "--headless=new",
     "--no-sandbox",
@@ -43,7 +42,6 @@ HEADLESS_FLAGS: tuple[str, ...] = (
     "--no-default-browser-check",
     "--mute-audio",
     "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
     "--allow-loopback-in-peer-connection",
     # Background tabs must keep decoding and painting: two pages share a browser.
     "--disable-background-timer-throttling",
@@ -151,9 +149,20 @@ class Chromium:
     @classmethod
     @contextlib.asynccontextmanager
     async def launch(
-        cls, executable: str | None = None, extra_flags: tuple[str, ...] = ()
+        cls,
+        executable: str | None = None,
+        *,
+        grant_media: bool = True,
+        extra_flags: tuple[str, ...] = (),
     ) -> AsyncIterator[Chromium]:
-        """Start Chromium; stop it and remove its profile on exit."""
+        """Start Chromium; stop it and remove its profile on exit.
+
+        With ``grant_media`` every camera/microphone request is granted as if
+        a person had clicked Allow; without it every request is denied.
+        """
+        permission = (
+            "--use-fake-ui-for-media-stream" if grant_media else "--deny-permission-prompts"
+        )
         path = executable or find_chromium()
         if path is None:
             raise ChromiumError("no chromium executable found (set $CHROMIUM or install chromium)")
@@ -161,6 +170,7 @@ class Chromium:
             process = await asyncio.create_subprocess_exec(
                 path,
                 *HEADLESS_FLAGS,
+                permission,
                 *extra_flags,
                 f"--user-data-dir={profile}",
                 "--remote-debugging-port=0",

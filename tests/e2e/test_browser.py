@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,17 +39,21 @@ async def server() -> AsyncIterator[SignalingServer]:
         yield running
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Chromium]:
+async def launch_or_skip(stack: contextlib.AsyncExitStack, grant_media: bool = True) -> Chromium:
+    """A headless Chromium closed with ``stack``; skips the test if there is none."""
     executable = find_chromium()
     if executable is None:
         pytest.skip("Chromium not found: run scripts/setup.sh or set $CHROMIUM")
+    try:
+        return await stack.enter_async_context(Chromium.launch(executable, grant_media=grant_media))
+    except ChromiumError as exc:
+        pytest.skip(f"Chromium could not start: {exc}")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Chromium]:
     async with contextlib.AsyncExitStack() as stack:
-        try:
-            started = await stack.enter_async_context(Chromium.launch(executable))
-        except ChromiumError as exc:
-            pytest.skip(f"Chromium could not start: {exc}")
-        yield started
+        yield await launch_or_skip(stack)
 
 
 def page_url(server: SignalingServer, room: str) -> str:
@@ -136,72 +141,119 @@ async def test_page_reports_bad_rooms_and_a_lost_server(browser: Chromium) -> No
     assert "signaling server" in str(await hook(page, "status"))
 
 
-def call_cli_missing() -> bool:
-    return importlib.util.find_spec("callapp.call.cli") is None
+class DesktopApp:
+    """The headless desktop app (``callapp call``) in a subprocess."""
+
+    def __init__(self, server: SignalingServer, room: str, stats_path: Path, seconds: int) -> None:
+        self.args = [
+            *("-m", "callapp", "call", "--server", server.url, "--room", room),
+            *("--allow-loopback", "--seconds", str(seconds), "--timeout", "30"),
+            *("--stats-json", str(stats_path)),
+        ]
+        self.stats_path = stats_path
+        self.seconds = seconds
+        self.process: asyncio.subprocess.Process | None = None
+        self._output: asyncio.Task[tuple[bytes, bytes]] | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *self.args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._output = asyncio.create_task(self.process.communicate())
+
+    async def finish(self) -> dict[str, Any]:
+        """Wait for the app to hang up and exit; its --stats-json numbers."""
+        assert self.process is not None
+        assert self._output is not None
+        async with asyncio.timeout(self.seconds + 30):
+            stdout, _ = await self._output
+        log = stdout.decode(errors="replace")[-3000:]
+        assert self.process.returncode == 0, log
+        stats: dict[str, Any] = json.loads(await asyncio.to_thread(self.stats_path.read_text))
+        return stats
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def desktop_app(
+    server: SignalingServer, room: str, tmp_path: Path, seconds: int = APP_SECONDS
+) -> AsyncIterator[DesktopApp]:
+    if importlib.util.find_spec("callapp.call.cli") is None:
+        pytest.skip("the headless call CLI (callapp/call/cli.py) has not landed yet")
+    app = DesktopApp(server, room, tmp_path / f"{room}-stats.json", seconds)
+    try:
+        yield app
+    finally:
+        await app.kill()
+
+
+async def members(server: SignalingServer, room: str, count: int) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            if len(server.router.members(room)) >= count:
+                return
+            await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("browser_first", [True, False], ids=["browser-first", "app-first"])
 async def test_desktop_app_and_browser_call_each_other(
     server: SignalingServer, browser: Chromium, tmp_path: Path, browser_first: bool
 ) -> None:
-    if call_cli_missing():
-        pytest.skip("the headless call CLI (callapp/call/cli.py) has not landed yet")
     room = "interop-browser-first" if browser_first else "interop-app-first"
-    stats_path = tmp_path / "app-stats.json"
     page = await browser.new_page()
-
-    async def start_app() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "callapp",
-            "call",
-            "--server",
-            server.url,
-            "--room",
-            room,
-            "--allow-loopback",
-            "--seconds",
-            str(APP_SECONDS),
-            "--stats-json",
-            str(stats_path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-
-    async def in_room(members: int) -> None:
-        async with asyncio.timeout(20):
-            while True:
-                if len(server.router.members(room)) >= members:
-                    return
-                await asyncio.sleep(0.05)
-
-    app: asyncio.subprocess.Process | None = None
-    try:
+    async with desktop_app(server, room, tmp_path) as app:
         if browser_first:
             await page.navigate(page_url(server, room))
             await page.wait_for("window.callapp.state === 'waiting'")
-            app = await start_app()
+            await app.start()
         else:
-            app = await start_app()
-            await in_room(1)
+            await app.start()
+            await members(server, room, 1)
             await page.navigate(page_url(server, room))
-        output = asyncio.create_task(app.communicate())
 
         await receiving(page, within=25)
+        # The first in the room makes the offer, browser or app.
         assert await hook(page, "role") == ("caller" if browser_first else "callee")
+        assert await hook(page, "localCandidates"), "the browser trickled no candidates"
 
-        async with asyncio.timeout(APP_SECONDS + 30):
-            stdout, stderr = await output
-        report = (stdout + stderr).decode(errors="replace")[-3000:]
-        assert app.returncode == 0, report
-        stats = json.loads(await asyncio.to_thread(stats_path.read_text))
-        assert stats["frames_received"] >= MIN_FRAMES, (stats, report)
+        stats = await app.finish()
+        assert stats["role"] == ("callee" if browser_first else "caller")
+        assert stats["frames_received"] >= MIN_FRAMES, stats
 
-        # The app hung up at the end of --seconds: the page waits for the next peer.
+        # The app hung up after --seconds: the page waits for the next peer.
         await page.wait_for("window.callapp.state === 'waiting' && !window.callapp.peerId")
-    finally:
-        if app is not None and app.returncode is None:
-            app.kill()
-            await app.wait()
+
+
+async def test_browser_without_camera_hides_its_addresses_and_still_reaches_the_app(
+    server: SignalingServer, tmp_path: Path
+) -> None:
+    """Denied the camera, Chromium trickles only mDNS ``.local`` host names,
+    which aiortc cannot resolve here; the call connects through aiortc's
+    candidates in its SDP (aiortc learns the browser's address from the
+    checks), and the page receives video without sending any."""
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        desktop_app(server, "no-camera", tmp_path, seconds=4) as app,
+    ):
+        browser = await launch_or_skip(stack, grant_media=False)
+        page = await browser.new_page()
+        await page.navigate(page_url(server, "no-camera"))
+        await page.wait_for("window.callapp.state === 'waiting'")
+        assert await hook(page, "errorCode") == "media"  # receiving only
+        await app.start()
+        await receiving(page, within=25)
+        candidates = await hook(page, "localCandidates")
+        assert isinstance(candidates, list)
+        assert candidates
+        assert all(".local " in c for c in candidates), candidates
+        assert await hook(page, "framesSent") == 0
+        stats = await app.finish()
+        assert stats["frames_sent"] >= MIN_FRAMES, stats
