@@ -81,33 +81,52 @@ def make_loop(app: QApplication) -> asyncio.AbstractEventLoop:
 
 
 def stats_report(window: MainWindow, started: float) -> dict[str, Any]:
-    """What ``--stats-json`` holds: the call's numbers plus what the window painted."""
+    """``--stats-json``: the keys of ``callapp call --stats-json``, plus what the window painted."""
     vm = window.vm
     snap = vm.snapshot
     stats = vm.last_stats
-    report: dict[str, Any] = {
-        "phase": snap.phase.value,
-        "role": snap.role.value if snap.role else None,
-        "room": snap.room,
+    view = window.remote_view
+    fps = 0.0
+    if view.first_frame_at is not None and view.last_frame_at is not None:
+        span = view.last_frame_at - view.first_frame_at
+        if span > 0:
+            fps = (view.frames_received - 1) / span
+    return {
         "connection_id": snap.connection_id,
-        "peer_id": snap.peer_id,
+        "role": snap.role.value if snap.role else None,
+        "first_frame_ms": (
+            round((view.first_frame_at - started) * 1000, 1) if view.first_frame_at else None
+        ),
+        "frames_sent": stats.frames_sent if stats else 0,
+        "frames_received": view.frames_received,
+        "fps_received": round(fps, 2),
+        "bitrate_sent": round(stats.bitrate_sent, 1) if stats else 0.0,
+        "bitrate_received": round(stats.bitrate_received, 1) if stats else 0.0,
+        "rtt_ms": round(stats.rtt_ms, 2) if stats and stats.rtt_ms is not None else None,
+        "packet_loss": stats.packet_loss if stats else None,
+        "codec": stats.codec if stats else None,
+        "received_size": list(stats.received_size) if stats and stats.received_size else None,
         "end_reason": snap.end_reason.value if snap.end_reason else None,
-        "notice": snap.notice,
-        "server_url": snap.server_url,
-        "hosting": dataclasses.asdict(vm.hosting) if vm.hosting else None,
-        "connected_for_s": (
+        "duration_s": (
             round(time.monotonic() - snap.connected_at, 3) if snap.connected_at else None
         ),
-        "ran_for_s": round(time.monotonic() - started, 3),
-        "frames_painted": window.remote_view.frames_painted,
-        "frames_received_by_view": window.remote_view.frames_received,
-        "frames_dropped_by_view": window.remote_view.frames_dropped,
+        # what only the window knows
+        "phase": snap.phase.value,
+        "room": snap.room,
+        "peer_id": snap.peer_id,
+        "notice": snap.notice,
+        "hosting": dataclasses.asdict(vm.hosting) if vm.hosting else None,
+        "frames_painted": view.frames_painted,
+        "frames_dropped": view.frames_dropped,
         "local_frames_painted": window.local_view.frames_painted,
-        "paint_ms_total": round(window.remote_view.paint_seconds * 1000, 1),
+        "paint_ms_per_frame": (
+            round(view.paint_seconds * 1000 / view.frames_painted, 3)
+            if view.frames_painted
+            else None
+        ),
         "errors": list(vm.errors),
-        "stats": dataclasses.asdict(stats) if stats is not None else None,
+        "ran_for_s": round(time.monotonic() - started, 3),
     }
-    return report
 
 
 def main(argv: list[str]) -> int:

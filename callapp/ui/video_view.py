@@ -39,6 +39,9 @@ class VideoView(QWidget):
         self.frames_received = 0
         self.frames_painted = 0
         self.paint_seconds = 0.0  # UI-thread time spent converting + painting
+        #: ``time.monotonic()`` of the first and the latest frame offered.
+        self.first_frame_at: float | None = None
+        self.last_frame_at: float | None = None
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(96, 72)
@@ -49,6 +52,10 @@ class VideoView(QWidget):
         """Offer an ``av.VideoFrame``; only the newest one is ever converted."""
         self._pending = frame
         self.frames_received += 1
+        now = time.monotonic()
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
         self.update()
 
     def clear(self) -> None:

@@ -1,0 +1,144 @@
+"""Two desktop windows in one process, on one qasync loop, in a real call.
+
+Window A hosts (embedded SignalingServer on a free port), window B joins A's
+room; both paint the other's frames. A third window meets a full room, a bad
+address and an unreachable server, each said in its error banner. Hanging up
+in B returns both to waiting; B then dials A by connection id and A accepts
+in the real incoming-call box. Closing the windows stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from callapp.call.state import CallPhase
+from callapp.ui.launcher import make_server, make_session
+from callapp.ui.main_window import MainWindow
+from callapp.ui.services import QtUiServices
+from callapp.ui.settings import SettingsStore
+from callapp.ui.viewmodel import CallOptions, CallViewModel
+from tests.ui.conftest import qloop, temporary_settings
+from tests.ui.fakes import until
+
+__all__ = ["qloop", "temporary_settings"]  # fixtures shared with tests/ui
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
+
+FRAMES = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class App:
+    """One window with its own view-model, over the real engine and server."""
+
+    def __init__(self, qtbot: QtBot, name: str, x: int) -> None:
+        self.services = QtUiServices()
+        self.vm = CallViewModel(
+            make_session,
+            make_server,
+            self.services,
+            CallOptions(video="test", width=320, height=240, allow_loopback=True),
+            host_port=0,
+            bind_host="127.0.0.1",
+            lan_address=lambda: "127.0.0.1",
+        )
+        self.window = MainWindow(self.vm, SettingsStore(), allow_loopback=True)
+        self.services.set_parent(self.window)
+        self.window.setWindowTitle(f"callapp {name}")
+        qtbot.addWidget(self.window)
+        self.window.setGeometry(x, 0, 900, 480)
+        self.window.show()
+
+    def phase(self) -> CallPhase:
+        return self.vm.snapshot.phase
+
+    @property
+    def painted(self) -> int:
+        return self.window.remote_view.frames_painted
+
+
+@pytest.fixture
+def apps(qtbot: QtBot, qloop: asyncio.AbstractEventLoop) -> Iterator[list[App]]:
+    made: list[App] = []
+    yield made
+    for app in made:
+        app.window.close()
+    qloop.run_until_complete(until(lambda: all(a.window.closed_cleanly for a in made), 20))
+
+
+def test_two_windows_call_each_other(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, apps: list[App]
+) -> None:
+    run = qloop.run_until_complete
+    a, b, c = App(qtbot, "A", 0), App(qtbot, "B", 910), App(qtbot, "C", 0)
+    apps.extend([a, b, c])
+
+    # A hosts: embedded server on a free port, a readable room.
+    run(a.vm.host())
+    hosting = a.vm.hosting
+    assert hosting is not None, a.vm.error
+    assert a.window.share_url_edit.text() == hosting.share_url
+    assert a.phase() is CallPhase.WAITING
+    assert hosting.room in a.window.status_label.text()
+
+    # B joins A's room through the address A shows; both paint frames.
+    b.window.server_edit.setText(a.window.share_url_edit.text())
+    b.window.room_edit.setText(a.window.share_room_edit.text())
+    b.window.join_button.click()
+    run(until(lambda: a.painted >= FRAMES and b.painted >= FRAMES, 60))
+    assert a.phase() is CallPhase.CONNECTED
+    assert b.phase() is CallPhase.CONNECTED
+    assert "Connected to" in a.window.status_label.text()
+    assert a.window.local_view.frames_painted > 0
+    run(until(lambda: a.window.stats_label.text() and b.window.stats_label.text(), 10))
+    assert "fps" in b.window.stats_label.text()
+
+    # C: a full room, a malformed address, an unreachable server -- in words.
+    run(c.vm.join(hosting.share_url, hosting.room))
+    assert "full" in c.window.error_label.text().lower(), c.window.error_label.text()
+    assert c.window.error_label.isVisible()
+    run(c.vm.join("ws://exa mple.org:8765/ws", "x"))
+    assert "spaces" in c.window.error_label.text()
+    run(c.vm.join(f"ws://127.0.0.1:{free_port()}/ws", "x"))
+    unreachable = c.window.error_label.text()
+    assert "reach" in unreachable.lower(), unreachable
+    assert "Traceback" not in unreachable
+    assert a.phase() is CallPhase.CONNECTED, "the call survived the third window"
+
+    # B hangs up: both go back to waiting, and the pictures go away.
+    b.window.hang_up_button.click()
+    run(until(lambda: a.phase() is CallPhase.WAITING and b.phase() is CallPhase.WAITING, 15))
+    assert not a.window.remote_view.has_picture
+    assert "ended" in a.window.status_label.text()
+
+    # B dials A by id; A accepts in the incoming-call box.
+    b.window.peer_edit.setText(a.window.id_edit.text())
+    b.window.call_button.click()
+
+    def incoming_box() -> QMessageBox | None:
+        return a.window.findChild(QMessageBox, "incomingCallBox")
+
+    def box_shown() -> bool:
+        box = incoming_box()
+        return box is not None and box.isVisible()
+
+    run(until(box_shown, 15))
+    box = incoming_box()
+    assert box is not None
+    accept = next(btn for btn in box.buttons() if btn.text() == "Accept")
+    accept.click()
+    before = a.painted
+    run(until(lambda: a.phase() is CallPhase.CONNECTED and a.painted >= before + FRAMES, 60))
+    assert b.phase() is CallPhase.CONNECTED
+    QApplication.processEvents()
