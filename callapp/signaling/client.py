@@ -454,17 +454,17 @@ class SignalingClient:
         if self._closed:
             return
         self._closed = True
-        if self._reconnector is not None:
+        if self._reconnector is not None and not self._reconnector.done():
             self._reconnector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconnector
+            # asyncio.wait, not await: a cancellation of close() itself must
+            # not be swallowed along with the reconnector's.
+            await asyncio.wait([self._reconnector])
         self._fail_pending(ConnectionLost("The signaling client was closed"))
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
         if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait([self._reader])
         self._end("closed by the client")
 
     async def __aenter__(self) -> Self:

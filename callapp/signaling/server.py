@@ -219,7 +219,10 @@ class SignalingServer:
             closed with 1013 (try again later).
         ping_interval: Seconds between keepalive pings (:obj:`None`: off).
         ping_timeout: Seconds to wait for a pong before dropping the peer.
-        close_timeout: Seconds to wait for a closing handshake.
+        open_timeout: Seconds allowed for an opening handshake (or any HTTP
+            request) to arrive.
+        close_timeout: Seconds to wait for a closing handshake; a peer that
+            does not read is then cut off.
         ssl_context: Serve ``wss://`` and ``https://`` with this context.
         web_root: Folder of the browser client (default: :data:`WEB_ROOT`).
         clock: Time source of the rate and abuse limits (tests fake it).
@@ -246,6 +249,7 @@ class SignalingServer:
         max_outbox: int = 1024,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        open_timeout: float = 10.0,
         close_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         web_root: Path | None = None,
@@ -283,6 +287,7 @@ class SignalingServer:
         self.max_outbox = max_outbox
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.ssl_context = ssl_context
         self.web_root = (web_root or WEB_ROOT).resolve()
@@ -295,6 +300,7 @@ class SignalingServer:
         )
         self._peers: dict[str, _Peer] = {}
         self._per_address: Tally[str] = Tally()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self._port: int | None = None
         self._stopped = False
@@ -318,6 +324,7 @@ class SignalingServer:
             max_size=self.max_frame_bytes,
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
+            open_timeout=self.open_timeout,
             close_timeout=self.close_timeout,
             ssl=self.ssl_context,
         )
@@ -335,7 +342,15 @@ class SignalingServer:
         if server is None:
             return
         server.close(code=CloseCode.GOING_AWAY, reason="server shutting down")
-        await server.wait_closed()
+        try:
+            async with asyncio.timeout(self.close_timeout + 1.0):
+                await server.wait_closed()
+        except TimeoutError:
+            # Peers that stopped reading hold their closing handshake forever
+            # (see _close); cut them off.
+            for peer in list(self._peers.values()):
+                peer.ws.transport.abort()
+            await server.wait_closed()
         logger.info("signaling server on port %s stopped", self._port)
 
     async def __aenter__(self) -> Self:
@@ -498,21 +513,42 @@ class SignalingServer:
             while True:
                 item = await peer.outbox.get()
                 if isinstance(item, _Close):
-                    await peer.ws.close(item.code, item.reason)
+                    await self._close(peer.ws, item)
                     return
                 await peer.ws.send(item)
         except ConnectionClosed:
             return
 
+    async def _close(self, ws: ServerConnection, close: _Close) -> None:
+        """Close ``ws``, aborting it if the peer does not read.
+
+        websockets waits for the write buffer to drain before its close
+        timeout starts; a peer that stopped reading would hold the close (and
+        the handler) forever.
+        """
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await ws.close(close.code, close.reason)
+        except TimeoutError:
+            ws.transport.abort()
+
     def _enqueue(self, peer: _Peer, item: str | _Close) -> None:
         if peer.closing:
             return
-        if isinstance(item, str) and peer.outbox.qsize() >= self.max_outbox:
-            logger.warning("%s is not reading; closing it", peer.id)
-            item = _Close(CloseCode.TRY_AGAIN_LATER, "too many messages queued")
         if isinstance(item, _Close):
             peer.closing = True
-        peer.outbox.put_nowait(item)
+            peer.outbox.put_nowait(item)
+        elif peer.outbox.qsize() < self.max_outbox:
+            peer.outbox.put_nowait(item)
+        else:
+            # The writer is stuck behind a peer that does not read: queueing
+            # a close behind it would never be reached. Close it now.
+            logger.warning("%s is not reading its messages; closing it", peer.id)
+            peer.closing = True
+            close = _Close(CloseCode.TRY_AGAIN_LATER, "too many messages queued")
+            task = asyncio.create_task(self._close(peer.ws, close))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _on_frame(self, peer: _Peer, frame: str | bytes) -> None:
         """Check, parse and route one message from ``peer``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -377,6 +378,45 @@ async def test_keepalive_drops_a_silent_peer(make_server: ServerFactory) -> None
     assert await recv_json(a) == {"type": "peer-left", "room": "k", "connectionId": b_id}
     assert b_id not in server.connection_ids
     assert a_id in server.connection_ids
+
+
+async def test_a_receiver_that_does_not_read_is_closed(make_server: ServerFactory) -> None:
+    server = await make_server(max_outbox=8, rate=1e6, burst=10**6, close_timeout=0.2)
+    a, a_id = await native(server)
+    b, b_id = await native(server)
+    b.transport.pause_reading()
+    # Random text, so that compression cannot shrink it below the buffers.
+    payload = secrets.token_urlsafe(45_000)
+    async with asyncio.timeout(TIMEOUT):
+        while b_id in server.connection_ids:
+            await send_json(a, {"type": "message", "to": b_id, "data": payload})
+    # The sender is unaffected (what it sent after b was gone is unknown-peer).
+    await send_json(a, {"type": "message", "to": a_id, "data": "still here"})
+    reply = await recv_json(a)
+    while reply["type"] == "error":
+        assert reply["code"] == "unknown-peer"
+        reply = await recv_json(a)
+    assert reply == {"type": "message", "from": a_id, "data": "still here"}
+
+
+async def test_stop_cuts_off_a_receiver_that_does_not_read(make_server: ServerFactory) -> None:
+    server = await make_server(rate=1e6, burst=10**6, close_timeout=0.2)
+    a, _ = await native(server)
+    b, b_id = await native(server)
+    b.transport.pause_reading()
+    payload = secrets.token_urlsafe(45_000)
+    # Until b's writer is stuck: the socket buffers are full (a few MB on
+    # loopback) and messages pile up in its outbox.
+    async with asyncio.timeout(TIMEOUT):
+        while server._peers[b_id].outbox.qsize() < 20:
+            await send_json(a, {"type": "message", "to": b_id, "data": payload})
+    # The closing handshake cannot reach b; stop() aborts it after the timeout.
+    async with asyncio.timeout(TIMEOUT):
+        await server.stop()
+    assert server.connection_ids == frozenset()
+    with pytest.raises(ConnectionClosed):
+        await recv_json(a)
+    assert a.close_code == 1001
 
 
 # -- HTTP ---------------------------------------------------------------------
