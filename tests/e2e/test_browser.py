@@ -4,7 +4,8 @@ Chromium runs with its fake camera and microphone (a test pattern at 20 fps
 and a beep) and may use loopback for WebRTC. The page exposes its state on
 ``window.callapp``; these tests read it over the DevTools protocol.
 
-Set ``CALLAPP_SCREENSHOT=docs/browser-call.png`` to save the page in a call.
+Set ``CALLAPP_SCREENSHOT=docs/browser-call.png`` to save the page in a call with
+the desktop app (the browser-first interop test takes it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,32 @@ async def browser() -> AsyncIterator[Chromium]:
         yield await launch_or_skip(stack)
 
 
+#: Mean R+G+B (0-765) of the remote video, sampled at 32x24 through a canvas.
+REMOTE_BRIGHTNESS = """(() => {
+  const canvas = Object.assign(document.createElement("canvas"), {width: 32, height: 24});
+  const context = canvas.getContext("2d");
+  context.drawImage(document.getElementById("remote-video"), 0, 0, 32, 24);
+  const pixels = context.getImageData(0, 0, 32, 24).data;
+  let sum = 0;
+  for (let i = 0; i < pixels.length; i += 4) sum += pixels[i] + pixels[i + 1] + pixels[i + 2];
+  return sum / (pixels.length / 4);
+})()"""
+
+#: A function of the kind ("audio"/"video") giving the page's own track of that kind.
+LOCAL_TRACK = (
+    "(kind => document.getElementById('local-video').srcObject.getTracks()"
+    ".find(t => t.kind === kind))"
+)
+
+
+async def save_screenshot(page: Page) -> None:
+    """Check the page can be captured; keep it when $CALLAPP_SCREENSHOT names a file."""
+    png = await page.screenshot()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    if target := os.environ.get("CALLAPP_SCREENSHOT"):
+        await asyncio.to_thread(Path(target).write_bytes, png)
+
+
 def page_url(server: SignalingServer, room: str) -> str:
     return f"{server.http_url}?room={room}"
 
@@ -77,7 +104,6 @@ async def test_two_browser_pages_call_each_other(
     server: SignalingServer, browser: Chromium
 ) -> None:
     first, second = await browser.new_page(), await browser.new_page()
-    await first.set_viewport(1100, 820)
     await first.navigate(page_url(server, "pages"))
     await first.wait_for("window.callapp.state === 'waiting'")
     assert "Waiting for a peer" in str(await hook(first, "status"))
@@ -94,10 +120,16 @@ async def test_two_browser_pages_call_each_other(
         assert sent, "no ICE candidates gathered"
         assert await hook(there, "remoteCandidates") == sent
 
-    png = await first.screenshot()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    if target := os.environ.get("CALLAPP_SCREENSHOT"):
-        await asyncio.to_thread(Path(target).write_bytes, png)
+    # Camera off reaches the peer as black frames; mute disables the microphone.
+    assert await first.wait_for(f"{REMOTE_BRIGHTNESS} > 60")  # the fake camera's green
+    await first.evaluate("window.callapp.setCameraOff(true)")
+    await second.evaluate("window.callapp.setMuted(true)")
+    assert await second.wait_for(f"{REMOTE_BRIGHTNESS} < 20", within=5) is True
+    assert await second.evaluate(f"{LOCAL_TRACK}('audio').enabled") is False
+    assert await second.evaluate("document.getElementById('mute').textContent") == "Unmute"
+    await first.evaluate("window.callapp.setCameraOff(false)")
+    assert await second.wait_for(f"{REMOTE_BRIGHTNESS} > 60", within=5) is True
+    assert await first.evaluate(f"{LOCAL_TRACK}('audio').enabled") is True
 
     # Hang up: the other side closes its peer connection and waits again.
     await second.evaluate("window.callapp.hangUp()")
@@ -209,6 +241,7 @@ async def test_desktop_app_and_browser_call_each_other(
 ) -> None:
     room = "interop-browser-first" if browser_first else "interop-app-first"
     page = await browser.new_page()
+    await page.set_viewport(1100, 820)
     async with desktop_app(server, room, tmp_path) as app:
         if browser_first:
             await page.navigate(page_url(server, room))
@@ -220,6 +253,8 @@ async def test_desktop_app_and_browser_call_each_other(
             await page.navigate(page_url(server, room))
 
         await receiving(page, within=25)
+        if browser_first:
+            await save_screenshot(page)
         # The first in the room makes the offer, browser or app.
         assert await hook(page, "role") == ("caller" if browser_first else "callee")
         assert await hook(page, "localCandidates"), "the browser trickled no candidates"

@@ -17,6 +17,7 @@ const ui = {
   status: $("status"),
   remoteVideo: $("remote-video"),
   localVideo: $("local-video"),
+  localCaption: $("local-caption"),
   mute: $("mute"),
   camera: $("camera"),
   unmuteRemote: $("unmute-remote"),
@@ -418,9 +419,11 @@ async function startLocalMedia() {
   }
   if (!localStream) {
     app.errorCode = "media";
+    ui.localCaption.textContent = "You (no camera or microphone allowed: receiving only)";
     note("no camera or microphone: receiving only");
     return;
   }
+  ui.localCaption.textContent = "You";
   ui.localVideo.srcObject = localStream;
   applyTrackSwitches();
   ui.mute.disabled = localStream.getAudioTracks().length === 0;
@@ -465,11 +468,16 @@ async function join(room) {
     setState("error", ERROR_TEXT["bad-room"], "bad-room");
     return;
   }
+  if (room === app.room && ws) return; // already there
   ui.room.value = room;
   const url = new URL(location.href);
   url.searchParams.set("room", room);
   history.replaceState(null, "", url);
   app.errorCode = null;
+  if (call && app.room !== room) {
+    sendToPeer(call.peer, { type: "BYE" }); // moving to another room ends this call
+    closeCall();
+  }
   setState("connecting", "Connecting…");
   await startLocalMedia();
   try {
@@ -477,7 +485,7 @@ async function join(room) {
   } catch {
     return; // onSignalingLost has said so
   }
-  if (app.room !== room) send({ type: "join", room });
+  send({ type: "join", room });
 }
 
 function hangUp() {
