@@ -527,3 +527,25 @@ async def test_two_servers_have_separate_metrics(make_server: ServerFactory) -> 
     await native(one)
     assert _sample(one.metrics.render().decode(), "callapp_signaling_connections") == 1
     assert _sample(two.metrics.render().decode(), "callapp_signaling_connections") == 0
+
+
+# -- inside the desktop app's loop ------------------------------------------------
+
+
+def test_starts_and_stops_on_a_qasync_loop(qapp: object) -> None:
+    """The Host button runs this object on qasync's Qt event loop."""
+    qasync = pytest.importorskip("qasync")
+    loop = qasync.QEventLoop(qapp)
+
+    async def scenario() -> tuple[int, bytes, str]:
+        async with SignalingServer() as server:
+            status, _, body = await http_get(server.port, "/healthz")
+            ws, _ = await native(server)
+            await send_json(ws, {"type": "join", "room": "host"})
+            reply = await recv_json(ws)
+        return status, body, reply["type"]
+
+    try:
+        assert loop.run_until_complete(scenario()) == (200, b"ok", "created")
+    finally:
+        loop.close()
