@@ -74,20 +74,30 @@ from callapp.signaling.messages import (
     parse_server_message,
 )
 
+# Server messages are re-exported, so that users need only this module.
 __all__ = [
     "BadRoom",
     "BadServerUrl",
     "ClientClosed",
     "ClientEvent",
     "ConnectionLost",
+    "Created",
     "Disconnected",
+    "Error",
+    "ErrorCode",
+    "Joined",
+    "PeerJoined",
+    "PeerLeft",
+    "Ready",
     "Reconnected",
+    "Relayed",
     "RoomFull",
     "ServerError",
     "ServerUnreachable",
     "SignalingClient",
     "SignalingError",
     "SignalingTimeout",
+    "Welcome",
     "normalize_url",
 ]
 
@@ -365,6 +375,9 @@ class SignalingClient:
             raise ConnectionLost("The signaling client is closed")
         if self._ws is not None and self.welcome is not None:
             return self.welcome
+        if self._reconnector is not None and not self._reconnector.done():
+            # A second link beside the reconnector's would be attached twice.
+            raise ConnectionLost(self._not_connected())
         ws, welcome = await self._open()
         if self.closed:  # close() ran meanwhile (the property stops mypy narrowing)
             await ws.close()
