@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from callapp.signaling.client import (
     BadRoom,
@@ -248,6 +249,45 @@ async def test_refused_handshake_and_non_callapp_endpoint(
     apigw_client = SignalingClient(other.apigw_url, connect_timeout=0.3)
     with pytest.raises(SignalingTimeout):
         await apigw_client.connect()
+
+
+async def test_join_timeout_and_a_server_that_is_not_callapp() -> None:
+    async def mute(ws: ServerConnection) -> None:
+        # Welcomes, then never answers: joins must time out, not hang.
+        await ws.send('{"type": "welcome", "connectionId": "0123456789abcdef"}')
+        await ws.wait_closed()
+
+    async def stranger(ws: ServerConnection) -> None:
+        await ws.send('{"hello": "world"}')
+        await ws.wait_closed()
+
+    async with serve(mute, "127.0.0.1", 0) as mute_server:
+        port = mute_server.sockets[0].getsockname()[1]
+        client = SignalingClient(f"ws://127.0.0.1:{port}", request_timeout=0.2)
+        welcome = await client.connect()
+        assert welcome.connection_id == "0123456789abcdef"
+        with pytest.raises(SignalingTimeout, match="join of room 'r'"):
+            await client.join("r")
+        assert client.room is None
+        await client.close()
+
+    async with serve(stranger, "127.0.0.1", 0) as stranger_server:
+        port = stranger_server.sockets[0].getsockname()[1]
+        with pytest.raises(ServerError, match="not a callapp signaling server") as error:
+            await SignalingClient(f"ws://127.0.0.1:{port}").connect()
+        assert error.value.code == "bad-message"
+
+
+async def test_rate_limited_join_is_matched_by_its_ref(
+    make_server: ServerFactory, clients: list[Any]
+) -> None:
+    server = await make_server(rate=0.001, burst=1)
+    client = await connected(server, clients)
+    await client.join("first")
+    with pytest.raises(ServerError, match="rate-limited") as limited:
+        await client.join("second")
+    assert limited.value.code == "rate-limited"
+    assert client.room == "first"
 
 
 # -- closing and reconnecting -------------------------------------------------------
