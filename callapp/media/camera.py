@@ -229,10 +229,11 @@ class CameraTrack(VideoStreamTrack):
             try:
                 await asyncio.wait_for(self._frame_ready.wait(), self._stall_timeout)
             except TimeoutError:
-                self._set_status(
-                    CameraState.FALLBACK,
-                    f"Camera {self.device} stopped responding: sending a test pattern instead",
-                )
+                if self._status.state is CameraState.STARTING:
+                    message = f"Camera {self.device} is slow to start: sending a test pattern"
+                else:
+                    message = f"Camera {self.device} stopped responding: sending a test pattern"
+                self._set_status(CameraState.FALLBACK, message)
             if self.readyState != "live":
                 raise MediaStreamError
 
@@ -353,6 +354,7 @@ class CameraTrack(VideoStreamTrack):
         """Deliver frames until reads fail or stop(); True if any frame came."""
         delivered = False
         failures = 0
+        scratch = np.empty((self.height * 3 // 2, self.width), np.uint8)
         while not self._stopping.is_set():
             ok, image = capture.read()
             captured = time.monotonic()
@@ -363,7 +365,10 @@ class CameraTrack(VideoStreamTrack):
                 continue
             failures = 0
             self.frames_captured += 1
-            if not self._deliver(to_yuv420p(image), captured):
+            if scratch.shape != (image.shape[0] // 2 * 3, image.shape[1] & ~1):
+                # The camera chose another size than asked: size the buffer to it.
+                scratch = np.empty((image.shape[0] // 2 * 3, image.shape[1] & ~1), np.uint8)
+            if not self._deliver(to_yuv420p(image, scratch), captured):
                 return delivered
             delivered = True
         return delivered
@@ -388,13 +393,21 @@ def _is_bgr(image: Any) -> bool:
     )
 
 
-def to_yuv420p(image: npt.NDArray[np.uint8]) -> VideoFrame:
+def to_yuv420p(
+    image: npt.NDArray[np.uint8], scratch: npt.NDArray[np.uint8] | None = None
+) -> VideoFrame:
     """A BGR image (OpenCV's layout) as a new ``yuv420p`` frame, cropped to even size.
 
-    OpenCV's SIMD converter does the colour work; PyAV only copies planes.
+    OpenCV's SIMD converter does the colour work (about 1.7 ms for 720p here,
+    against 16 ms for PyAV's swscale from ``bgr24``); PyAV only copies planes.
+    ``scratch``, an array of shape ``(height * 3 // 2, width)``, is reused for
+    the conversion when its shape fits, saving an allocation per frame.
     """
     height, width = image.shape[0] & ~1, image.shape[1] & ~1
     if (height, width) != image.shape[:2]:
         image = image[:height, :width]
-    i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+    if scratch is not None and scratch.shape == (height * 3 // 2, width):
+        i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420, dst=scratch)
+    else:
+        i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
     return VideoFrame.from_ndarray(cast(npt.NDArray[np.uint8], i420), format="yuv420p")

@@ -38,11 +38,13 @@ class FakeCapture:
         frames: int = 1_000_000,
         grey: int = 200,
         block: threading.Event | None = None,
+        block_after: int = 0,
     ) -> None:
         self.opened = opened
         self.remaining = frames
         self.grey = grey
-        self.block = block
+        self.block = block  # read() waits for it after `block_after` frames
+        self.block_after = block_after
         self.released = False
         self.props: dict[int, float] = {}
         self.reads = 0
@@ -52,7 +54,7 @@ class FakeCapture:
         return self.opened
 
     def read(self) -> tuple[bool, Any]:
-        if self.block is not None:
+        if self.block is not None and self.reads >= self.block_after:
             self.block.wait()
             self.block = None
         if self.remaining <= 0:
@@ -161,13 +163,16 @@ async def test_camera_that_fails_mid_stream_falls_back_then_recovers() -> None:
 
 async def test_camera_that_hangs_in_read_is_replaced_by_the_pattern() -> None:
     unblock = threading.Event()
-    script = Script(FakeCapture(block=unblock))
     statuses: list[CameraStatus] = []
-    track = make_track(script, statuses, stall_timeout=0.1)
-    frame = await track.recv()
-    assert not is_camera_frame(frame)
-    assert track.status.state is CameraState.FALLBACK
+    capture = FakeCapture(block=unblock, block_after=3)
+    track = make_track(Script(capture), statuses, stall_timeout=0.1)
+    while not is_camera_frame(await track.recv()):
+        pass
+    # After 3 frames read() hangs: the track notices and sends the pattern.
+    while track.status.state is not CameraState.FALLBACK:
+        await track.recv()
     assert "stopped responding" in track.status.message
+    assert not is_camera_frame(await track.recv())
 
     unblock.set()
     while not is_camera_frame(await track.recv()):
@@ -209,8 +214,26 @@ def test_list_cameras_with_real_opencv_finds_none_here() -> None:
     assert list_cameras([MISSING_DEVICE]) == []
 
 
+async def test_a_camera_slow_to_open_gets_the_pattern_meanwhile() -> None:
+    unblock = threading.Event()
+    statuses: list[CameraStatus] = []
+    track = make_track(Script(FakeCapture(block=unblock)), statuses, stall_timeout=0.05)
+    frame = await track.recv()
+    assert not is_camera_frame(frame)
+    assert track.status.state is CameraState.FALLBACK
+    assert "slow to start" in track.status.message
+    unblock.set()
+    while not is_camera_frame(await track.recv()):
+        pass
+    track.stop()
+
+
 def test_bgr_to_yuv420p_crops_odd_sizes_and_keeps_brightness() -> None:
     image = np.full((49, 65, 3), 255, np.uint8)
     frame = to_yuv420p(image)
     assert (frame.width, frame.height, frame.format.name) == (64, 48, "yuv420p")
     assert luma(frame).min() >= 235
+    scratch = np.zeros((72, 64), np.uint8)
+    again = to_yuv420p(image, scratch)
+    assert np.array_equal(luma(again), luma(frame))
+    assert scratch.min() >= 128, "the conversion went through the scratch buffer"
