@@ -382,7 +382,9 @@ class CallSession:
             if self._call is call and not (unless_connected and call.connected):
                 await self._end(reason, bye=bye)
 
-    async def _end(self, reason: EndReason, *, bye: bool = False) -> None:
+    async def _end(
+        self, reason: EndReason, *, bye: bool = False, notice: str | None = None
+    ) -> None:
         """End the current call (lock held) and go back to waiting."""
         call, self._call = self._call, None
         if call is None:
@@ -406,6 +408,8 @@ class CallSession:
             "end_reason": reason,
             "connected_at": None,
         }
+        if notice is not None:
+            changes["notice"] = notice
         if can(self._snapshot.phase, Trigger.CALL_ENDED):
             self._move(Trigger.CALL_ENDED, **changes)
         else:
@@ -533,8 +537,7 @@ class CallSession:
             and call.role is Role.CALLER
             and not call.answered
         ):
-            await self._end(EndReason.FAILED)
-            self._update(notice=f"Nobody with id {call.peer_id} is connected.")
+            await self._end(EndReason.FAILED, notice=f"Nobody with id {call.peer_id} is connected.")
         else:
             logger.info("signaling error %s: %s", code, text)
 
