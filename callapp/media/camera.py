@@ -121,7 +121,8 @@ class CameraTrack(VideoStreamTrack):
 
     ``width``, ``height`` and ``fps`` are requested from the camera, which may
     choose otherwise (frames then have the camera's size, cropped to even
-    dimensions); the fallback pattern uses them as given. Frames are
+    dimensions); the fallback pattern has the size of the last camera frame,
+    or the requested size before the first. Frames are
     ``yuv420p`` with 90 kHz pts from one monotonic timeline across camera and
     pattern frames, strictly increasing.
 
@@ -161,6 +162,7 @@ class CameraTrack(VideoStreamTrack):
         self._timeline = Timeline()
         self._pacer = Pacer(fps)
         self._pattern: PatternRenderer | None = None  # built on first use
+        self._pattern_size = (width, height)  # then the camera's own size
         self._pattern_origin: float | None = None
 
         # Shared with the capture thread, guarded by _lock.
@@ -223,7 +225,7 @@ class CameraTrack(VideoStreamTrack):
                         CameraState.LIVE,
                         f"Camera {self.device} is on ({image.width}x{image.height})",
                     )
-                return self._stamped(image, captured)
+                return self._camera_frame(image, captured)
             if self._status.state is CameraState.FALLBACK:
                 return await self._pattern_frame()
             try:
@@ -238,8 +240,9 @@ class CameraTrack(VideoStreamTrack):
                 raise MediaStreamError
 
     async def _pattern_frame(self) -> VideoFrame:
-        if self._pattern is None:
-            self._pattern = PatternRenderer(self.width, self.height, label=NO_CAMERA_LABEL)
+        pattern = self._pattern
+        if pattern is None or (pattern.width, pattern.height) != self._pattern_size:
+            pattern = self._pattern = PatternRenderer(*self._pattern_size, label=NO_CAMERA_LABEL)
         # Sleep until the next frame slot, but wake early if the camera is back.
         due = self._pacer.advance()
         delay = due - time.monotonic()
@@ -252,12 +255,18 @@ class CameraTrack(VideoStreamTrack):
         if item is not None:
             self._pacer.reset()  # the next fallback starts a fresh frame grid
             self._set_status(CameraState.LIVE, f"Camera {self.device} is back")
-            return self._stamped(*item)
+            return self._camera_frame(*item)
         now = time.monotonic()
         if self._pattern_origin is None:
             self._pattern_origin = now
-        frame = self._pattern.render(self._pacer.index, now - self._pattern_origin, time.time())
+        frame = pattern.render(self._pacer.index, now - self._pattern_origin, time.time())
         return self._stamped(frame, now)
+
+    def _camera_frame(self, frame: VideoFrame, captured: float) -> VideoFrame:
+        # The pattern takes the camera's actual size, so falling back does not
+        # make the encoder restart at another resolution.
+        self._pattern_size = (frame.width, frame.height)
+        return self._stamped(frame, captured)
 
     def _stamped(self, frame: VideoFrame, captured: float) -> VideoFrame:
         frame.pts = self._timeline.stamp(captured)

@@ -97,10 +97,9 @@ def is_camera_frame(frame: VideoFrame) -> bool:
 
 
 def make_track(script: Script, statuses: list[CameraStatus], **kwargs: Any) -> CameraTrack:
+    kwargs = {"width": W, "height": H, **kwargs}
     return CameraTrack(
         0,
-        width=W,
-        height=H,
         fps=30.0,
         on_status=statuses.append,
         capture_factory=script,
@@ -135,18 +134,22 @@ async def test_camera_that_fails_mid_stream_falls_back_then_recovers() -> None:
     # third open works again.
     script = Script(FakeCapture(frames=5, grey=200), FakeCapture(opened=False), FakeCapture())
     statuses: list[CameraStatus] = []
-    track = make_track(script, statuses)
+    # Ask for 128x96: the fake camera gives 64x48, and so must the pattern.
+    track = make_track(script, statuses, width=128, height=96)
 
     kinds: list[str] = []
     pts: list[int] = []
+    frames: list[VideoFrame] = []
     while "camera" not in kinds or "pattern" not in kinds or kinds[-1] != "camera":
         frame = await track.recv()
         kinds.append("camera" if is_camera_frame(frame) else "pattern")
         pts.append(frame.pts)
+        frames.append(frame)
         assert len(kinds) < 500, kinds
     track.stop()
 
     assert kinds[0] == "camera"
+    assert {(f.width, f.height) for f in frames} == {(W, H)}
     assert all(b > a for a, b in itertools.pairwise(pts)), "pts strictly increase"
     states = [s.state for s in statuses]
     assert states[0] is CameraState.STARTING
