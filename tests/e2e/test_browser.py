@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 
 from callapp.signaling.server import SignalingServer
 from tests.e2e.chromium import Chromium, ChromiumError, Page, find_chromium
@@ -157,6 +158,71 @@ async def test_two_browser_pages_call_each_other(
     assert "left" in str(await hook(first, "status")) or "hung up" in str(
         await hook(first, "status")
     )
+
+
+#: In a page of its own: a bare RTCPeerConnection with the fake camera makes an
+#: offer *without* candidates and gathers them separately.
+BARE_OFFER = """(async () => {
+  const pc = window.bare = new RTCPeerConnection();
+  const candidates = [];
+  pc.onicecandidate = ({candidate}) => candidate && candidate.candidate
+    && candidates.push(candidate.toJSON());
+  const stream = await navigator.mediaDevices.getUserMedia({video: true});
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  await new Promise((done) => {
+    const check = () => pc.iceGatheringState === "complete" && done();
+    pc.onicegatheringstatechange = check;
+    check();
+  });
+  return {sdp: offer.sdp, candidates};
+})()"""
+
+
+async def test_candidates_that_arrive_before_the_offer_wait_for_it(
+    server: SignalingServer, browser: Chromium
+) -> None:
+    """A caller that sends its candidates first: the page keeps them until the
+    offer is set, then applies them, and connects with no candidate in the SDP."""
+    page, bare = await browser.new_page(), await browser.new_page()
+    await bare.navigate(server.http_url)  # any secure-context page will do
+    offer = await bare.evaluate(BARE_OFFER)
+    assert offer["candidates"]
+    assert "a=candidate" not in offer["sdp"]
+
+    async with connect(server.url) as signaling:
+        welcome = json.loads(await signaling.recv())
+        await signaling.send(json.dumps({"type": "join", "room": "early"}))
+        assert json.loads(await signaling.recv())["type"] == "created"
+        await page.navigate(page_url(server, "early"))
+        page_id = (await server_message(signaling, "ready"))["peers"][1]
+        # We are first in the room, so we call: candidates first, then the offer.
+        for candidate in offer["candidates"]:
+            data = {"type": "ICE", "payload": candidate}
+            await signaling.send(json.dumps({"type": "message", "to": page_id, "data": data}))
+        data = {"type": "SDP", "payload": {"type": "offer", "sdp": offer["sdp"]}}
+        await signaling.send(json.dumps({"type": "message", "to": page_id, "data": data}))
+
+        answer = (await server_message(signaling, "message"))["data"]
+        assert answer["type"] == "SDP"
+        assert answer["payload"]["type"] == "answer"
+        await bare.evaluate(f"window.bare.setRemoteDescription({json.dumps(answer['payload'])})")
+        await receiving(page, frames=10)
+        assert await hook(page, "peerId") == welcome["connectionId"]
+        applied = await hook(page, "remoteCandidates")
+        assert applied == [c["candidate"] for c in offer["candidates"]]
+
+
+async def server_message(signaling: ClientConnection, kind: str) -> dict[str, Any]:
+    """The next message of type ``kind`` (others, such as trickled ICE, are skipped)."""
+    async with asyncio.timeout(15):
+        while True:
+            message: dict[str, Any] = json.loads(await signaling.recv())
+            if message["type"] == kind and (
+                kind != "message" or message["data"].get("type") != "ICE"
+            ):
+                return message
 
 
 async def test_page_reports_bad_rooms_and_a_lost_server(browser: Chromium) -> None:

@@ -8,6 +8,7 @@
 
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const STATS_INTERVAL_MS = 500;
+const MAX_EARLY_CANDIDATES = 64;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -66,7 +67,8 @@ let welcome = null; // Promise resolved by the server's "welcome"
 let leaving = false; // our own close of the socket, not a lost server
 let inbox = Promise.resolve(); // server messages, handled one at a time
 let localStream = null;
-let call = null; // {pc, peer, pending: [], remote: MediaStream, statsTimer}
+let call = null; // {pc, peer, pending: [], remote: MediaStream, statsTimer, tracksAdded}
+const early = new Map(); // sender id -> candidates that came before any call with them
 
 function note(text) {
   app.log.push(text);
@@ -159,6 +161,7 @@ async function onServerMessage(message) {
       setState("error", `Room “${message.room}” is full.`, "full");
       break;
     case "peer-left":
+      early.delete(message.connectionId);
       // After a BYE the call is already over and the status says so.
       if (app.peerId === message.connectionId) {
         closeCall();
@@ -210,7 +213,9 @@ async function onReady(peers) {
 function newCall(peer, role) {
   const pc = new RTCPeerConnection({ iceServers: app.iceServers });
   const remote = new MediaStream();
-  call = { pc, peer, pending: [], remote, statsTimer: null, tracksAdded: false };
+  const pending = early.get(peer) || [];
+  early.clear();
+  call = { pc, peer, pending, remote, statsTimer: null, tracksAdded: false };
   app.calls += 1;
   app.peerId = peer;
   app.role = role;
@@ -218,7 +223,7 @@ function newCall(peer, role) {
   app.framesRendered = 0;
   app.framesSent = 0;
   app.localCandidates = [];
-  app.remoteCandidates = [];
+  app.remoteCandidates = pending.map((init) => init.candidate);
   app.selectedPair = null;
   const current = () => call !== null && call.pc === pc;
 
@@ -315,13 +320,19 @@ async function onDescription(from, description) {
 }
 
 async function onCandidate(from, payload) {
-  if (!call || call.peer !== from || typeof payload.candidate !== "string") return;
-  app.remoteCandidates.push(payload.candidate);
+  if (typeof payload.candidate !== "string") return;
   const init = {
     candidate: payload.candidate,
     sdpMid: payload.sdpMid ?? null,
     sdpMLineIndex: payload.sdpMLineIndex ?? null,
   };
+  if (!call || call.peer !== from) {
+    // Ahead of its offer: keep it for the call that offer will start.
+    const kept = early.get(from) || [];
+    if (kept.length < MAX_EARLY_CANDIDATES) early.set(from, [...kept, init]);
+    return;
+  }
+  app.remoteCandidates.push(init.candidate);
   if (call.pc.remoteDescription) await addCandidate(call.pc, init);
   else call.pending.push(init);
 }
