@@ -14,7 +14,7 @@ from callapp.media.camera import (
     list_cameras,
 )
 from callapp.media.file import FileTrack
-from callapp.media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, frame_to_ndarray, plane_views
+from callapp.media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, luma_view, plane_views
 from callapp.media.recorder import Recorder, RecordingError
 from callapp.media.sinks import LatestFrameSink
 from callapp.media.sources import open_video_source
@@ -34,8 +34,8 @@ __all__ = [
     "RecordingError",
     "SwitchableVideoTrack",
     "TestPatternTrack",
-    "frame_to_ndarray",
     "list_cameras",
+    "luma_view",
     "open_video_source",
     "plane_views",
 ]

@@ -68,11 +68,12 @@ def black_frame(width: int, height: int) -> VideoFrame:
     return frame
 
 
-def frame_to_ndarray(frame: VideoFrame) -> Plane:
-    """The luma (Y) plane of a ``yuv420p`` frame as a numpy view, no copy.
+def luma_view(frame: VideoFrame) -> Plane:
+    """The luma (Y) plane of a ``yuv420p`` frame as a numpy view: no copy, no conversion.
 
     Cheap enough to call per frame, e.g. to measure brightness, detect a
-    frozen picture or compare frames in tests. For RGB use ``frame.to_ndarray(
+    frozen or black picture, or compare frames in tests. The view shares the
+    frame's memory; copy it to keep it. For RGB use ``frame.to_ndarray(
     format="rgb24")``, which converts (the UI does that, not this package).
     """
     return plane_views(frame)[0]

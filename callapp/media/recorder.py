@@ -47,6 +47,9 @@ VIDEO_STREAM_TIME_BASE = Fraction(1, 90_000)
 # Muxers such as Matroska keep 1 ms; two video frames closer than that would
 # collide there, so video pts are kept at least this far apart (in 1/90000).
 _MIN_VIDEO_STEP = 90
+# A video track whose pts stray further than this from arrival times (in
+# 1/90000 s) is re-anchored; jitter stays well below it.
+_MAX_DRIFT = 2 * 90_000
 # How many frames may wait for the writer before new ones are dropped.
 DEFAULT_QUEUE_FRAMES = 120
 
@@ -282,12 +285,15 @@ class Recorder:
             t.samples += frame.samples
         else:
             tick = VIDEO_STREAM_TIME_BASE
+            arrival_pts = max(0, round(since_start / tick))
             if frame.pts is not None and frame.time_base is not None:
                 pts = round(frame.pts * frame.time_base / tick)
             else:
-                pts = round(since_start / tick)
-            if t.offset is None:
-                t.offset = max(0, round(since_start / tick)) - pts
+                pts = arrival_pts
+            # Anchor the track's own clock at its first frame's arrival, and
+            # again whenever it jumps away from real time (a sender restarted).
+            if t.offset is None or abs(pts + t.offset - arrival_pts) > _MAX_DRIFT:
+                t.offset = arrival_pts - pts
             pts = max(pts + t.offset, t.last_pts + _MIN_VIDEO_STEP if t.last_pts >= 0 else 0)
             t.last_pts = pts
             frame.pts = pts

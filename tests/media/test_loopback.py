@@ -8,7 +8,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from av import VideoFrame
 
-from callapp.media.frames import frame_to_ndarray
+from callapp.media.frames import luma_view
 from callapp.media.sinks import LatestFrameSink
 from callapp.media.switcher import SwitchableVideoTrack
 from callapp.media.testpattern import TestPatternTrack
@@ -30,7 +30,7 @@ async def test_switcher_frames_reach_a_remote_sink_through_vp8() -> None:
     sinks: list[LatestFrameSink] = []
 
     def on_frame(frame: VideoFrame) -> None:
-        y = frame_to_ndarray(frame)
+        y = luma_view(frame)
         frames.append(y.copy())
         if len(frames) >= 5 and y.std() > 20:
             got["pattern"].set()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import av
@@ -9,6 +10,7 @@ from aiortc import AudioStreamTrack, MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
+from callapp.media.frames import VIDEO_TIME_BASE
 from callapp.media.recorder import Recorder, RecordingError
 from callapp.media.testpattern import TestPatternTrack
 
@@ -127,3 +129,39 @@ async def test_an_empty_recording_leaves_no_file(tmp_path: Path) -> None:
     await asyncio.sleep(0.01)
     await recorder.stop()
     assert not path.exists()
+
+
+class JumpingTrack(MediaStreamTrack):
+    """30 fps frames whose pts jump back by an hour halfway (a restarted sender)."""
+
+    kind = "video"
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.sent = 0
+        self.frames = frames
+
+    async def recv(self) -> VideoFrame:
+        if self.sent == self.frames:
+            raise MediaStreamError
+        await asyncio.sleep(1 / 30)
+        frame = VideoFrame(64, 48, "yuv420p")
+        base = 3600 * 90000 if self.sent < self.frames // 2 else 0
+        frame.pts, frame.time_base = base + self.sent * 3000, VIDEO_TIME_BASE
+        self.sent += 1
+        return frame
+
+
+async def test_a_track_whose_clock_jumps_back_is_reanchored(tmp_path: Path) -> None:
+    path = tmp_path / "x.mkv"
+    recorder = Recorder(path)
+    recorder.add_track(JumpingTrack(frames=20))
+    await recorder.start()
+    await asyncio.sleep(20 / 30 + 0.2)
+    await recorder.stop()
+    pts = probe(path)["video_pts"]
+    assert isinstance(pts, list)
+    assert len(pts) == 20
+    # Without re-anchoring, the second half would be squeezed 1 ms apart.
+    steps = [b - a for a, b in itertools.pairwise(pts)]
+    assert min(steps) >= 20, steps  # Matroska counts milliseconds
