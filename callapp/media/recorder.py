@@ -11,7 +11,8 @@ keeps its shape (``add_track``, ``start``, ``stop``) but:
   once). When the writer falls behind, frames are dropped and counted, never
   queued without bound;
 * each stream is configured from its own first frame, and encoding starts
-  once every stream has one (or ``max_pending`` frames are waiting);
+  once every stream has one (or ``max_pending`` frames are waiting); a video
+  stream keeps that first size, later frames of another size are scaled to it;
 * pts come from the frames (the RTP clock), shifted so each track starts at
   the moment its first frame arrived, which keeps audio and video in step;
 * any error (opening, encoding, writing, or a track failing with something

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
+from aiortc.contrib.media import MediaRelay
 from av import VideoFrame
 
 from callapp.media.frames import luma_view
+from callapp.media.recorder import Recorder
 from callapp.media.sinks import LatestFrameSink
 from callapp.media.switcher import SwitchableVideoTrack
 from callapp.media.testpattern import TestPatternTrack
@@ -19,7 +23,9 @@ from .conftest import FlatTrack
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 
 
-async def test_switcher_frames_reach_a_remote_sink_through_vp8() -> None:
+async def test_switcher_frames_reach_a_remote_sink_and_recorder_through_vp8(
+    tmp_path: Path,
+) -> None:
     sender = RTCPeerConnection(NO_ICE_SERVERS)
     receiver = RTCPeerConnection(NO_ICE_SERVERS)
     switcher = SwitchableVideoTrack(TestPatternTrack(320, 240, fps=30), idle_fps=30)
@@ -28,6 +34,12 @@ async def test_switcher_frames_reach_a_remote_sink_through_vp8() -> None:
     frames: list[np.ndarray] = []
     got: dict[str, asyncio.Event] = {"pattern": asyncio.Event(), "black": asyncio.Event()}
     sinks: list[LatestFrameSink] = []
+    # One remote track, two consumers: each gets its own relay proxy (two
+    # readers of one track would each get half the frames). The view only
+    # wants the newest frame; the recorder wants them all.
+    relay = MediaRelay()
+    recorder = Recorder(tmp_path / "remote.mkv")
+    starting: list[asyncio.Future[None]] = []
 
     def on_frame(frame: VideoFrame) -> None:
         y = luma_view(frame)
@@ -39,9 +51,11 @@ async def test_switcher_frames_reach_a_remote_sink_through_vp8() -> None:
 
     @receiver.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        sink = LatestFrameSink(track, on_frame=on_frame)
+        sink = LatestFrameSink(relay.subscribe(track, buffered=False), on_frame=on_frame)
         sinks.append(sink)
         sink.start()
+        recorder.add_track(relay.subscribe(track))
+        starting.append(asyncio.ensure_future(recorder.start()))
 
     try:
         await sender.setLocalDescription(await sender.createOffer())
@@ -61,7 +75,13 @@ async def test_switcher_frames_reach_a_remote_sink_through_vp8() -> None:
     finally:
         for sink in sinks:
             await sink.stop()
+        await recorder.stop()
         switcher.stop()
         await sender.close()
         await receiver.close()
     assert sinks[0].frames_received >= 6
+    with av.open(str(tmp_path / "remote.mkv")) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == recorder.frames_written["video"] > 0
+    # A file keeps its first size: after the switch, frames are scaled to it.
+    assert {(f.width, f.height) for f in frames} == {(320, 240)}
