@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 #: (about 1.5 s of Chromium's 20 fps fake camera).
 MIN_FRAMES = 30
 #: How long the headless desktop app stays in a call.
-APP_SECONDS = 8
+APP_SECONDS = 6
 
 
 @pytest.fixture

@@ -210,8 +210,18 @@ async function onReady(peers) {
   }
 }
 
+function peerConnection() {
+  try {
+    return new RTCPeerConnection({ iceServers: app.iceServers });
+  } catch (error) {
+    // A server entry this browser rejects must not stop calls on the same network.
+    note(`ignoring the server's ICE servers (${error.message})`);
+    return new RTCPeerConnection();
+  }
+}
+
 function newCall(peer, role) {
-  const pc = new RTCPeerConnection({ iceServers: app.iceServers });
+  const pc = peerConnection();
   const remote = new MediaStream();
   const pending = early.get(peer) || [];
   early.clear();
@@ -249,14 +259,14 @@ function newCall(peer, role) {
     const state = pc.connectionState;
     note(`peer connection ${state}`);
     if (state === "connected") setState("connected", `In a call in “${app.room}”.`);
-    else if (state === "disconnected") setState("calling", "Connection interrupted; reconnecting…");
+    else if (state === "disconnected") setState("calling", "Connection lost; reconnecting…");
     else if (state === "failed") setState("error", "The connection to the peer failed.", "failed");
   };
 
   ui.remoteVideo.srcObject = remote;
   playRemote();
   watchFrames(pc);
-  call.statsTimer = setInterval(() => pollStats(pc), STATS_INTERVAL_MS);
+  call.statsTimer = setInterval(() => pollStats(pc).catch(() => {}), STATS_INTERVAL_MS);
   return pc;
 }
 
@@ -398,7 +408,10 @@ async function pollStats(pc) {
       const c = report.get(id);
       return c ? `${c.candidateType} ${c.protocol} ${c.address}:${c.port}` : id;
     };
-    app.selectedPair = { local: describe(pair.localCandidateId), remote: describe(pair.remoteCandidateId) };
+    app.selectedPair = {
+      local: describe(pair.localCandidateId),
+      remote: describe(pair.remoteCandidateId),
+    };
   }
 }
 
