@@ -88,3 +88,32 @@ async def test_a_source_that_ends_is_reported_and_replaced_by_black() -> None:
     assert levels == [120, 120, BLACK]
     assert ended == [source]
     assert switcher.source is None
+
+
+async def test_a_failing_camera_behind_the_switcher_keeps_the_stream_going() -> None:
+    from callapp.media.camera import CameraState, CameraStatus, CameraTrack
+
+    from .fakes import FakeCapture, Script, is_camera_frame
+
+    statuses: list[CameraStatus] = []
+    camera = CameraTrack(
+        0,
+        width=64,
+        height=48,
+        on_status=statuses.append,
+        capture_factory=Script(FakeCapture(frames=5)),  # then no camera at all
+        retry_delay=0.01,
+        max_retry_delay=0.02,
+    )
+    switcher = SwitchableVideoTrack(camera, width=64, height=48)
+    frames = [await switcher.recv()]
+    while camera.status.state is not CameraState.FALLBACK:
+        frames.append(await switcher.recv())
+    frames += [await switcher.recv() for _ in range(3)]
+    switcher.stop()
+
+    assert is_camera_frame(frames[0])
+    assert not any(is_camera_frame(f) for f in frames[-3:]), "the pattern took over"
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(frames))
+    assert camera.readyState == "ended"
+    assert statuses[-1].state is CameraState.STOPPED
