@@ -47,8 +47,9 @@ class SwitchableVideoTrack(VideoStreamTrack):
 
     Callbacks run on the event loop thread: ``on_preview(frame)`` for every
     source frame (``None`` when there is no longer a local picture), and
-    ``on_source_ended(track)`` when a source ends by itself; the switcher then
-    sends black until :meth:`set_source` is called.
+    ``on_source_ended(track)`` when a source ends by itself or fails (its
+    ``recv()`` raised); the switcher then sends black until :meth:`set_source`
+    is called.
 
     The switcher owns its sources: they are stopped when replaced (unless
     ``stop_previous=False``) and when the switcher stops.
@@ -216,6 +217,13 @@ class SwitchableVideoTrack(VideoStreamTrack):
             try:
                 frame = await source.recv()
             except MediaStreamError:
+                if source is self._source:
+                    self._source_ended(source)
+                return
+            except Exception:
+                # A broken source must not leave recv() waiting forever.
+                logger.exception("switcher: source %s failed", source)
+                source.stop()
                 if source is self._source:
                     self._source_ended(source)
                 return

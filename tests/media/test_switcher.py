@@ -117,3 +117,20 @@ async def test_a_failing_camera_behind_the_switcher_keeps_the_stream_going() -> 
     assert all(b.pts > a.pts for a, b in itertools.pairwise(frames))
     assert camera.readyState == "ended"
     assert statuses[-1].state is CameraState.STOPPED
+
+
+async def test_a_source_that_raises_is_treated_as_ended() -> None:
+    class Broken(MediaStreamTrack):
+        kind = "video"
+
+        async def recv(self) -> VideoFrame:
+            raise RuntimeError("driver bug")
+
+    ended: list[MediaStreamTrack] = []
+    source = Broken()
+    switcher = SwitchableVideoTrack(source, idle_fps=100, on_source_ended=ended.append)
+    frame = await switcher.recv()
+    switcher.stop()
+    assert grey_level(frame) == BLACK
+    assert ended == [source]
+    assert source.readyState == "ended"
