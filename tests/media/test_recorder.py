@@ -100,10 +100,15 @@ async def test_a_track_error_surfaces_through_the_callback_and_stop(tmp_path: Pa
 
 
 async def test_an_encoder_error_surfaces(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "x.mp4", video_options={"preset": "no-such-preset"})
+    failed = asyncio.Event()
+    recorder = Recorder(
+        tmp_path / "x.mp4",
+        video_options={"preset": "no-such-preset"},
+        on_error=lambda error: failed.set(),
+    )
     recorder.add_track(TestPatternTrack(64, 48))
     await recorder.start()
-    await asyncio.sleep(0.1)
+    await failed.wait()  # at the first frame, on the writer thread
     with pytest.raises(RecordingError, match="encoding failed"):
         await recorder.stop()
 
@@ -140,9 +145,11 @@ class JumpingTrack(MediaStreamTrack):
         super().__init__()
         self.sent = 0
         self.frames = frames
+        self.done = asyncio.Event()
 
     async def recv(self) -> VideoFrame:
         if self.sent == self.frames:
+            self.done.set()
             raise MediaStreamError
         await asyncio.sleep(1 / 30)
         frame = VideoFrame(64, 48, "yuv420p")
@@ -155,9 +162,10 @@ class JumpingTrack(MediaStreamTrack):
 async def test_a_track_whose_clock_jumps_back_is_reanchored(tmp_path: Path) -> None:
     path = tmp_path / "x.mkv"
     recorder = Recorder(path)
-    recorder.add_track(JumpingTrack(frames=20))
+    track = JumpingTrack(frames=20)
+    recorder.add_track(track)
     await recorder.start()
-    await asyncio.sleep(20 / 30 + 0.2)
+    await track.done.wait()
     await recorder.stop()
     pts = probe(path)["video_pts"]
     assert isinstance(pts, list)
