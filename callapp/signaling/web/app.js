@@ -488,12 +488,12 @@ function setCameraOff(off) {
 
 async function join(room) {
   room = String(room).trim();
+  ui.room.value = room;
   if (!ROOM_NAME.test(room)) {
     setState("error", ERROR_TEXT["bad-room"], "bad-room");
     return;
   }
   if (room === app.room && ws) return; // already there
-  ui.room.value = room;
   const url = new URL(location.href);
   url.searchParams.set("room", room);
   history.replaceState(null, "", url);
