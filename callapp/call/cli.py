@@ -204,13 +204,15 @@ class Runner:
 
     def on_snapshot(self, snapshot: CallSnapshot) -> None:
         before, self._previous = self._previous, snapshot
+        now = time.monotonic()
+        in_call = snapshot.phase in (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
+        was_in_call = before.phase in (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
+        if was_in_call and not in_call:
+            self._call_ended(snapshot, now)
         if snapshot.phase is not before.phase or snapshot.role is not before.role:
             say(describe(snapshot))
         if snapshot.notice and snapshot.notice != before.notice:
             say(f"notice: {snapshot.notice}")
-        now = time.monotonic()
-        in_call = snapshot.phase in (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
-        was_in_call = before.phase in (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
         if in_call and self.record is None:
             # A call started without dial/join (an incoming one): time it from now.
             self.record = CallRecord(started_at=now)
@@ -225,8 +227,6 @@ class Runner:
                 self._hangup = loop.call_later(
                     self.args.seconds, lambda: asyncio.ensure_future(self._hang_up())
                 )
-        if was_in_call and not in_call:
-            self._call_ended(snapshot, now)
         if snapshot.phase is CallPhase.IDLE and before.phase is not CallPhase.CONNECTING:
             self.fail("lost the signaling server")
 

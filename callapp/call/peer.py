@@ -46,11 +46,16 @@ _MIME = {"vp8": "video/vp8", "h264": "video/h264"}
 
 
 def codec_preferences(codec: str) -> list[Any]:
-    """aiortc capabilities for ``codec`` (and its RTX), to put it first or alone."""
+    """aiortc's video codecs with ``codec`` first (then the others, then RTX).
+
+    A preference, not a restriction: a peer that prefers another codec (or
+    a browser without it) still finds a common one.
+    """
     capabilities = RTCRtpSender.getCapabilities("video").codecs
     wanted = [c for c in capabilities if c.mimeType.lower() == _MIME[codec]]
     rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
-    return [*wanted, *rtx]
+    others = [c for c in capabilities if c not in wanted and c not in rtx]
+    return [*wanted, *others, *rtx]
 
 
 def _black(width: int, height: int) -> av.VideoFrame:
@@ -303,6 +308,11 @@ class Peer:
         )
 
     def codec(self) -> str | None:
+        """The codec we send with (each side may send with its own preference)."""
+        for transceiver in self.pc.getTransceivers():
+            codecs = getattr(transceiver, "_codecs", None)  # set by negotiation
+            if transceiver.kind == "video" and codecs:
+                return str(codecs[0].mimeType).partition("/")[2] or None
         description = (
             self.pc.remoteDescription
             if self.pc.localDescription is not None and self.pc.localDescription.type == "offer"

@@ -183,6 +183,13 @@ class CallSession:
         connection_id = self._channel.connection_id
         assert connection_id is not None, "a connected channel has an id"
         self._move(Trigger.WELCOMED, connection_id=connection_id)
+        # Open the video source now rather than on the first call: opening a
+        # camera (or importing what draws the test pattern) takes long enough
+        # to delay the first frame noticeably.
+        try:
+            self._open_source()
+        except errors.MediaError as exc:
+            self._update(notice=str(exc))
         self._events = asyncio.ensure_future(self._pump_events(self._channel))
         return connection_id
 
@@ -307,9 +314,13 @@ class CallSession:
 
     # -- calls: starting ---------------------------------------------------------
 
-    def _new_peer(self, call: _Call) -> Peer:
+    def _open_source(self) -> MediaStreamTrack:
         if self._source is None:
             self._source = sources.open_source(self._config, self._set_notice)
+        return self._source
+
+    def _new_peer(self, call: _Call) -> Peer:
+        source = self._open_source()
         channel = self._channel
         servers = ice.ice_servers(
             channel.ice_servers if channel is not None else (), self._config.ice_servers
@@ -317,7 +328,7 @@ class CallSession:
         peer = Peer(
             self._config,
             servers,
-            self._source,
+            source,
             video_enabled=self._snapshot.video_enabled,
             local_callback=lambda: self._local_callback,
             remote_callback=lambda: self._remote_callback,
@@ -434,7 +445,15 @@ class CallSession:
                 )
                 self._move(Trigger.MEDIA_UP, connected_at=time.monotonic())
             elif state in ("failed", "closed"):
-                reason = EndReason.PEER_UNREACHABLE if call.connected else EndReason.FAILED
+                # "closed" here means the peer closed DTLS on purpose (a crash
+                # sends nothing): a hang-up whose BYE is still on its way
+                # through the server.
+                if not call.connected:
+                    reason = EndReason.FAILED
+                elif state == "closed":
+                    reason = EndReason.PEER_HUNG_UP
+                else:
+                    reason = EndReason.PEER_UNREACHABLE
                 await self._end(reason)
 
     # -- events from signaling ---------------------------------------------------
