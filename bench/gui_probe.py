@@ -1,0 +1,101 @@
+"""The desktop app (``callapp``) with a probe: when the window and the first remote frame show.
+
+    python -m bench.gui_probe -- <callapp launcher arguments>
+
+Runs :func:`callapp.ui.launcher.main` unchanged in this process (offscreen
+unless ``QT_QPA_PLATFORM`` says otherwise), after wrapping from the outside:
+
+* ``MainWindow.__init__``, to install an application-wide event filter that
+  notes the first paint of anything in the main window (the window is on
+  screen), then removes itself;
+* ``VideoView.paintEvent``, to note when the window's remote view first paints
+  a decoded remote frame;
+* ``CallViewModel.join`` / ``call`` / ``host``, to note when the user action started.
+
+Each mark is printed at once as ``probe: NAME <time.monotonic()>``, so the
+parent can compare it with its own clock (``CLOCK_MONOTONIC`` is system-wide).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+_marked: set[str] = set()
+
+
+def mark(name: str) -> None:
+    if name not in _marked:
+        _marked.add(name)
+        print(f"probe: {name} {time.monotonic():.6f}", flush=True)
+
+
+def install() -> None:
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    from callapp.ui import main_window, video_view, viewmodel
+
+    mark("imported")
+    windows: list[Any] = []
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if (
+                event.type() == QEvent.Type.Paint
+                and isinstance(watched, QWidget)
+                and windows
+                and watched.window() is windows[0]
+            ):
+                mark("window_painted")
+                app = QApplication.instance()
+                if app is not None:
+                    app.removeEventFilter(self)
+            return False
+
+    original_init = main_window.MainWindow.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        windows.append(self)
+        app = QApplication.instance()
+        if app is not None:
+            self._bench_first_paint = FirstPaint(app)
+            app.installEventFilter(self._bench_first_paint)
+
+    main_window.MainWindow.__init__ = init  # type: ignore[method-assign]
+
+    original_paint = video_view.VideoView.paintEvent
+
+    def paint_event(self: Any, event: Any) -> None:
+        before = self.frames_painted
+        original_paint(self, event)
+        if before == 0 and self.frames_painted and windows and self is windows[0].remote_view:
+            mark("remote_painted")
+
+    video_view.VideoView.paintEvent = paint_event  # type: ignore[method-assign]
+
+    for action in ("join", "call", "host"):
+        original = getattr(viewmodel.CallViewModel, action)
+
+        def wrapped(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            mark("action")
+            return _original(self, *args, **kwargs)
+
+        setattr(viewmodel.CallViewModel, action, wrapped)
+
+
+def main(argv: list[str]) -> int:
+    args = argv[1:] if argv[:1] == ["--"] else argv
+    install()
+    from callapp.ui import launcher
+
+    return launcher.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,318 @@
+// Load generator for signaling servers: the same design for callapp-signaling
+// (protocol v1 over a plain WebSocket) and for the socket.io reference (Engine.IO
+// v4 / Socket.IO v4 framing written by hand over the same WebSocket client), so
+// that only the server differs between the two runs.
+//
+// node loadgen.js '<json options>'
+//
+//   target   "callapp" | "socketio"
+//   url      ws://127.0.0.1:PORT/ws  or  ws://127.0.0.1:PORT/socket.io/
+//   mode     "relay": P pairs each join a room of their own and ping-pong
+//                     messages of `size` bytes through the server; a pong
+//                     answers each ping. Either closed loop (`window` pings in
+//                     flight per pair: the saturating load) or open loop
+//                     (`rate` relayed messages per second in total).
+//            "hold":  open `connections` idle connections (`concurrency` at a
+//                     time), print {"event":"held"} once all are up, keep them
+//                     (answering keepalive pings) until SIGTERM or `seconds`.
+//   pairs, window, rate, size, warmup, seconds, connections, concurrency
+//
+// Prints one JSON object per line on stdout; the last one is {"event":"done", ...}.
+'use strict';
+
+const WebSocket = require('ws');
+
+const opts = Object.assign(
+  {
+    mode: 'relay',
+    pairs: 20,
+    window: 4,
+    rate: 0,
+    size: 1024,
+    warmup: 1,
+    seconds: 5,
+    connections: 1000,
+    concurrency: 200,
+  },
+  JSON.parse(process.argv[2] || '{}'),
+);
+
+function emit(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+// -- the two wire formats ----------------------------------------------------
+
+// A client object: open(onReady), join(room), send(data), onData(cb), ready promise.
+class CallappClient {
+  constructor(url) {
+    this.ws = new WebSocket(url, { perMessageDeflate: false });
+    this.onData = null;
+    this.onRoomReady = null;
+    this.welcomed = new Promise((resolve, reject) => {
+      this._welcomed = resolve;
+      this.ws.on('error', reject);
+      this.ws.on('close', () => reject(new Error('closed before welcome')));
+    });
+    this.ws.on('message', (raw) => this._message(raw.toString()));
+  }
+  _message(text) {
+    const msg = JSON.parse(text);
+    switch (msg.type) {
+      case 'welcome':
+        this._welcomed();
+        break;
+      case 'ready':
+        if (this.onRoomReady) this.onRoomReady();
+        break;
+      case 'message':
+        if (this.onData) this.onData(msg.data);
+        break;
+      case 'error':
+        stats.errors += 1;
+        break;
+      default:
+        break;
+    }
+  }
+  join(room) {
+    this.ws.send(JSON.stringify({ type: 'join', room }));
+  }
+  send(data) {
+    this.ws.send(JSON.stringify({ type: 'message', data }));
+  }
+}
+
+class SocketIoClient {
+  constructor(url) {
+    const sep = url.includes('?') ? '&' : '?';
+    this.ws = new WebSocket(`${url}${sep}EIO=4&transport=websocket`, { perMessageDeflate: false });
+    this.onData = null;
+    this.onRoomReady = null;
+    this.welcomed = new Promise((resolve, reject) => {
+      this._welcomed = resolve;
+      this.ws.on('error', reject);
+      this.ws.on('close', () => reject(new Error('closed before connect')));
+    });
+    this.ws.on('message', (raw) => this._message(raw.toString()));
+  }
+  _message(text) {
+    const kind = text[0];
+    if (kind === '2') {
+      this.ws.send('3'); // Engine.IO ping -> pong
+    } else if (kind === '0') {
+      this.ws.send('40'); // Engine.IO open -> Socket.IO connect to "/"
+    } else if (text.startsWith('40')) {
+      this._welcomed();
+    } else if (text.startsWith('42')) {
+      const [event, ...args] = JSON.parse(text.slice(2));
+      if (event === 'message') {
+        if (this.onData) this.onData(args[0]);
+      } else if (event === 'ready') {
+        if (this.onRoomReady) this.onRoomReady();
+      } else if (event === 'full') {
+        stats.errors += 1;
+      }
+    } else if (text.startsWith('44')) {
+      stats.errors += 1;
+    }
+  }
+  join(room) {
+    this.ws.send('42' + JSON.stringify(['join', room]));
+  }
+  send(data) {
+    this.ws.send('42' + JSON.stringify(['message', data]));
+  }
+}
+
+function client(url) {
+  return opts.target === 'socketio' ? new SocketIoClient(url) : new CallappClient(url);
+}
+
+const stats = { errors: 0 };
+
+// -- relay ---------------------------------------------------------------------
+
+async function makePair(index) {
+  const a = client(opts.url);
+  const b = client(opts.url);
+  await Promise.all([a.welcomed, b.welcomed]);
+  const room = `bench-${process.pid}-${index}`;
+  const ready = Promise.all([
+    new Promise((resolve) => (a.onRoomReady = resolve)),
+    new Promise((resolve) => (b.onRoomReady = resolve)),
+  ]);
+  a.join(room);
+  // The second join must reach the server after the first (created/joined).
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  b.join(room);
+  await ready;
+  return { a, b, seq: 0 };
+}
+
+function percentile(sorted, q) {
+  if (sorted.length === 0) return null;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[rank];
+}
+
+async function relay() {
+  const pad = 'x'.repeat(Math.max(0, opts.size - 80));
+  const started = performance.now();
+  const pairs = [];
+  for (let i = 0; i < opts.pairs; i += 25) {
+    const batch = [];
+    for (let j = i; j < Math.min(opts.pairs, i + 25); j++) batch.push(makePair(j));
+    pairs.push(...(await Promise.all(batch)));
+  }
+  const connectS = (performance.now() - started) / 1000;
+
+  let measuring = false;
+  let received = 0;
+  let sent = 0;
+  const rtts = [];
+  const closedLoop = !(opts.rate > 0);
+
+  for (const pair of pairs) {
+    pair.b.onData = (data) => {
+      if (measuring) received += 1;
+      pair.b.send({ k: 'pong', s: data.s, t: data.t, p: data.p });
+      if (measuring) sent += 1;
+    };
+    pair.a.onData = (data) => {
+      const now = performance.now();
+      if (measuring) {
+        received += 1;
+        rtts.push(now - data.t);
+      }
+      if (closedLoop) {
+        pair.a.send({ k: 'ping', s: ++pair.seq, t: performance.now(), p: pad });
+        if (measuring) sent += 1;
+      }
+    };
+  }
+
+  let ticker = null;
+  if (closedLoop) {
+    for (const pair of pairs) {
+      for (let w = 0; w < opts.window; w++) {
+        pair.a.send({ k: 'ping', s: ++pair.seq, t: performance.now(), p: pad });
+      }
+    }
+  } else {
+    // Open loop: `rate` relayed messages/s = rate/2 pings/s, spread round-robin.
+    const pingRate = opts.rate / 2;
+    const t0 = performance.now();
+    let pings = 0;
+    let next = 0;
+    ticker = setInterval(() => {
+      const due = Math.floor(((performance.now() - t0) / 1000) * pingRate);
+      while (pings < due) {
+        const pair = pairs[next];
+        next = (next + 1) % pairs.length;
+        pair.a.send({ k: 'ping', s: ++pair.seq, t: performance.now(), p: pad });
+        if (measuring) sent += 1;
+        pings += 1;
+      }
+    }, 1);
+  }
+
+  await new Promise((resolve) => setTimeout(resolve, opts.warmup * 1000));
+  measuring = true;
+  const cpu0 = process.cpuUsage();
+  const m0 = performance.now();
+  emit({ event: 'measuring' });
+  await new Promise((resolve) => setTimeout(resolve, opts.seconds * 1000));
+  measuring = false;
+  const span = (performance.now() - m0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  if (ticker) clearInterval(ticker);
+  rtts.sort((x, y) => x - y);
+  emit({
+    event: 'done',
+    target: opts.target,
+    mode: closedLoop ? 'closed' : 'open',
+    pairs: pairs.length,
+    window: closedLoop ? opts.window : null,
+    offered_rate: closedLoop ? null : opts.rate,
+    seconds: span,
+    connect_s: connectS,
+    messages_received: received,
+    messages_sent: sent,
+    msgs_per_s: received / span,
+    rtt_count: rtts.length,
+    rtt_p50_ms: percentile(rtts, 0.5),
+    rtt_p99_ms: percentile(rtts, 0.99),
+    rtt_max_ms: rtts.length ? rtts[rtts.length - 1] : null,
+    loadgen_cpu_pct: ((cpu.user + cpu.system) / 1e6 / span) * 100,
+    errors: stats.errors,
+  });
+  for (const pair of pairs) {
+    pair.a.ws.terminate();
+    pair.b.ws.terminate();
+  }
+  process.exit(0);
+}
+
+// -- hold ----------------------------------------------------------------------
+
+async function hold() {
+  const clients = [];
+  let failed = 0;
+  let closedEarly = 0;
+  let firstError = null;
+  const started = performance.now();
+  let index = 0;
+  async function worker() {
+    while (index < opts.connections) {
+      index += 1;
+      const c = client(opts.url);
+      try {
+        await c.welcomed;
+        clients.push(c);
+        c.ws.on('close', () => {
+          closedEarly += 1;
+        });
+      } catch (err) {
+        failed += 1;
+        if (firstError === null) firstError = String(err && err.message ? err.message : err);
+        c.ws.terminate();
+      }
+    }
+  }
+  const workers = [];
+  for (let i = 0; i < opts.concurrency; i++) workers.push(worker());
+  await Promise.all(workers);
+  const openS = (performance.now() - started) / 1000;
+  emit({ event: 'held', opened: clients.length, failed, open_s: openS, first_error: firstError });
+  let stopped = false;
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, opts.seconds * 1000);
+    process.on('SIGTERM', () => {
+      stopped = true;
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  const open = clients.filter((c) => c.ws.readyState === WebSocket.OPEN).length;
+  emit({
+    event: 'done',
+    target: opts.target,
+    mode: 'hold',
+    requested: opts.connections,
+    opened: clients.length,
+    still_open: open,
+    closed_early: closedEarly,
+    failed,
+    open_s: openS,
+    stopped,
+    first_error: firstError,
+  });
+  for (const c of clients) c.ws.terminate();
+  process.exit(0);
+}
+
+(opts.mode === 'hold' ? hold() : relay()).catch((err) => {
+  emit({ event: 'error', message: String(err && err.stack ? err.stack : err) });
+  process.exit(1);
+});
