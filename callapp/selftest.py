@@ -234,7 +234,53 @@ def check_camera() -> str:
     thread.start()
     thread.join(CAMERA_PROBE_TIMEOUT_S)
     outcome = found[0] if found else f"probe gave no answer in {CAMERA_PROBE_TIMEOUT_S:.0f} s"
-    return f"OpenCV {cv2.__version__}, back-ends {', '.join(backends) or 'none'}; {outcome}"
+    ffmpeg = _opencv_ffmpeg_round_trip(cv2)
+    return (
+        f"OpenCV {cv2.__version__}, back-ends {', '.join(backends) or 'none'}; {ffmpeg}; {outcome}"
+    )
+
+
+def _opencv_ffmpeg_round_trip(cv2: Any) -> str:
+    """Write and read back a short video through OpenCV's FFmpeg back-end.
+
+    The Linux bundle lets OpenCV share PyAV's FFmpeg libraries; this is what
+    proves that OpenCV still works on them. Builds without the back-end say so.
+    """
+    import tempfile
+
+    import numpy as np
+
+    if "FFMPEG" not in {cv2.videoio_registry.getBackendName(b) for b in _backends(cv2)}:
+        return "no FFmpeg back-end"
+    frames, size = 5, (64, 48)
+    with tempfile.TemporaryDirectory(prefix="callapp-selftest-") as tmp:
+        path = os.path.join(tmp, "pattern.avi")
+        writer = cv2.VideoWriter(path, cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+        if not writer.isOpened():
+            raise CheckFailed("OpenCV's FFmpeg back-end cannot write a video")
+        for i in range(frames):
+            writer.write(np.full((size[1], size[0], 3), 40 * i, dtype=np.uint8))
+        writer.release()
+        capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        read = 0
+        while True:
+            ok, picture = capture.read()
+            if not ok:
+                break
+            if picture.shape[:2] != (size[1], size[0]):
+                raise CheckFailed(f"OpenCV read a {picture.shape} frame, wrote {size}")
+            read += 1
+        capture.release()
+    if read != frames:
+        raise CheckFailed(f"OpenCV's FFmpeg back-end read {read} of {frames} frames")
+    return f"FFmpeg back-end wrote and read {frames} frames"
+
+
+def _backends(cv2: Any) -> list[Any]:
+    try:
+        return list(cv2.videoio_registry.getBackends())
+    except AttributeError:
+        return []
 
 
 def _camera_backends(cv2: Any) -> list[Any]:
