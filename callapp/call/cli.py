@@ -250,6 +250,9 @@ class Runner:
             self.completed += 1
             if self.args.calls and self.completed >= self.args.calls:
                 self.done.set()
+        elif self.args.to:
+            # A dialled call that never connected: nobody else will call.
+            self.fail(f"calling {self.args.to} failed: {reason}")
 
     # -- frames --------------------------------------------------------------------
 
@@ -340,6 +343,7 @@ async def run(args: argparse.Namespace) -> int:
         ice_servers=tuple(args.ice_server),
         allow_loopback=args.allow_loopback,
         auto_answer=args.auto_answer,
+        **({"ring_timeout": args.timeout} if args.timeout else {}),
     )
     session = CallSession(config)
     runner = Runner(args, session)

@@ -188,8 +188,14 @@ def test_failures_exit_non_zero_with_one_line(procs: Procs, server_url: str) -> 
         dead_port = sock.getsockname()[1]
     unreachable = procs.call("unreachable", "--server", f"ws://127.0.0.1:{dead_port}/ws")
     alone = procs.call("alone", "--server", server_url, "--room", "e2e-alone", "--timeout", "1")
+    nobody = procs.call("nobody", "--server", server_url, "--to", "no-such-id")
     assert unreachable.wait_exit(20) != 0
     assert alone.wait_exit(20) != 0
+    assert nobody.wait_exit(20) != 0
+    assert "notice: Nobody with id no-such-id is connected." in nobody.output
+    assert nobody.output.endswith(
+        "error: calling no-such-id failed: the call could not be connected"
+    ), nobody.output
     assert [line for _, line in unreachable.lines if line.startswith("error:")], unreachable.output
     errors = [line for _, line in alone.lines if line.startswith("error:")]
     assert errors == ["error: no call connected within 1 s"], alone.output
