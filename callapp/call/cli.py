@@ -41,7 +41,7 @@ import av
 
 from callapp.call.config import CODECS, CallConfig
 from callapp.call.errors import CallError
-from callapp.call.recording import FrameRecorder
+from callapp.call.recording import CallRecording
 from callapp.call.session import CallSession
 from callapp.call.state import CallPhase, CallSnapshot
 from callapp.call.stats import CallStats
@@ -194,7 +194,7 @@ class Runner:
         self.last: CallRecord | None = None
         self.failure: str | None = None
         self.done = asyncio.Event()
-        self.recorder = FrameRecorder(args.record, fps=args.fps) if args.record else None
+        self.recorder = CallRecording(args.record) if args.record else None
         self._waiting_since = time.monotonic()
         self._hangup: asyncio.TimerHandle | None = None
         self._stats_task: asyncio.Task[None] | None = None
@@ -346,7 +346,13 @@ async def run(args: argparse.Namespace) -> int:
         **({"ring_timeout": args.timeout} if args.timeout else {}),
     )
     session = CallSession(config)
-    runner = Runner(args, session)
+    try:
+        runner = Runner(args, session)
+    except CallError as exc:
+        say_error(str(exc))
+        if server is not None:
+            await server.stop()
+        return EXIT_FAILED
     session.subscribe(runner.on_snapshot)
     session.set_frame_callbacks(remote=runner.on_remote_frame)
     loop = asyncio.get_running_loop()
@@ -365,8 +371,11 @@ async def run(args: argparse.Namespace) -> int:
             await runner._take_stats(runner.record)
         await session.close()
         if runner.recorder is not None:
-            await asyncio.to_thread(runner.recorder.close)
-            say(f"recorded {runner.recorder.frames_written} frames to {args.record}")
+            try:
+                await runner.recorder.close()
+                say(f"recorded {runner.recorder.frames_written} frames to {args.record}")
+            except CallError as exc:
+                runner.fail(f"recording failed: {exc}")
         if server is not None:
             await server.stop()
     record = runner.last or runner.record
@@ -388,6 +397,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.seconds is not None and args.seconds <= 0:
         parser.error("--seconds must be positive")
+    video = args.video
+    is_device = video in ("test", "camera") or video.startswith("camera:")
+    if not is_device and not Path(video).expanduser().is_file():
+        parser.error(f"--video {video!r}: not camera, camera:N, test or a video file")
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -1,97 +1,87 @@
-"""Write received frames to a video file, off the event loop.
+"""Record the frames a session hands out, with :mod:`callapp.media.recorder`.
 
-:class:`FrameRecorder` takes ``av.VideoFrame`` objects on the loop thread
-(:meth:`FrameRecorder.write` never blocks) and encodes them on its own thread.
-The queue is bounded: when the encoder falls behind, new frames are dropped
-and counted rather than piling up. The codec follows the file name:
-``.webm`` gets VP8, anything else (``.mp4``, ``.mkv``, ...) H.264, or MPEG-4
-part 2 where libx264 is missing.
+The media layer's :class:`~callapp.media.recorder.Recorder` pulls from tracks;
+a session hands frames to callbacks. :class:`FrameFeed` joins the two: a
+video track fed by :meth:`FrameFeed.push` (on the loop thread, never
+blocking; when the recorder falls behind the oldest frame is dropped).
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-from fractions import Fraction
-from pathlib import Path
+import asyncio
+import contextlib
+import os
 
 import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-logger = logging.getLogger(__name__)
-
-_STOP = object()
-
-
-def _codec_for(path: Path) -> str:
-    if path.suffix.lower() == ".webm":
-        return "libvpx"
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+from callapp.call.errors import MediaError
+from callapp.media.recorder import Recorder, RecordingError
 
 
-class FrameRecorder:
-    """Encode frames into ``path`` at a nominal ``fps``; see the module docstring."""
+class FrameFeed(MediaStreamTrack):
+    """A video track whose frames are pushed in; latest frames win."""
 
-    def __init__(self, path: str | Path, *, fps: float = 30.0, max_queue: int = 60) -> None:
-        self.path = Path(path)
-        self.fps = fps
-        self.frames_written = 0
-        self.frames_dropped = 0
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._started = False
+    kind = "video"
+
+    def __init__(self, max_frames: int = 30) -> None:
+        super().__init__()
+        self._queue: asyncio.Queue[av.VideoFrame | None] = asyncio.Queue(max_frames)
+        self.dropped = 0
+
+    def push(self, frame: av.VideoFrame) -> None:
+        if self.readyState != "live":
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(frame)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._queue.get()
+        if frame is None:
+            raise MediaStreamError
+        return frame
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
+        super().stop()
+
+
+class CallRecording:
+    """Received video into a file (``.mp4``/``.mkv``: H.264, ``.webm``: VP8)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.feed = FrameFeed()
+        try:
+            self._recorder = Recorder(self.path)
+        except RecordingError as exc:
+            raise MediaError(str(exc)) from exc
+        self._recorder.add_track(self.feed)
+        self._starting: asyncio.Future[None] | None = None
 
     def write(self, frame: av.VideoFrame) -> None:
-        """Queue ``frame`` for encoding (dropped if the encoder is behind)."""
-        if self.error is not None:
-            return
-        if not self._started:
-            self._started = True
-            self._thread.start()
-        try:
-            self._queue.put_nowait(frame)
-        except queue.Full:
-            self.frames_dropped += 1
+        """Record ``frame`` (call on the event loop thread)."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._recorder.start())
+        self.feed.push(frame)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Finish the file; blocks until the encoder thread has flushed it."""
-        if not self._started:
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+    @property
+    def frames_written(self) -> int:
+        return self._recorder.frames_written.get("video", 0)
 
-    def _run(self) -> None:
-        container: av.container.OutputContainer | None = None
-        stream: av.video.stream.VideoStream | None = None
-        rate = Fraction(round(self.fps * 1000), 1000)
+    async def close(self) -> None:
+        """Finish the file; raises :exc:`MediaError` if recording failed."""
+        if self._starting is not None:
+            await self._starting
+        self.feed.stop()
         try:
-            while True:
-                item = self._queue.get()
-                if item is _STOP:
-                    break
-                assert isinstance(item, av.VideoFrame)
-                if container is None:
-                    container = av.open(str(self.path), mode="w")
-                    added = container.add_stream(_codec_for(self.path), rate=rate)
-                    assert isinstance(added, av.video.stream.VideoStream)
-                    stream = added
-                    stream.width = item.width - item.width % 2
-                    stream.height = item.height - item.height % 2
-                    stream.pix_fmt = "yuv420p"
-                assert stream is not None
-                frame = item.reformat(width=stream.width, height=stream.height, format="yuv420p")
-                frame.pts = self.frames_written
-                frame.time_base = 1 / rate
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                self.frames_written += 1
-            if container is not None and stream is not None:
-                for packet in stream.encode(None):
-                    container.mux(packet)
-        except Exception as exc:  # reported through .error; the call goes on
-            logger.exception("recording to %s failed", self.path)
-            self.error = exc
-        finally:
-            if container is not None:
-                container.close()
+            await self._recorder.stop()
+        except RecordingError as exc:
+            raise MediaError(str(exc)) from exc

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -186,10 +187,7 @@ class CallSession:
         # Open the video source now rather than on the first call: opening a
         # camera (or importing what draws the test pattern) takes long enough
         # to delay the first frame noticeably.
-        try:
-            self._open_source()
-        except errors.MediaError as exc:
-            self._update(notice=str(exc))
+        self._open_source()
         self._events = asyncio.ensure_future(self._pump_events(self._channel))
         return connection_id
 
@@ -315,8 +313,18 @@ class CallSession:
     # -- calls: starting ---------------------------------------------------------
 
     def _open_source(self) -> MediaStreamTrack:
+        """The session's one video source, opened on first use.
+
+        A source that cannot be opened (a missing file, say) must not stop
+        calls: the test pattern goes out instead, and the notice says why.
+        """
         if self._source is None:
-            self._source = sources.open_source(self._config, self._set_notice)
+            try:
+                self._source = sources.open_source(self._config, self._set_notice)
+            except errors.MediaError as exc:
+                fallback = dataclasses.replace(self._config, video="test")
+                self._source = sources.open_source(fallback)
+                self._set_notice(f"{exc}. Sending a test pattern instead.")
         return self._source
 
     def _new_peer(self, call: _Call) -> Peer:
