@@ -65,6 +65,13 @@ def _black(width: int, height: int) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(data, format="yuv420p")
 
 
+def black_like(frame: av.VideoFrame) -> av.VideoFrame:
+    """A black frame of ``frame``'s size (rounded down to even) and timing."""
+    black = _black(frame.width, frame.height)
+    black.pts, black.time_base = frame.pts, frame.time_base
+    return black
+
+
 class LocalTap(MediaStreamTrack):
     """What a call sends: ``source``'s frames, counted, previewed, maybe blacked out."""
 
@@ -337,4 +344,4 @@ class Peer:
             await asyncio.wait(self._tasks, timeout=1.0)
 
 
-__all__ = ["FrameCallback", "LocalTap", "Peer", "codec_preferences"]
+__all__ = ["FrameCallback", "LocalTap", "Peer", "black_like", "codec_preferences"]

@@ -39,7 +39,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from callapp.call import errors, ice, sources, wire
 from callapp.call.channel import (
@@ -51,7 +53,7 @@ from callapp.call.channel import (
     wrap_errors,
 )
 from callapp.call.config import CallConfig
-from callapp.call.peer import FrameCallback, Peer
+from callapp.call.peer import FrameCallback, Peer, black_like
 from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
 from callapp.call.stats import CallStats, StatsMeter
 from callapp.call.transitions import Trigger, can, next_phase
@@ -104,6 +106,7 @@ class CallSession:
         self._events: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._preview: asyncio.Task[None] | None = None
 
     # -- observing ---------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class CallSession:
         """
         self._remote_callback = remote
         self._local_callback = local
+        self._sync_preview()
 
     def _publish(self, snapshot: CallSnapshot) -> None:
         if snapshot == self._snapshot:
@@ -188,6 +192,7 @@ class CallSession:
         # camera (or importing what draws the test pattern) takes long enough
         # to delay the first frame noticeably.
         self._open_source()
+        self._sync_preview()
         self._events = asyncio.ensure_future(self._pump_events(self._channel))
         return connection_id
 
@@ -305,6 +310,7 @@ class CallSession:
                     await self._events
             for task in list(self._tasks):
                 task.cancel()
+            self._sync_preview()
             if self._source is not None:
                 self._source.stop()
                 self._source = None
@@ -327,7 +333,42 @@ class CallSession:
                 self._set_notice(f"{exc}. Sending a test pattern instead.")
         return self._source
 
+    def _sync_preview(self) -> None:
+        """Run the self-view pump exactly when no call is pulling the source.
+
+        Outside calls nothing reads the source, so the local callback would see
+        nothing; this task reads it instead. A Peer takes over during calls.
+        """
+        source = self._source
+        wanted = (
+            self._local_callback is not None
+            and (self._call is None or self._call.peer is None)
+            and not self._closing
+        )
+        if wanted and source is not None and self._preview is None:
+            self._preview = asyncio.ensure_future(self._pump_preview(source))
+        elif (not wanted or source is None) and self._preview is not None:
+            self._preview.cancel()
+            self._preview = None
+
+    async def _pump_preview(self, source: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await source.recv()
+                callback = self._local_callback
+                if callback is not None and isinstance(frame, av.VideoFrame):
+                    if not self._snapshot.video_enabled:
+                        frame = black_like(frame)
+                    callback(frame)
+        except MediaStreamError:
+            return
+        except Exception:
+            logger.exception("self-view stopped")
+
     def _new_peer(self, call: _Call) -> Peer:
+        if self._preview is not None:
+            self._preview.cancel()
+            self._preview = None
         source = self._open_source()
         channel = self._channel
         servers = ice.ice_servers(
@@ -421,6 +462,7 @@ class CallSession:
             except Exception:
                 logger.exception("closing the peer connection failed")
         self._early.pop(call.peer_id, None)
+        self._sync_preview()
         changes: dict[str, Any] = {
             "peer_id": None,
             "role": None,

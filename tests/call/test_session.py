@@ -400,3 +400,34 @@ async def test_server_errors_other_than_unknown_peer_do_not_end_calls(
     )
     await asyncio.sleep(0.1)
     assert a.snapshot.phase is CallPhase.WAITING
+
+
+async def test_self_view_runs_outside_calls_and_goes_black_when_video_is_off(
+    sessions: Sessions,
+) -> None:
+    a = await sessions()
+    local: list[av.VideoFrame] = []
+    a.set_frame_callbacks(local=local.append)
+    await eventually(lambda: len(local) >= 3)
+    assert float(np.mean(local[-1].to_ndarray(format="yuv420p"))) > 20
+    await a.set_video_enabled(False)
+    local.clear()
+    await eventually(lambda: len(local) >= 3)
+    luma = local[-1].to_ndarray(format="yuv420p")[: local[-1].height]
+    assert float(np.mean(luma)) < 20
+
+    # In a call the peer connection feeds the self-view; after it, the preview again.
+    b = await sessions()
+    await a.join_room("self")
+    await b.join_room("self")
+    await wait_phase(a, CallPhase.CONNECTED)
+    local.clear()
+    await eventually(lambda: len(local) >= 3)
+    await a.hang_up()
+    local.clear()
+    await eventually(lambda: len(local) >= 3)
+    a.set_frame_callbacks()
+    await asyncio.sleep(0.2)
+    count = len(local)
+    await asyncio.sleep(0.3)
+    assert len(local) == count
