@@ -12,6 +12,9 @@ DEBIAN_PACKAGES=(
   libxkbcommon-x11-0 xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0
   libxcb-render-util0 libxcb-xinerama0 libxcb-cursor0 libxcb-shape0
   libxcb-randr0 libxcb-xkb1 libxcb-xfixes0 chromium
+  # Sound (sounddevice loads PortAudio; the audio tests play into ALSA's
+  # "null" device, which needs no sound card and no sound server).
+  libportaudio2
 )
 
 missing=()

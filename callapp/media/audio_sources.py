@@ -1,0 +1,546 @@
+"""Audio sources as aiortc tracks, the mute switch, and opening one from a spec.
+
+======================  ====================================================
+spec                    source
+======================  ====================================================
+``mic``                 the default microphone (:class:`MicrophoneTrack`)
+``mic:DEVICE``          a microphone by index or (part of its) name
+``tone`` / ``tone:HZ``  a sine tone, 440 Hz by default (:class:`~callapp.media.tone.ToneTrack`)
+``none``                silence (:class:`~callapp.media.tone.SilenceTrack`)
+anything else           an audio (or video) file path, played in a loop (:class:`AudioFileTrack`)
+======================  ====================================================
+
+All of them send 20 ms frames of ``s16`` mono at 48 kHz. A microphone that
+is missing or fails is not an error: its track sends silence and says so
+through ``on_status``, so a call never stops for want of one.
+
+The microphone is read by a PortAudio callback on PortAudio's own thread,
+which only copies samples into a bounded buffer (200 ms; the oldest are
+dropped beyond that) and wakes the event loop at most once per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+from av.container import InputContainer
+
+from callapp.media.clock import Pacer
+from callapp.media.devices import (
+    AudioDevice,
+    AudioDeviceError,
+    AudioState,
+    AudioStatus,
+    PaceGuard,
+    find_device,
+    sounddevice_module,
+)
+from callapp.media.pcm import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    Pcm,
+    frame_to_pcm,
+    level_dbfs,
+    pcm_to_frame,
+    ramp,
+)
+from callapp.media.tone import DEFAULT_TONE_HZ, SilenceTrack, ToneTrack
+
+logger = logging.getLogger(__name__)
+
+SPEC_HELP = "'mic', 'mic:DEVICE' (index or name), 'tone', 'tone:HZ', 'none', or an audio file path"
+NO_MIC_HEARS = "the other person will hear silence"
+
+StatusCallback = Callable[[AudioStatus], None]
+
+
+class AudioStream(Protocol):
+    """The part of a ``sounddevice`` stream the tracks use; tests inject fakes."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: ``(device, callback, finished_callback) -> stream``; the callback has
+#: sounddevice's signature ``(indata, frames, time, status)``.
+InputStreamFactory = Callable[
+    [AudioDevice, Callable[[Any, int, Any, Any], None], Callable[[], None]], AudioStream
+]
+
+
+def open_portaudio_input(
+    device: AudioDevice,
+    callback: Callable[[Any, int, Any, Any], None],
+    finished: Callable[[], None],
+) -> AudioStream:
+    """A started-able mono 48 kHz ``int16`` input stream on ``device``."""
+    sd = sounddevice_module()
+    if sd is None:
+        raise OSError("PortAudio is not available")
+    stream: AudioStream = sd.InputStream(
+        device=device.index,
+        samplerate=SAMPLE_RATE,
+        channels=1,
+        dtype="int16",
+        latency="low",
+        callback=callback,
+        finished_callback=finished,
+    )
+    return stream
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """Audio from a microphone, or silence while there is none.
+
+    ``device`` is an index, a name (or part of one), or None for the default.
+    The device opens on :meth:`start` or the first :meth:`recv` (on a worker
+    thread, so the event loop never waits for PortAudio). If it is missing,
+    cannot be opened, goes away, or sends nothing for ``stall_timeout``
+    seconds, the track keeps sending real-time silence and reports a
+    :class:`~callapp.media.devices.AudioStatus` with state ``FALLBACK``; if
+    samples flow again it goes back to ``LIVE``. ``on_status`` runs on the
+    event loop thread.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        on_status: StatusCallback | None = None,
+        stream_factory: InputStreamFactory = open_portaudio_input,
+        buffer_seconds: float = 0.2,
+        stall_timeout: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.device = device
+        self.on_status = on_status
+        self._stream_factory = stream_factory
+        self._capacity = max(FRAME_SAMPLES, round(buffer_seconds * SAMPLE_RATE))
+        self._stall_timeout = stall_timeout
+        self._status = AudioStatus(AudioState.STARTING, _name(device), "Opening the microphone")
+        self._device_name = "microphone" if device in (None, "") else f"microphone {device!r}"
+        self._stream: AudioStream | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self._pacer = Pacer(SAMPLE_RATE / FRAME_SAMPLES)
+        self._guard = PaceGuard(SAMPLE_RATE)
+        self._samples_out = 0
+        # Shared with PortAudio's thread, guarded by _lock.
+        self._lock = threading.Lock()
+        self._chunks: collections.deque[Pcm] = collections.deque()
+        self._buffered = 0
+        self._wake_pending = False
+        self._stopping = False
+        self.samples_captured = 0
+        self.samples_dropped = 0
+        """Captured samples thrown away because nobody read them in time."""
+
+    @property
+    def status(self) -> AudioStatus:
+        return self._status
+
+    def start(self) -> None:
+        """Open the device on a worker thread; idempotent. Call on the event loop thread."""
+        if self._opening is None and self.readyState == "live":
+            self._loop = asyncio.get_running_loop()
+            self._report(self._status)
+            self._opening = self._loop.create_task(self._open(), name="microphone-open")
+
+    def stop(self) -> None:
+        """End the track and close the device."""
+        if self.readyState == "live":
+            super().stop()
+        self._stopping = True
+        self._ready.set()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.stop()
+            with contextlib.suppress(Exception):
+                stream.close()
+        if self._status.state is not AudioState.STOPPED:
+            self._set_status(AudioState.STOPPED, "Microphone stopped")
+
+    async def recv(self) -> AudioFrame:
+        """The next 20 ms of the microphone (or silence). MediaStreamError once stopped."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        self.start()
+        assert self._opening is not None
+        if not self._opening.done():
+            await asyncio.wait([self._opening])
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            pcm = self._take()
+            if pcm is not None:
+                if self._status.state is not AudioState.LIVE:
+                    self._set_status(AudioState.LIVE, f"The {self._device_name} is on")
+                return self._frame(pcm)
+            if self._status.state is AudioState.FALLBACK:
+                await self._pacer.next()
+                if self.readyState != "live":
+                    raise MediaStreamError
+                pcm = self._take()
+                return self._frame(pcm if pcm is not None else _zeros())
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), self._stall_timeout)
+            except TimeoutError:
+                self._set_status(
+                    AudioState.FALLBACK,
+                    f"The {self._device_name} stopped sending: {NO_MIC_HEARS}",
+                )
+                self._pacer.reset()
+
+    # -- event loop side -------------------------------------------------------
+
+    async def _open(self) -> None:
+        try:
+            device = await asyncio.to_thread(find_device, self.device, "input")
+        except AudioDeviceError as exc:
+            what = "No microphone found" if self.device in (None, "") else str(exc)
+            self._set_status(AudioState.FALLBACK, f"{what}: {NO_MIC_HEARS}")
+            return
+        self._device_name = f"microphone {device.name!r}"
+        try:
+            stream = await asyncio.to_thread(
+                self._stream_factory, device, self._callback, self._finished
+            )
+            await asyncio.to_thread(stream.start)
+        except Exception as exc:
+            logger.warning("opening microphone %s failed: %s", device.name, exc)
+            self._set_status(
+                AudioState.FALLBACK,
+                f"The {self._device_name} could not be opened ({exc}): {NO_MIC_HEARS}",
+            )
+            return
+        if self._stopping:
+            with contextlib.suppress(Exception):
+                stream.close()
+            return
+        self._stream = stream
+        self._status = AudioStatus(AudioState.STARTING, device.name, self._status.message)
+
+    def _take(self) -> Pcm | None:
+        with self._lock:
+            self._wake_pending = False
+            if self._buffered < FRAME_SAMPLES:
+                return None
+            parts: list[Pcm] = []
+            need = FRAME_SAMPLES
+            while need:
+                head = self._chunks[0]
+                if head.shape[0] <= need:
+                    parts.append(self._chunks.popleft())
+                    need -= head.shape[0]
+                else:
+                    parts.append(head[:need])
+                    self._chunks[0] = head[need:]
+                    need = 0
+            self._buffered -= FRAME_SAMPLES
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _frame(self, pcm: Pcm) -> AudioFrame:
+        frame = pcm_to_frame(pcm, self._samples_out)
+        self._samples_out += pcm.shape[0]
+        return frame
+
+    def _device_lost(self) -> None:
+        if not self._stopping and self._status.state is not AudioState.FALLBACK:
+            self._set_status(
+                AudioState.FALLBACK, f"The {self._device_name} went away: {NO_MIC_HEARS}"
+            )
+            self._pacer.reset()
+            self._ready.set()
+
+    def _set_status(self, state: AudioState, message: str) -> None:
+        self._status = AudioStatus(state, self._status.device, message)
+        self._report(self._status)
+
+    def _report(self, status: AudioStatus) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(status)
+            except Exception:
+                logger.exception("microphone status callback failed")
+
+    # -- PortAudio's thread ------------------------------------------------------
+
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        pcm = np.array(indata, dtype=np.int16, copy=True).reshape(frames, -1)[:, :1]
+        wake = False
+        with self._lock:
+            self._chunks.append(pcm)
+            self._buffered += frames
+            self.samples_captured += frames
+            while self._buffered - self._chunks[0].shape[0] >= self._capacity:
+                dropped = self._chunks.popleft()
+                self._buffered -= dropped.shape[0]
+                self.samples_dropped += dropped.shape[0]
+            if self._buffered >= FRAME_SAMPLES and not self._wake_pending:
+                self._wake_pending = wake = True
+        loop = self._loop
+        if wake and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(self._ready.set)
+        self._guard.after(frames)
+
+    def _finished(self) -> None:
+        loop = self._loop
+        if loop is not None and not self._stopping:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._device_lost)
+
+
+class AudioFileTrack(MediaStreamTrack):
+    """The first audio stream of a file, looped, as 48 kHz mono in real time.
+
+    The file is opened and probed in the constructor: a missing file raises
+    FileNotFoundError, a file without audio ValueError. A thread decodes and
+    resamples, at most ``buffer_frames`` frames ahead of playback. A decoding
+    error ends the track (MediaStreamError); it is kept in :attr:`error`.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, loop: bool = True, buffer_frames: int = 10
+    ) -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"audio file not found: {self.path}")
+        try:
+            container = av.open(self.path, mode="r")
+        except av.FFmpegError as exc:
+            raise ValueError(f"cannot open {self.path} as an audio file: {exc}") from exc
+        if not container.streams.audio:
+            container.close()
+            raise ValueError(f"{self.path} has no audio stream")
+        self._container: InputContainer = container
+        self.loop = loop
+        self.error: BaseException | None = None
+        self.loops = 0
+        self._pacer = Pacer(SAMPLE_RATE / FRAME_SAMPLES)
+        self._queue: asyncio.Queue[Pcm | BaseException | None] | None = None
+        self._space = threading.Semaphore(buffer_frames)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Start the decoder thread; idempotent. Call on the event loop thread."""
+        if self._thread is not None or self.readyState != "live":
+            return
+        self._event_loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()  # bounded by _space
+        self._thread = threading.Thread(target=self._run, name="audio-file", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the track, join the decoder thread and close the file."""
+        super().stop()
+        self._stopping.set()
+        self._space.release()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
+        else:
+            self._container.close()
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+
+    async def recv(self) -> AudioFrame:
+        """The next 20 ms of the file at its time. MediaStreamError at the end."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        self.start()
+        assert self._queue is not None
+        item = await self._queue.get()
+        if isinstance(item, np.ndarray):
+            self._space.release()
+            await self._pacer.next()
+            if self.readyState != "live":
+                raise MediaStreamError
+            return pcm_to_frame(item, self._pacer.index * FRAME_SAMPLES)
+        if isinstance(item, BaseException):
+            self.error = item
+        self.stop()
+        raise MediaStreamError
+
+    def _run(self) -> None:
+        try:
+            with self._container:
+                while self._decode_once() and self.loop:
+                    self.loops += 1
+                    self._container.seek(0)
+            self._put(None)
+        except Exception as exc:
+            logger.exception("playing %s failed", self.path)
+            self._put(exc)
+
+    def _decode_once(self) -> bool:
+        stream = self._container.streams.audio[0]
+        resampler = av.AudioResampler(
+            format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
+        )
+        produced = 0
+        for decoded in self._container.decode(stream):
+            for frame in resampler.resample(decoded):
+                if not self._put(frame_to_pcm(frame)):
+                    return False
+                produced += 1
+        for frame in resampler.resample(None):
+            pcm = frame_to_pcm(frame)
+            if pcm.shape[0] < FRAME_SAMPLES:  # keep every frame 20 ms long
+                pcm = np.concatenate([pcm, _zeros(FRAME_SAMPLES - pcm.shape[0])])
+            if not self._put(pcm):
+                return False
+            produced += 1
+        if produced == 0:
+            raise ValueError(f"{self.path}: no audio could be decoded")
+        return not self._stopping.is_set()
+
+    def _put(self, item: Pcm | BaseException | None) -> bool:
+        if isinstance(item, np.ndarray):
+            self._space.acquire()
+        if self._stopping.is_set():
+            return False
+        loop, queue = self._event_loop, self._queue
+        assert loop is not None
+        assert queue is not None
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:
+            return False
+        return True
+
+
+class MutableAudioTrack(MediaStreamTrack):
+    """What a call sends: ``source``'s audio, or digital silence while muted.
+
+    Muting needs no renegotiation: frames keep flowing with the same timing,
+    their samples zeroed. Going in and out of mute fades over one frame
+    (20 ms), so neither side hears a click. The source keeps being read while
+    muted, so unmuting is immediate. :attr:`level` is the level of the last
+    frame sent, in dBFS (for a meter). Stopping this track leaves the source
+    running (:meth:`replace_source` swaps it, e.g. for another microphone).
+    """
+
+    kind = "audio"
+
+    def __init__(self, source: MediaStreamTrack, *, muted: bool = False) -> None:
+        super().__init__()
+        if source.kind != "audio":
+            raise ValueError(f"expected an audio source, got a {source.kind} track")
+        self._source = source
+        self.muted = muted
+        self._gain = 0.0 if muted else 1.0
+        self.level = level_dbfs(_zeros(1))
+        self.frames = 0
+
+    @property
+    def source(self) -> MediaStreamTrack:
+        return self._source
+
+    def replace_source(self, source: MediaStreamTrack) -> MediaStreamTrack:
+        """Send ``source`` from the next frame on; returns the previous one (not stopped)."""
+        if source.kind != "audio":
+            raise ValueError(f"expected an audio source, got a {source.kind} track")
+        old, self._source = self._source, source
+        return old
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._source.recv()
+        if not isinstance(frame, AudioFrame):
+            raise TypeError(f"audio source produced {type(frame).__name__}, not an AudioFrame")
+        target = 0.0 if self.muted else 1.0
+        if target == 1.0 and self._gain == 1.0 and frame.format.name == "s16":
+            out = frame
+            pcm = frame_to_pcm(frame)
+        else:
+            pcm = frame_to_pcm(frame)
+            if target == 0.0 and self._gain == 0.0:
+                pcm = np.zeros_like(pcm)
+            else:
+                pcm = ramp(pcm, self._gain, target)
+            out = pcm_to_frame(pcm, frame.pts, frame.sample_rate)
+            out.time_base = frame.time_base
+        self._gain = target
+        self.level = level_dbfs(pcm)
+        self.frames += 1
+        return out
+
+
+def open_audio_source(spec: str, *, on_status: StatusCallback | None = None) -> MediaStreamTrack:
+    """A new audio track for ``spec`` (see the module docstring).
+
+    A missing microphone is not an error (the track sends silence and says
+    so through ``on_status``). Raises ValueError for a malformed spec or a
+    file without audio, FileNotFoundError for a path that does not exist.
+    """
+    text = spec.strip()
+    if not text:
+        raise ValueError(f"empty audio source; expected {SPEC_HELP}")
+    if text in ("none", "silence"):
+        return SilenceTrack()
+    if text == "tone" or text.startswith("tone:"):
+        hz = text.removeprefix("tone").removeprefix(":")
+        try:
+            frequency = float(hz) if hz else DEFAULT_TONE_HZ
+        except ValueError:
+            raise ValueError(f"bad tone frequency in {spec!r}; expected e.g. 'tone:440'") from None
+        return ToneTrack(frequency)
+    if text == "mic" or text.startswith("mic:"):
+        device = text.removeprefix("mic").removeprefix(":").strip()
+        return MicrophoneTrack(
+            int(device) if device.isdigit() else (device or None), on_status=on_status
+        )
+    path = os.path.expanduser(text)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"audio source {spec!r} is not a file that exists; expected {SPEC_HELP}"
+        )
+    if os.path.isdir(path):
+        raise ValueError(f"audio source {spec!r} is a folder, not an audio file")
+    return AudioFileTrack(path)
+
+
+def _zeros(samples: int = FRAME_SAMPLES) -> Pcm:
+    return np.zeros((samples, 1), dtype=np.int16)
+
+
+def _name(device: int | str | None) -> str | None:
+    return None if device is None or device == "" else str(device)
+
+
+__all__ = [
+    "SPEC_HELP",
+    "AudioFileTrack",
+    "InputStreamFactory",
+    "MicrophoneTrack",
+    "MutableAudioTrack",
+    "open_audio_source",
+    "open_portaudio_input",
+]
