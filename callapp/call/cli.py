@@ -213,6 +213,8 @@ class Runner:
             say(describe(snapshot))
         if snapshot.notice and snapshot.notice != before.notice:
             say(f"notice: {snapshot.notice}")
+        if snapshot.phase is CallPhase.RINGING and before.phase is not CallPhase.RINGING:
+            say(f"incoming call from {snapshot.peer_id}: not answered (see --auto-answer)")
         if in_call and self.record is None:
             # A call started without dial/join (an incoming one): time it from now.
             self.record = CallRecord(started_at=now)

@@ -189,6 +189,16 @@ def test_failures_exit_non_zero_with_one_line(procs: Procs, server_url: str) -> 
     unreachable = procs.call("unreachable", "--server", f"ws://127.0.0.1:{dead_port}/ws")
     alone = procs.call("alone", "--server", server_url, "--room", "e2e-alone", "--timeout", "1")
     nobody = procs.call("nobody", "--server", server_url, "--to", "no-such-id")
+    full = [
+        procs.call(f"full{i}", "--server", server_url, "--room", "e2e-full", "--timeout", "20")
+        for i in range(2)
+    ]
+    for member in full:
+        member.wait_line("joined room")
+    third = procs.call("third", "--server", server_url, "--room", "e2e-full")
+    assert third.wait_exit(20) != 0
+    assert "error:" in third.output
+    assert "full" in third.output.lower(), third.output
     assert unreachable.wait_exit(20) != 0
     assert alone.wait_exit(20) != 0
     assert nobody.wait_exit(20) != 0
