@@ -236,16 +236,15 @@ class Proc:
         try:
             return self.popen.wait(within)
         except subprocess.TimeoutExpired:
-            raise BenchError(f"{self.name} still running after {within:g} s:\n{self.tail()}") from None
+            raise BenchError(
+                f"{self.name} still running after {within:g} s:\n{self.tail()}"
+            ) from None
 
     def signal(self, signum: int) -> None:
+        # `ip netns exec` execs the program, so the pid is the program's own either way.
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                if self.netns is not None:
-                    # `ip netns exec` execs the command, so the pid is the program's own.
-                    os.kill(self.popen.pid, signum)
-                else:
-                    os.kill(self.popen.pid, signum)
+                os.kill(self.popen.pid, signum)
 
     def stop(self, within: float = 5.0) -> None:
         """SIGTERM, then SIGKILL if it lingers; always reaps."""
@@ -283,7 +282,9 @@ class Procs:
             proc.stop()
 
 
-def start_signaling(procs: Procs, *extra: str, name: str = "signaling", **kwargs: Any) -> tuple[Proc, str]:
+def start_signaling(
+    procs: Procs, *extra: str, name: str = "signaling", **kwargs: Any
+) -> tuple[Proc, str]:
     """``callapp-signaling --port 0`` with benchmark-friendly limits; returns it and its URL."""
     proc = procs.python(
         "-m",

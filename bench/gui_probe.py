@@ -14,10 +14,13 @@ unless ``QT_QPA_PLATFORM`` says otherwise), after wrapping from the outside:
 
 Each mark is printed at once as ``probe: NAME <time.monotonic()>``, so the
 parent can compare it with its own clock (``CLOCK_MONOTONIC`` is system-wide).
+With ``BENCH_GUI_PROBE_JSON=PATH`` in the environment it also records when the
+remote view painted each new frame and writes ``{"paints": [...]}`` there at exit.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -26,6 +29,7 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 _marked: set[str] = set()
+_paints: list[float] = []
 
 
 def mark(name: str) -> None:
@@ -74,7 +78,8 @@ def install() -> None:
     def paint_event(self: Any, event: Any) -> None:
         before = self.frames_painted
         original_paint(self, event)
-        if before == 0 and self.frames_painted and windows and self is windows[0].remote_view:
+        if self.frames_painted != before and windows and self is windows[0].remote_view:
+            _paints.append(time.monotonic())
             mark("remote_painted")
 
     video_view.VideoView.paintEvent = paint_event  # type: ignore[method-assign]
@@ -94,7 +99,13 @@ def main(argv: list[str]) -> int:
     install()
     from callapp.ui import launcher
 
-    return launcher.main(args)
+    try:
+        return launcher.main(args)
+    finally:
+        out = os.environ.get("BENCH_GUI_PROBE_JSON")
+        if out:
+            with open(out, "w") as file:
+                json.dump({"paints": _paints}, file)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def block_size(width: int) -> int:
 
 def _check(index: int, ticks: int) -> int:
     value = 0xA5
-    for byte in (index.to_bytes(3, "big") + ticks.to_bytes(4, "big")):
+    for byte in index.to_bytes(3, "big") + ticks.to_bytes(4, "big"):
         value = ((value << 1) | (value >> 7)) & 0xFF
         value ^= byte
     return value
@@ -76,7 +76,9 @@ def read(frame: VideoFrame) -> tuple[int, float] | None:
     if top + ROWS * size > height or left + COLS * size > width:
         return None
     luma = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:height, :width]
-    region = luma[top : top + ROWS * size, left : left + COLS * size].reshape(ROWS, size, COLS, size)
+    region = luma[top : top + ROWS * size, left : left + COLS * size].reshape(
+        ROWS, size, COLS, size
+    )
     quarter = size // 4
     middle = region[:, quarter : size - quarter, :, quarter : size - quarter]
     means = middle.mean(axis=(1, 3))

@@ -73,10 +73,12 @@ async def run(args: argparse.Namespace) -> int:
                     if args.seconds is not None:
                         asyncio.get_running_loop().call_later(args.seconds, done.set)
 
+    pumps: set[asyncio.Future[None]] = set()
+
     @pc.on("track")
     def on_track(track: Any) -> None:
         if track.kind == "video":
-            asyncio.ensure_future(pump(track))
+            pumps.add(asyncio.ensure_future(pump(track)))
 
     @pc.on("connectionstatechange")
     def on_state() -> None:

@@ -1,0 +1,342 @@
+"""Write the results table of a benchmark run into docs/benchmarks.md.
+
+Only the text between the two markers below is replaced, so everything else
+in the file (notes, other engineers' sections) stays as it is. A file without
+the markers gets the block appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench:results:start (written by `python -m bench`; edits here are lost) -->"
+END = "<!-- bench:results:end -->"
+
+Row = tuple[str, str, str, str, str, str]
+
+
+def _num(value: Any, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    text = f"{value:,.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def _verdict(ok: bool | None) -> str:
+    if ok is None:
+        return "—"
+    return "met" if ok else "**missed**"
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _at_most(value: Any, limit: float) -> bool | None:
+    return None if not isinstance(value, int | float) else value <= limit
+
+
+def _at_least(value: Any, limit: float) -> bool | None:
+    return None if not isinstance(value, int | float) else value >= limit
+
+
+def _setup_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    cases = (
+        ("no_ice_servers", "no ICE servers", 300.0),
+        ("silent_stun", "silent STUN server on both sides", 1000.0),
+    )
+    for key, label, goal in cases:
+        ours = _get(r, "call_setup", key, "callapp")
+        stock = _get(r, "call_setup", key, "stock_aiortc")
+        if ours is None:
+            continue
+        ratio = _get(r, "call_setup", key, "stock_over_callapp")
+        ff = ours["first_frame_ms"]
+        beside = (
+            f"stock aiortc {_num(stock['first_frame_ms']['median'], 'ms')}"
+            f" (p95 {_num(stock['first_frame_ms']['p95'], 'ms')}), {_num(ratio, '×', 1)} ours"
+            if stock
+            else ""
+        )
+        rows.append(
+            (
+                f"1. Call setup, {label}: 2nd peer's join → its first remote frame decoded",
+                _num(ff["median"], "ms"),
+                _num(ff["p95"], "ms"),
+                f"≤ {goal:,.0f} ms",
+                _verdict(_at_most(ff["median"], goal)),
+                beside,
+            )
+        )
+        both = ours["both_ms"]
+        rows.append(
+            (
+                f"1. Call setup, {label}: 2nd peer's join → media both ways",
+                _num(both["median"], "ms"),
+                _num(both["p95"], "ms"),
+                "—",
+                "—",
+                f"stock aiortc {_num(stock['both_ms']['median'], 'ms')}" if stock else "",
+            )
+        )
+        proc = ours["process_ms"]
+        rows.append(
+            (
+                f"1. Call setup, {label}: 2nd peer's process spawned → first remote frame",
+                _num(proc["median"], "ms"),
+                _num(proc["p95"], "ms"),
+                "—",
+                "—",
+                f"stock aiortc {_num(stock['process_ms']['median'], 'ms')}" if stock else "",
+            )
+        )
+    gui = _get(r, "call_setup", "gui_no_ice_servers")
+    if gui:
+        rows.append(
+            (
+                "1. Call setup, GUI (offscreen), no ICE servers: join → first remote frame painted",
+                _num(gui["join_to_painted_ms"]["median"], "ms"),
+                _num(gui["join_to_painted_ms"]["p95"], "ms"),
+                "≤ 300 ms",
+                _verdict(_at_most(gui["join_to_painted_ms"]["median"], 300)),
+                f"process spawned → painted {_num(gui['process_to_painted_ms']['median'], 'ms')}",
+            )
+        )
+    return rows
+
+
+def _media_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for size, lat in (_get(r, "media", "latency") or {}).items():
+        goal = 100.0 if size == "640x480" else None
+        read = lat.get("read_fraction")
+        rows.append(
+            (
+                f"2. Glass-to-glass latency {size} VP8 (capture → decoded in the other app)",
+                _num(lat["latency_ms"]["median"], "ms", 1),
+                _num(lat["latency_ms"]["p95"], "ms", 1),
+                "≤ 100 ms median" if goal else "—",
+                _verdict(_at_most(lat["latency_ms"]["median"], goal)) if goal else "—",
+                f"p99 {_num(lat['latency_p99_ms'], 'ms', 1)}; {lat['latency_ms']['n']} frames,"
+                f" barcode read {_num(read * 100 if read is not None else None, '%', 1)}",
+            )
+        )
+    cpu_goals = {"640x480_vp8": 35.0, "1280x720_vp8": 70.0}
+    for key, s in (_get(r, "media", "smoothness") or {}).items():
+        size, codec = key.split("_")
+        label = f"{size} {codec.upper().replace('H264', 'H.264')}"
+        rows.append(
+            (
+                f"3. Two-way call {label}: received fps (worse direction)",
+                _num(s["fps_min"], "fps", 1),
+                "",
+                "30 fps both ways",
+                _verdict(_at_least(s["fps_min"], 29.5)),
+                f"longest freeze {_num(s['longest_freeze_ms'], 'ms')}",
+            )
+        )
+        goal = cpu_goals.get(key)
+        sides = s["sides"]
+        rows.append(
+            (
+                f"3. Two-way call {label}: CPU per app (busier of the two)",
+                _num(s["cpu_pct_max"], "%", 1),
+                "",
+                f"≤ {goal:.0f}% of a core" if goal else "—",
+                _verdict(_at_most(s["cpu_pct_max"], goal)) if goal else "—",
+                f"A {_num(sides['A']['cpu_pct'], '%', 1)}, B {_num(sides['B']['cpu_pct'], '%', 1)};"
+                f" negotiated {', '.join(s['codec_negotiated'])}",
+            )
+        )
+    gui = _get(r, "media", "gui_640x480_vp8")
+    if gui:
+        rows.append(
+            (
+                "3. GUI (offscreen) in a two-way 640x480 VP8 call: frames painted per second",
+                _num(gui["gui_fps_painted"], "fps", 1),
+                "",
+                "30 fps",
+                _verdict(_at_least(gui["gui_fps_painted"], 29.5)),
+                f"longest freeze {_num(gui['gui_longest_freeze_ms'], 'ms')};"
+                f" headless peer received {_num(gui['headless_fps_received'], 'fps', 1)}",
+            )
+        )
+        rows.append(
+            (
+                "3. GUI (offscreen) in a two-way 640x480 VP8 call: CPU of the app",
+                _num(gui["gui_cpu_pct"], "%", 1),
+                "",
+                "≤ 35% of a core",
+                _verdict(_at_most(gui["gui_cpu_pct"], 35)),
+                f"headless peer {_num(gui['headless_cpu_pct'], '%', 1)}",
+            )
+        )
+    return rows
+
+
+def _dead_rows(r: dict[str, Any]) -> list[Row]:
+    d = r.get("dead_peer")
+    if not d:
+        return []
+    rows: list[Row] = []
+    for key, label, goal, stock_key in (
+        ("killed_s", "peer killed (kill -9)", 2.0, "stock_killed_s"),
+        (
+            "network_drop_s",
+            "peer's network silently drops (veth down)",
+            10.0,
+            "stock_network_drop_s",
+        ),
+    ):
+        s = d[key]
+        missed = d[key.replace("_s", "_missed")]
+        stock = d.get(stock_key)
+        beside = f"stock aiortc {_num(stock, 's', 1)}" if stock is not None else ""
+        if missed:
+            beside += f"; {missed} run(s) never got back to waiting"
+        rows.append(
+            (
+                f"4. Dead peer, {label}: survivor back to waiting",
+                _num(s["median"], "s", 2),
+                _num(s["p95"], "s", 2),
+                f"≤ {goal:.0f} s",
+                _verdict(_at_most(s["median"], goal) and not missed),
+                beside,
+            )
+        )
+    return rows
+
+
+def _signaling_rows(r: dict[str, Any]) -> list[Row]:
+    s = r.get("signaling")
+    if not s:
+        return []
+    ours, ref = s["callapp"], s["socketio"]
+    ratio = s["throughput_ratio_callapp_over_socketio"]
+    return [
+        (
+            f"5. Signaling relay throughput ({s['pairs']} pairs, 1 KiB, closed loop)",
+            _num(ours["saturated"]["msgs_per_s"], "msg/s"),
+            "",
+            "≥ socket.io reference",
+            _verdict(_at_least(ratio, 1.0)),
+            f"socket.io {_num(ref['saturated']['msgs_per_s'], 'msg/s')} ({_num(ratio, '×', 2)});"
+            f" server CPU/msg {_num(ours['saturated']['server_cpu_us_per_msg'], 'µs', 1)}"
+            f" vs {_num(ref['saturated']['server_cpu_us_per_msg'], 'µs', 1)}",
+        ),
+        (
+            "5. Signaling round trip at half the saturating load (p50 / p99)",
+            _num(ours["half_load"]["rtt_p50_ms"], "ms", 2),
+            _num(ours["half_load"]["rtt_p99_ms"], "ms", 2) + " (p99)",
+            "p99 < 5 ms",
+            _verdict(
+                None
+                if ours["half_load"]["rtt_p99_ms"] is None
+                else ours["half_load"]["rtt_p99_ms"] < 5
+            ),
+            f"at {_num(ours['half_load']['msgs_per_s'], 'msg/s')}; socket.io at"
+            f" {_num(ref['half_load']['msgs_per_s'], 'msg/s')}:"
+            f" {_num(ref['half_load']['rtt_p50_ms'], 'ms', 2)}"
+            f" / {_num(ref['half_load']['rtt_p99_ms'], 'ms', 2)}",
+        ),
+        (
+            "5. Signaling memory per idle connection",
+            _num(ours["idle"]["kib_per_idle_connection"], "KiB", 1),
+            "",
+            "≤ 20 KiB",
+            _verdict(_at_most(ours["idle"]["kib_per_idle_connection"], 20)),
+            f"socket.io {_num(ref['idle']['kib_per_idle_connection'], 'KiB', 1)}"
+            f" (measured over {ours['idle']['requested']:,} connections)",
+        ),
+        (
+            "5. Signaling connections held",
+            _num(ours["idle"]["held"]),
+            "",
+            "10,000",
+            _verdict(_at_least(ours["idle"]["held"], 10_000)),
+            f"of {ours['idle']['requested']:,} opened in {_num(ours['idle']['open_s'], 's', 1)};"
+            f" socket.io held {_num(ref['idle']['held'])}",
+        ),
+    ]
+
+
+def _startup_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    s = r.get("startup")
+    if s:
+        rows.append(
+            (
+                "6. Start-up: process spawned → main window painted (offscreen)",
+                _num(s["window_shown_ms"]["median"], "ms"),
+                _num(s["window_shown_ms"]["p95"], "ms"),
+                "≤ 1,500 ms",
+                _verdict(_at_most(s["window_shown_ms"]["median"], 1500)),
+                f"imports done at {_num(s['imports_done_ms']['median'], 'ms')};"
+                f" bare `python -c pass` {_num(s['bare_python_ms']['median'], 'ms')}",
+            )
+        )
+    gui = _get(r, "media", "gui_640x480_vp8")
+    if gui:
+        rows.append(
+            (
+                "6. Memory of the desktop app in a 640x480 call (RSS)",
+                _num(gui["gui_rss_mib"], "MiB"),
+                "",
+                "≤ 350 MB",
+                _verdict(_at_most(gui["gui_rss_mib"] * 2**20 / 1e6, 350)),
+                f"PSS {_num(gui['gui_pss_mib'], 'MiB')}; headless `callapp call`"
+                f" {_num(gui['headless_rss_mib'], 'MiB')} RSS",
+            )
+        )
+    return rows
+
+
+SECTIONS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (
+    _setup_rows,
+    _media_rows,
+    _dead_rows,
+    _signaling_rows,
+    _startup_rows,
+)
+
+
+def table(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    lines = [
+        START,
+        "",
+        f"Run **{results['date_utc']}** with `{command}` ({results['mode']} mode,"
+        f" {results['took_s']:.0f} s) on {m['nproc']} × {m['cpu_model']}, Python {m['python']},"
+        f" {m['platform']}; load average at start {', '.join(map(str, m['loadavg_at_start']))}."
+        " Raw numbers: `bench/results/latest.json`.",
+        "",
+        "| Figure | Median | p95 | Goal | Verdict | Same run, for comparison |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for section in SECTIONS:
+        for row in section(results):
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def update(path: Path, results: dict[str, Any], command: str) -> None:
+    block = table(results, command)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        head, _, rest = text.partition(START)
+        _, _, tail = rest.partition(END)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
