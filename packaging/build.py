@@ -170,22 +170,22 @@ def self_test(dist: Path) -> None:
         raise SystemExit(f"build: the frozen self-test failed (exit {result.returncode})")
 
 
-def pack_linux(dist: Path, out: Path) -> Path:
+def pack_linux(dist: Path, out: Path, compresslevel: int = 9) -> Path:
     """A .tar.gz of the bundle folder with the desktop entry and the icon in it."""
     bundle = dist / "callapp"
     shutil.copy2(RESOURCES / "callapp.desktop", bundle / "callapp.desktop")
     shutil.copy2(RESOURCES / "callapp.png", bundle / "callapp.png")
     archive = out / f"callapp-{version()}-{platform_tag()}.tar.gz"
-    with tarfile.open(archive, "w:gz", compresslevel=9) as tar:
+    with tarfile.open(archive, "w:gz", compresslevel=compresslevel) as tar:
         tar.add(bundle, arcname="callapp")
     return archive
 
 
-def pack_windows(dist: Path, out: Path) -> Path:
+def pack_windows(dist: Path, out: Path, compresslevel: int = 9) -> Path:
     """A .zip of the bundle folder."""
     archive = out / f"callapp-{version()}-{platform_tag()}.zip"
     bundle = dist / "callapp"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for path in sorted(bundle.rglob("*")):
             if path.is_file():
                 zf.write(path, Path("callapp") / path.relative_to(bundle))
@@ -210,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-strip", action="store_true", help="leave the libraries unstripped")
     parser.add_argument("--no-self-test", action="store_true", help="skip the frozen self-test")
     parser.add_argument("--no-pack", action="store_true", help="build the folder only")
+    parser.add_argument(
+        "-z",
+        "--compresslevel",
+        type=int,
+        default=9,
+        choices=range(1, 10),
+        metavar="1-9",
+        help="gzip/zip level (default 9; tests use 1 for speed)",
+    )
     parser.add_argument("--python", default=sys.executable, help="the environment to freeze")
     args = parser.parse_args(argv)
 
@@ -240,11 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_pack:
         if sys.platform == "win32":
-            archive = pack_windows(dist, out)
+            archive = pack_windows(dist, out, args.compresslevel)
         elif sys.platform == "darwin":
             archive = pack_macos(dist, out)
         else:
-            archive = pack_linux(dist, out)
+            archive = pack_linux(dist, out, args.compresslevel)
         report["archive"] = str(archive)
         report["archive_bytes"] = archive.stat().st_size
         print(f"build: packed {archive.name}: {archive.stat().st_size / 1e6:.1f} MB", flush=True)
