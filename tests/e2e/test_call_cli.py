@@ -142,6 +142,8 @@ def test_hang_up_and_crash_return_the_peer_to_waiting_and_rejoin_calls_again(
     second.kill()
     waiting_again, _ = stay.wait_line(r"phase: waiting", after=connected_again)
     assert waiting_again - killed_at < 2.0
+    print(f"\nroom: BYE -> waiting {waiting - hung_up:.3f} s, kill -9 -> waiting", end=" ")
+    print(f"{waiting_again - killed_at:.3f} s")
 
     # 4. And a third one gets a call again.
     third = procs.call("third", *room, "--seconds", "1")
@@ -162,7 +164,8 @@ def test_crash_in_a_dialled_call_is_noticed_by_silence(procs: Procs, server_url:
     a.kill()
     waiting, _ = b.wait_line(r"phase: waiting", after=connected)
     assert waiting - killed_at < 2.0
-    assert "the connection to the other person was lost" in b.output
+    print(f"\ndial: kill -9 -> waiting {waiting - killed_at:.3f} s")
+    b.wait_line(r"call ended: the connection to the other person was lost")
 
 
 def test_a_silent_stun_server_does_not_slow_the_first_frame(
