@@ -141,11 +141,13 @@ def test_self_test_passes_with_every_python_hidden(bundle: Bundle, tmp_path: Pat
     assert result.returncode == 0, output + result.stderr[-3000:]
     assert "frozen bundle" in output
     # This tree has a signaling server and web assets: the bundle must too.
-    for check in ("signaling server", "web assets"):
+    for check in ("signaling server", "web assets", "peer connection", "audio devices"):
         line = next(line for line in output.splitlines() if f" {check}: " in line)
         assert line.startswith("ok"), line
         assert "skipped" not in line, line
     assert "FFmpeg back-end wrote and read" in output
+    # PortAudio came from this machine (libportaudio2) into the bundle.
+    assert "PortAudio loads" in output
 
 
 def test_folder_is_trimmed(bundle: Bundle) -> None:
