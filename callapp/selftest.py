@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 CHECK_TIMEOUT_S = 10.0
@@ -89,7 +90,23 @@ def check_qt() -> str:
     if pixel != 0x00FF00:
         raise CheckFailed(f"QImage painted {pixel:06x}, expected 00ff00")
     platform = QGuiApplication.platformName()
-    return f"Qt {QtCore.qVersion()}, platform {platform}, a window shown"
+    icon = _render_icon()
+    return f"Qt {QtCore.qVersion()}, platform {platform}, a window shown, {icon}"
+
+
+def _render_icon() -> str:
+    """Draw the app icon the way the window finds it: resources/ beside the package."""
+    from PySide6.QtGui import QIcon
+
+    import callapp
+
+    path = Path(callapp.__file__).resolve().parents[1] / "resources" / "callapp.svg"
+    if not path.is_file():
+        raise CheckFailed(f"no icon at {path}")
+    pixmap = QIcon(str(path)).pixmap(64, 64)
+    if pixmap.isNull():
+        raise CheckFailed(f"Qt cannot draw {path.name} (no SVG image plugin?)")
+    return f"icon {path.name} drawn at {pixmap.width()}x{pixmap.height()}"
 
 
 def _test_pattern(width: int, height: int) -> Any:

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import struct
 import subprocess
 import sys
 import tarfile
@@ -32,6 +31,8 @@ import time
 import tomllib
 import zipfile
 from pathlib import Path
+
+import bundle_elf  # packaging/bundle_elf.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "packaging" / "callapp.spec"
@@ -95,27 +96,6 @@ def run_pyinstaller(python: str, dist: Path, work: Path, trim: bool) -> None:
     subprocess.run(command, check=True, env=env, cwd=ROOT)
 
 
-def _load_segments_aligned(path: Path) -> bool:
-    """Whether every PT_LOAD of a 64-bit little-endian ELF file is page-congruent.
-
-    ``strip`` on a library that patchelf (auditwheel) rewrote can break this,
-    and the loader then refuses it: "ELF load command address/offset not
-    page-aligned". Anything that is not such an ELF file counts as fine.
-    """
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        return True
-    (phoff,) = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    for i in range(phnum):
-        p_type, _, offset, vaddr, _, _, _, align = struct.unpack_from(
-            "<IIQQQQQQ", data, phoff + i * phentsize
-        )
-        if p_type == 1 and align > 1 and offset % align != vaddr % align:
-            return False
-    return True
-
-
 def strip_libraries(folder: Path) -> tuple[int, int]:
     """Strip the shared libraries under ``folder`` that survive stripping.
 
@@ -136,7 +116,7 @@ def strip_libraries(folder: Path) -> tuple[int, int]:
         if original[:4] != b"\x7fELF":
             continue
         result = subprocess.run([strip, "--strip-unneeded", str(path)], capture_output=True)
-        if result.returncode != 0 or not _load_segments_aligned(path):
+        if result.returncode != 0 or not bundle_elf.load_segments_aligned(path):
             path.write_bytes(original)
             reverted += 1
         elif path.stat().st_size < len(original):

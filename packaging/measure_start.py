@@ -34,6 +34,9 @@ def first_paint_ms(command: list[str], settings: Path, display: bool, timeout: f
     """Milliseconds from spawning ``command`` to Qt's first flush into a window."""
     env = dict(os.environ)
     env["QT_LOGGING_RULES"] = "qt.widgets.painting.debug=true"
+    # Qt logs to the system log instead of stderr on macOS, and from a
+    # windowed .exe on Windows, unless told otherwise.
+    env["QT_FORCE_STDERR_LOGGING"] = "1"
     if not display:
         env["QT_QPA_PLATFORM"] = "offscreen"
     args = [*command, "--settings", str(settings), "--video", "test", "--quit-after", "3"]

@@ -19,6 +19,7 @@ gzip level 1); the calls a few seconds each.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -53,6 +54,21 @@ ALLOWED_PLUGIN_FOLDERS = {
     "styles",
     "imageformats",
     "iconengines",
+}
+# What the bundle may still take from the system: glibc, the OpenGL/EGL
+# drivers (never bundled: they must match the machine's GPU driver) and
+# libxcb (the X server's client library). Anything else must be inside.
+SYSTEM_LIBRARIES = {
+    "ld-linux-x86-64.so.2",
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "librt.so.1",
+    "libutil.so.1",
+    "libGL.so.1",
+    "libEGL.so.1",
+    "libxcb.so.1",
 }
 # The trimmed folder measured 387 MB (untrimmed: 457 MB); a change that
 # brings back QML, GTK or a second FFmpeg shows up here.
@@ -167,6 +183,32 @@ def test_folder_is_trimmed(bundle: Bundle) -> None:
     assert avcodec, "OpenCV no longer links its own FFmpeg: revisit share_ffmpeg"
     assert all(p.is_symlink() and p.resolve().is_file() for p in avcodec), avcodec
     assert bundle.report["bundle_bytes"] < FOLDER_BUDGET_BYTES, bundle.report
+
+
+def load_bundle_elf() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "bundle_elf", ROOT / "packaging" / "bundle_elf.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundle_needs_only_the_desktop_basics_from_the_system(bundle: Bundle) -> None:
+    elf = load_bundle_elf()
+    files = [p for p in bundle.folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    present = {p.name for p in bundle.folder.rglob("*")}
+    wanted: dict[str, str] = {}
+    for path in files:
+        for name in elf.needed(path):
+            wanted.setdefault(name, str(path.relative_to(bundle.folder)))
+    outside = {name: by for name, by in wanted.items() if name not in present}
+    assert "libQt6Core.so.6" in wanted, "the ELF reader found no Qt: it is broken"
+    assert set(outside) <= SYSTEM_LIBRARIES, {
+        n: by for n, by in outside.items() if n not in SYSTEM_LIBRARIES
+    }
 
 
 def test_archive_holds_the_bundle_the_desktop_entry_and_the_icon(bundle: Bundle) -> None:
