@@ -64,7 +64,8 @@ def _setup_rows(r: dict[str, Any]) -> list[Row]:
         ff = ours["first_frame_ms"]
         beside = (
             f"stock aiortc {_num(stock['first_frame_ms']['median'], 'ms')}"
-            f" (p95 {_num(stock['first_frame_ms']['p95'], 'ms')}), {_num(ratio, '×', 1)} ours"
+            f" (p95 {_num(stock['first_frame_ms']['p95'], 'ms')});"
+            f" stock ÷ callapp {_num(ratio, '', 2)}"
             if stock
             else ""
         )
