@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
@@ -55,6 +55,17 @@ class CheckFailed(Exception):
 
 def _frozen() -> bool:
     return bool(getattr(sys, "frozen", False))
+
+
+def _run(coroutine: Coroutine[Any, Any, str]) -> str:
+    """Run ``coroutine`` on a fresh loop: a selector loop on Windows, as the app does.
+
+    The Proactor loop Windows defaults to can stop receiving UDP after an ICMP
+    port-unreachable (CPython #91227, #127057), which is the call's transport.
+    """
+    factory = asyncio.SelectorEventLoop if sys.platform == "win32" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coroutine)
 
 
 def check_runtime() -> str:
@@ -190,7 +201,7 @@ def check_peer_connection() -> str:
     """Two RTCPeerConnections in this process send a video frame over loopback."""
     if importlib.util.find_spec("callapp.call.ice") is None:
         return "skipped: callapp.call.ice is not in this build"
-    return asyncio.run(_peer_connection_round_trip())
+    return _run(_peer_connection_round_trip())
 
 
 async def _peer_connection_round_trip() -> str:
@@ -243,7 +254,7 @@ def check_signaling_server() -> str:
     """Start the embedded signaling server on loopback, connect to it, stop it."""
     if importlib.util.find_spec("callapp.signaling.server") is None:
         return "skipped: callapp.signaling.server is not in this build"
-    return asyncio.run(_signaling_round_trip())
+    return _run(_signaling_round_trip())
 
 
 async def _signaling_round_trip() -> str:
