@@ -1,0 +1,129 @@
+"""Memory of a long two-window call in one process. Prints JSON.
+
+Window A hosts (embedded server), window B joins its room; both on one qasync
+loop on the offscreen platform, test-pattern video at 640x480. RSS is
+sampled every ``--every`` seconds for ``--seconds``; the growth after the
+first ``--warmup`` seconds is what a leak would show.
+
+Usage: python bench/gui_call_memory.py [--seconds 120] [--every 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("CALLAPP_SETTINGS", str(Path(tempfile.mkdtemp()) / "callapp.ini"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from callapp.ui.launcher import make_server, make_session
+from callapp.ui.main_window import MainWindow
+from callapp.ui.services import QtUiServices
+from callapp.ui.settings import SettingsStore
+from callapp.ui.viewmodel import CallOptions, CallViewModel
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_window(x: int) -> MainWindow:
+    services = QtUiServices()
+    vm = CallViewModel(
+        make_session,
+        make_server,
+        services,
+        CallOptions(video="test", width=640, height=480, allow_loopback=True),
+        host_port=0,
+        bind_host="127.0.0.1",
+    )
+    window = MainWindow(vm, SettingsStore(), allow_loopback=True)
+    services.set_parent(window)
+    window.setGeometry(x, 0, 900, 500)
+    window.show()
+    return window
+
+
+async def run(seconds: float, every: float, warmup: float) -> dict[str, object]:
+    a, b = make_window(0), make_window(910)
+    started = time.monotonic()
+    await a.vm.host("memory-run")
+    assert a.vm.hosting is not None, a.vm.error
+    await b.vm.join(a.vm.hosting.local_url, a.vm.hosting.room)
+    samples: list[dict[str, float]] = []
+    while (elapsed := time.monotonic() - started) < seconds:
+        samples.append(
+            {
+                "t_s": round(elapsed, 1),
+                "rss_mib": round(rss_mib(), 1),
+                "painted_a": a.remote_view.frames_painted,
+                "painted_b": b.remote_view.frames_painted,
+            }
+        )
+        await asyncio.sleep(every)
+    samples.append(
+        {
+            "t_s": round(time.monotonic() - started, 1),
+            "rss_mib": round(rss_mib(), 1),
+            "painted_a": a.remote_view.frames_painted,
+            "painted_b": b.remote_view.frames_painted,
+        }
+    )
+    phases = (a.vm.snapshot.phase.value, b.vm.snapshot.phase.value)
+    errors = a.vm.errors + b.vm.errors
+    a.close()
+    b.close()
+    while not (a.closed_cleanly and b.closed_cleanly):  # noqa: ASYNC110 - plain flags
+        await asyncio.sleep(0.05)
+    after_warmup = [s for s in samples if s["t_s"] >= warmup] or samples
+    return {
+        "benchmark": "gui_call_memory",
+        "seconds": seconds,
+        "video": "test 640x480@30 VP8, loopback, one process, offscreen",
+        "phases_at_end": phases,
+        "errors": errors,
+        "rss_start_mib": samples[0]["rss_mib"],
+        "rss_after_warmup_mib": after_warmup[0]["rss_mib"],
+        "rss_end_mib": samples[-1]["rss_mib"],
+        "rss_max_mib": max(s["rss_mib"] for s in samples),
+        "growth_after_warmup_mib": round(samples[-1]["rss_mib"] - after_warmup[0]["rss_mib"], 1),
+        "frames_painted": [samples[-1]["painted_a"], samples[-1]["painted_b"]],
+        "rss_after_close_mib": round(rss_mib(), 1),
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--every", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=20.0)
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication(["gui-call-memory"])
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        result = loop.run_until_complete(run(args.seconds, args.every, args.warmup))
+    finally:
+        loop.close()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
