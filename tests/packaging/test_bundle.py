@@ -73,6 +73,10 @@ SYSTEM_LIBRARIES = {
 # The trimmed folder measured 387 MB (untrimmed: 522 MB); a change that
 # brings back QML, GTK or a second FFmpeg shows up here.
 FOLDER_BUDGET_BYTES = 420_000_000
+# The goal is 150 MB as a gzip -9 archive; the test packs at level 1 for
+# speed. Measured on the same folder: 161.6 MB at level 1, 146.7 MB at 9, so
+# 165 MB at level 1 stands for about 150 MB at level 9.
+ARCHIVE_BUDGET_LEVEL1_BYTES = 165_000_000
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,9 @@ def test_folder_is_trimmed(bundle: Bundle) -> None:
     assert bundle.report["bundle_bytes"] < FOLDER_BUDGET_BYTES, bundle.report
 
 
-def load_bundle_elf() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "bundle_elf", ROOT / "packaging" / "bundle_elf.py"
-    )
+def load_packaging_module(name: str) -> Any:
+    """A module from packaging/ (not importable by name: PyPI's ``packaging`` is)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "packaging" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -197,7 +200,7 @@ def load_bundle_elf() -> Any:
 
 
 def test_bundle_needs_only_the_desktop_basics_from_the_system(bundle: Bundle) -> None:
-    elf = load_bundle_elf()
+    elf = load_packaging_module("bundle_elf")
     files = [p for p in bundle.folder.rglob("*") if p.is_file() and not p.is_symlink()]
     present = {p.name for p in bundle.folder.rglob("*")}
     wanted: dict[str, str] = {}
@@ -224,6 +227,7 @@ def test_archive_holds_the_bundle_the_desktop_entry_and_the_icon(bundle: Bundle)
     ):
         assert name in members, name
     assert members["callapp/callapp"].mode & 0o111, "callapp is not executable"
+    assert bundle.report["archive_bytes"] < ARCHIVE_BUDGET_LEVEL1_BYTES, bundle.report
     assert any(m.issym() for m in members.values()), "symlinks were not kept"
     desktop = (bundle.folder / "callapp.desktop").read_text()
     assert "Exec=callapp" in desktop
@@ -343,3 +347,13 @@ def test_frozen_call_through_the_embedded_server(
     guest.finished()
     assert call_stats(tmp_path / "host.json")["frames_received"] >= 20
     assert call_stats(tmp_path / "guest.json")["frames_received"] >= 20
+
+
+def test_frozen_window_opens_within_two_seconds(bundle: Bundle, tmp_path: Path) -> None:
+    measure = load_packaging_module("measure_start")
+    times = [
+        measure.first_paint_ms([str(bundle.callapp)], tmp_path / f"{i}.ini", False, 30.0)
+        for i in range(3)
+    ]
+    # The best of three, so that a burst of load from other work does not decide it.
+    assert min(times) < 2000, times
