@@ -34,6 +34,7 @@ class Mode:
     media_warm: float
     media_sizes: tuple[str, ...]
     media_codecs: tuple[str, ...]
+    latency_15fps: bool
     dead_reps: int
     dead_stock: bool
     stock_cap: float
@@ -54,6 +55,7 @@ MODES = {
         media_warm=1,
         media_sizes=("640x480",),
         media_codecs=("vp8",),
+        latency_15fps=False,
         dead_reps=1,
         dead_stock=False,
         stock_cap=45,
@@ -72,6 +74,7 @@ MODES = {
         media_warm=2,
         media_sizes=("640x480", "1280x720"),
         media_codecs=("vp8", "h264"),
+        latency_15fps=True,
         dead_reps=3,
         dead_stock=True,
         stock_cap=45,
@@ -90,6 +93,7 @@ MODES = {
         media_warm=3,
         media_sizes=("640x480", "1280x720"),
         media_codecs=("vp8", "h264"),
+        latency_15fps=True,
         dead_reps=5,
         dead_stock=True,
         stock_cap=60,
@@ -119,6 +123,7 @@ def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
             warm=mode.media_warm,
             sizes=mode.media_sizes,
             codecs=mode.media_codecs,
+            latency_15fps=mode.latency_15fps,
         )
     if "dead_peer" in only:
         results["dead_peer"] = dead_peer.run(
