@@ -10,11 +10,17 @@ in the real incoming-call box. Closing the windows stops the server.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from callapp.call.state import CallPhase
@@ -31,6 +37,7 @@ __all__ = ["qloop", "temporary_settings"]  # fixtures shared with tests/ui
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
 
 FRAMES = 30
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -60,6 +67,10 @@ class App:
         self.window.setGeometry(x, 0, 900, 480)
         self.window.show()
 
+    def describe(self) -> str:
+        snap = self.vm.snapshot
+        return f"{snap.phase.value}, peer {snap.peer_id}, errors {self.vm.errors}"
+
     def phase(self) -> CallPhase:
         return self.vm.snapshot.phase
 
@@ -70,22 +81,36 @@ class App:
 
 @pytest.fixture
 def apps(qtbot: QtBot, qloop: asyncio.AbstractEventLoop) -> Iterator[list[App]]:
+    """Windows made by a test; any still open at the end are closed cleanly."""
     made: list[App] = []
     yield made
+    if all(app.window.closed_cleanly for app in made):
+        return
     for app in made:
         app.window.close()
     qloop.run_until_complete(until(lambda: all(a.window.closed_cleanly for a in made), 20))
 
 
+async def close_all(apps: list[App]) -> None:
+    for app in apps:
+        app.window.close()
+    await until(lambda: all(a.window.closed_cleanly for a in apps), 20)
+
+
 def test_two_windows_call_each_other(
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, apps: list[App]
 ) -> None:
-    run = qloop.run_until_complete
     a, b, c = App(qtbot, "A", 0), App(qtbot, "B", 910), App(qtbot, "C", 0)
     apps.extend([a, b, c])
+    # One run of the loop for the whole call: qasync's run_until_complete ends
+    # with a processEvents() outside the loop, where aiortc's tasks would break.
+    qloop.run_until_complete(scenario(a, b, c))
+
+
+async def scenario(a: App, b: App, c: App) -> None:
 
     # A hosts: embedded server on a free port, a readable room.
-    run(a.vm.host())
+    await a.vm.host()
     hosting = a.vm.hosting
     assert hosting is not None, a.vm.error
     assert a.window.share_url_edit.text() == hosting.share_url
@@ -96,21 +121,21 @@ def test_two_windows_call_each_other(
     b.window.server_edit.setText(a.window.share_url_edit.text())
     b.window.room_edit.setText(a.window.share_room_edit.text())
     b.window.join_button.click()
-    run(until(lambda: a.painted >= FRAMES and b.painted >= FRAMES, 60))
+    await until(lambda: a.painted >= FRAMES and b.painted >= FRAMES, 60)
     assert a.phase() is CallPhase.CONNECTED
     assert b.phase() is CallPhase.CONNECTED
     assert "Connected to" in a.window.status_label.text()
     assert a.window.local_view.frames_painted > 0
-    run(until(lambda: a.window.stats_label.text() and b.window.stats_label.text(), 10))
+    await until(lambda: a.window.stats_label.text() and b.window.stats_label.text(), 10)
     assert "fps" in b.window.stats_label.text()
 
     # C: a full room, a malformed address, an unreachable server -- in words.
-    run(c.vm.join(hosting.share_url, hosting.room))
+    await c.vm.join(hosting.share_url, hosting.room)
     assert "full" in c.window.error_label.text().lower(), c.window.error_label.text()
     assert c.window.error_label.isVisible()
-    run(c.vm.join("ws://exa mple.org:8765/ws", "x"))
+    await c.vm.join("ws://exa mple.org:8765/ws", "x")
     assert "spaces" in c.window.error_label.text()
-    run(c.vm.join(f"ws://127.0.0.1:{free_port()}/ws", "x"))
+    await c.vm.join(f"ws://127.0.0.1:{free_port()}/ws", "x")
     unreachable = c.window.error_label.text()
     assert "reach" in unreachable.lower(), unreachable
     assert "Traceback" not in unreachable
@@ -118,12 +143,13 @@ def test_two_windows_call_each_other(
 
     # B hangs up: both go back to waiting, and the pictures go away.
     b.window.hang_up_button.click()
-    run(until(lambda: a.phase() is CallPhase.WAITING and b.phase() is CallPhase.WAITING, 15))
+    await until(lambda: a.phase() is CallPhase.WAITING and b.phase() is CallPhase.WAITING, 15)
     assert not a.window.remote_view.has_picture
     assert "ended" in a.window.status_label.text()
 
     # B dials A by id; A accepts in the incoming-call box.
     b.window.peer_edit.setText(a.window.id_edit.text())
+    await until(b.window.call_button.isEnabled, 15)  # enabled once the hang-up is done
     b.window.call_button.click()
 
     def incoming_box() -> QMessageBox | None:
@@ -133,12 +159,72 @@ def test_two_windows_call_each_other(
         box = incoming_box()
         return box is not None and box.isVisible()
 
-    run(until(box_shown, 15))
+    try:
+        await until(box_shown, 15)
+    except TimeoutError:
+        pytest.fail(f"no incoming-call box: A {a.describe()}; B {b.describe()}")
     box = incoming_box()
     assert box is not None
     accept = next(btn for btn in box.buttons() if btn.text() == "Accept")
     accept.click()
     before = a.painted
-    run(until(lambda: a.phase() is CallPhase.CONNECTED and a.painted >= before + FRAMES, 60))
+    await until(lambda: a.phase() is CallPhase.CONNECTED and a.painted >= before + FRAMES, 60)
     assert b.phase() is CallPhase.CONNECTED
-    QApplication.processEvents()
+
+    # Closing the windows hangs up and stops A's server.
+    server_port = hosting.port
+    await close_all([a, b, c])
+    assert a.vm.hosting is None
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", server_port)) != 0, "the server still listens"
+
+
+def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
+    """``callapp --host`` in one process and ``callapp --server --room`` in another."""
+    port = free_port()
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+
+    def launch(name: str, *flags: str, seconds: float) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "callapp",
+                *flags,
+                "--room",
+                "two-procs",
+                "--video",
+                "test",
+                "--allow-loopback",
+                "--quit-after",
+                str(seconds),
+                "--stats-json",
+                str(tmp_path / f"{name}.json"),
+                "--settings",
+                str(tmp_path / f"{name}.ini"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    host = launch("host", "--host", "--port", str(port), seconds=14)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    guest = launch("guest", "--server", f"127.0.0.1:{port}", seconds=10)
+    guest_out = guest.communicate(timeout=60)
+    host_out = host.communicate(timeout=60)
+    assert guest.returncode == 0, guest_out[1]
+    assert host.returncode == 0, host_out[1]
+    for name in ("host", "guest"):
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["frames_painted"] >= FRAMES, (name, data)
+        assert data["codec"] == "VP8"
+        assert data["received_size"] == [640, 480]
+        assert data["errors"] == []

@@ -1,0 +1,77 @@
+"""The scriptable launcher: flags, and a hosted run that quits on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from callapp.ui.launcher import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_flags_parse_and_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(
+        ["--server", "ws://h:1/ws", "--to", "abc", "--video", "test", "--quit-after", "2.5"]
+    )
+    assert (args.server, args.to, args.video, args.quit_after) == (
+        "ws://h:1/ws",
+        "abc",
+        "test",
+        2.5,
+    )
+    assert not args.host
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--host", "--server", "ws://h:1/ws"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--room", "r", "--to", "x"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_hosted_run_quits_after_the_time_and_writes_stats(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "callapp",
+            "--host",
+            "--port",
+            "0",
+            "--room",
+            "quiet-room",
+            "--video",
+            "test",
+            "--allow-loopback",
+            "--quit-after",
+            "1.5",
+            "--stats-json",
+            str(stats),
+            "--settings",
+            str(tmp_path / "settings.ini"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # nobody joined: no frames painted, so a scripted run reports failure
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    data = json.loads(stats.read_text())
+    assert data["room"] == "quiet-room"
+    assert data["phase"] == "waiting"
+    assert data["frames_painted"] == 0
+    assert data["hosting"]["room"] == "quiet-room"
+    assert data["hosting"]["share_url"].startswith("ws://")
+    assert data["connection_id"]
+    assert data["errors"] == []
+    assert (tmp_path / "settings.ini").exists(), "settings are saved on close"
