@@ -58,8 +58,24 @@ def make_window(x: int) -> MainWindow:
     return window
 
 
+async def watch_lag(lags: list[float], period: float = 0.02) -> None:
+    """How late the loop wakes a 20 ms sleeper: what a stalled UI thread shows."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        lags.append(max(0.0, loop.time() - due) * 1000)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))], 1) if ordered else 0.0
+
+
 async def run(seconds: float, every: float, warmup: float) -> dict[str, object]:
     a, b = make_window(0), make_window(910)
+    lags: list[float] = []
+    watcher = asyncio.ensure_future(watch_lag(lags))
     started = time.monotonic()
     await a.vm.host("memory-run")
     assert a.vm.hosting is not None, a.vm.error
@@ -83,7 +99,12 @@ async def run(seconds: float, every: float, warmup: float) -> dict[str, object]:
             "painted_b": b.remote_view.frames_painted,
         }
     )
+    watcher.cancel()
     phases = (a.vm.snapshot.phase.value, b.vm.snapshot.phase.value)
+    paint_ms = [
+        round(w.remote_view.paint_seconds * 1000 / max(1, w.remote_view.frames_painted), 2)
+        for w in (a, b)
+    ]
     errors = a.vm.errors + b.vm.errors
     a.close()
     b.close()
@@ -103,6 +124,12 @@ async def run(seconds: float, every: float, warmup: float) -> dict[str, object]:
         "growth_after_warmup_mib": round(samples[-1]["rss_mib"] - after_warmup[0]["rss_mib"], 1),
         "frames_painted": [samples[-1]["painted_a"], samples[-1]["painted_b"]],
         "rss_after_close_mib": round(rss_mib(), 1),
+        "paint_ms_per_frame": paint_ms,
+        "loop_lag_ms": {
+            "p50": percentile(lags, 0.5),
+            "p99": percentile(lags, 0.99),
+            "max": round(max(lags), 1) if lags else 0.0,
+        },
         "samples": samples,
     }
 
