@@ -16,7 +16,9 @@ answers, configured on both sides) and each repetition, in one run:
   (``--allow-loopback``).
 * **GUI** (no ICE servers only): peer B is the desktop app, offscreen, through
   :mod:`bench.gui_probe`: from its join action to the first remote frame
-  *painted*, and from spawning its process to that paint.
+  *painted*, and from spawning its process to that paint. Alternating with
+  it, the same with the call engine imported before the join
+  (``BENCH_GUI_PREIMPORT``), which the launcher otherwise does on the first join.
 
 callapp and stock runs alternate, so load from other work hits both alike.
 """
@@ -74,7 +76,7 @@ def _stock(procs: Procs, url: str, room: str, ice: list[str]) -> dict[str, float
     }
 
 
-def _gui(procs: Procs, url: str, room: str, tmp: Path) -> dict[str, float]:
+def _gui(procs: Procs, url: str, room: str, tmp: Path, *, preimport: bool) -> dict[str, float]:
     a = procs.python(
         "-m",
         "callapp",
@@ -105,6 +107,7 @@ def _gui(procs: Procs, url: str, room: str, tmp: Path) -> dict[str, float]:
         "--quit-after",
         "60",
         name=f"gui-B-{room}",
+        env={"BENCH_GUI_PREIMPORT": "1"} if preimport else None,
     )
     _, action = b.wait_line(r"^probe: action ([\d.]+)", within=60)
     _, painted = b.wait_line(r"^probe: remote_painted ([\d.]+)", within=60)
@@ -117,11 +120,11 @@ def _gui(procs: Procs, url: str, room: str, tmp: Path) -> dict[str, float]:
     return result
 
 
-def run(reps: int, *, gui_reps: int = 0) -> dict[str, Any]:
+def run(reps: int, *, gui_reps: int = 0, cases: tuple[str, ...] = CASES) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-setup-") as tmpdir:
         tmp = Path(tmpdir)
-        for case in CASES:
+        for case in cases:
             ours: list[dict[str, float]] = []
             stock: list[dict[str, float]] = []
             with Procs() as procs, silent_stun() as (stun_url, stun_packets):
@@ -148,11 +151,17 @@ def run(reps: int, *, gui_reps: int = 0) -> dict[str, Any]:
             )
             results[case] = entry
         if gui_reps:
-            gui: list[dict[str, float]] = []
+            # As launched, and with the call engine imported before the join
+            # (the launcher imports it lazily, on the first join): alternating.
+            gui: dict[bool, list[dict[str, float]]] = {False: [], True: []}
             with Procs() as procs:
                 _, url = start_signaling(procs)
                 for rep in range(gui_reps):
-                    log(f"call setup: GUI #{rep + 1}/{gui_reps}")
-                    gui.append(_gui(procs, url, f"gui-{rep}", tmp))
-            results["gui_no_ice_servers"] = {key: summary([g[key] for g in gui]) for key in gui[0]}
+                    for preimport in (False, True) if rep % 2 == 0 else (True, False):
+                        log(f"call setup: GUI #{rep + 1}/{gui_reps} preimport={preimport}")
+                        room = f"gui-{rep}-{int(preimport)}"
+                        gui[preimport].append(_gui(procs, url, room, tmp, preimport=preimport))
+            for preimport, key in ((False, "gui_no_ice_servers"), (True, "gui_engine_preimported")):
+                runs = gui[preimport]
+                results[key] = {name: summary([g[name] for g in runs]) for name in runs[0]}
     return results

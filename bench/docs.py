@@ -113,6 +113,18 @@ def _setup_rows(r: dict[str, Any]) -> list[Row]:
                 f"process spawned → painted {_num(gui['process_to_painted_ms']['median'], 'ms')}",
             )
         )
+    warm = _get(r, "call_setup", "gui_engine_preimported")
+    if warm:
+        rows.append(
+            (
+                "1. Call setup, GUI, the same with the call engine imported before the join",
+                _num(warm["join_to_painted_ms"]["median"], "ms"),
+                _num(warm["join_to_painted_ms"]["p95"], "ms"),
+                "—",
+                "—",
+                "what the launcher's lazy import of aiortc & co. costs the first join",
+            )
+        )
     return rows
 
 

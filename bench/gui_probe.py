@@ -14,8 +14,11 @@ unless ``QT_QPA_PLATFORM`` says otherwise), after wrapping from the outside:
 
 Each mark is printed at once as ``probe: NAME <time.monotonic()>``, so the
 parent can compare it with its own clock (``CLOCK_MONOTONIC`` is system-wide).
-With ``BENCH_GUI_PROBE_JSON=PATH`` in the environment it also records when the
-remote view painted each new frame and writes ``{"paints": [...]}`` there at exit.
+With ``BENCH_GUI_PREIMPORT=1`` it imports the call engine
+(``callapp.call.session``) before the launcher runs, which the launcher
+itself only does on the first join. With ``BENCH_GUI_PROBE_JSON=PATH`` it
+also records when the remote view painted each new frame and writes
+``{"paints": [...]}`` there at exit.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ def install() -> None:
     from PySide6.QtWidgets import QApplication, QWidget
 
     from callapp.ui import main_window, video_view, viewmodel
+
+    if os.environ.get("BENCH_GUI_PREIMPORT"):
+        # What the first join costs without the launcher's lazy import of the engine.
+        import callapp.call.session  # noqa: F401
 
     mark("imported")
     windows: list[Any] = []

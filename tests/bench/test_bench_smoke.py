@@ -35,6 +35,7 @@ EXPECTED = [
     "call_setup.silent_stun.stun_packets_ignored",
     "call_setup.gui_no_ice_servers.join_to_painted_ms.*",
     "call_setup.gui_no_ice_servers.process_to_painted_ms.*",
+    "call_setup.gui_engine_preimported.join_to_painted_ms.*",
     "media.latency.640x480.latency_ms.*",
     "media.latency.640x480.latency_p99_ms",
     "media.latency.640x480.read_fraction",
