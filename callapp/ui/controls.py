@@ -31,7 +31,7 @@ def controls_for(snap: CallSnapshot | None, *, busy: bool, hosting: bool) -> Con
     settled = not busy and phase in (CallPhase.IDLE, CallPhase.WAITING, CallPhase.CLOSED)
     return Controls(
         host=settled and not hosting,
-        join=settled and not hosting,
+        join=settled,  # while hosting: (re)join a room on our own server
         call=settled and phase is not CallPhase.RECONNECTING,
         hang_up=in_call or phase is CallPhase.RECONNECTING,
         camera=True,

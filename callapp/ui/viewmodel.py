@@ -199,9 +199,15 @@ class CallViewModel(QObject):
 
     @async_slot()
     async def join(self, server_text: str, room: str) -> None:
-        """Connect to a server and join ``room``; with no room, just connect and wait."""
+        """Connect to a server and join ``room``; with no room, just connect and wait.
+
+        While hosting, the room is on our own server, whatever the address field says.
+        """
         async with self._action():
-            url = normalize_server_url(server_text)
+            if self._hosting is not None:
+                url = self._hosting.local_url
+            else:
+                url = normalize_server_url(server_text)
             name = room.strip()
             if name:
                 _check_room(name)

@@ -185,8 +185,9 @@ def test_controls_follow_the_phase() -> None:
     assert not calling.call
     assert not calling.join
     hosting = controls_for(CallSnapshot(phase=CallPhase.WAITING), busy=False, hosting=True)
-    assert not hosting.join
+    assert hosting.join  # rejoin a room on our own server
     assert hosting.call
+    assert not hosting.host
     assert not hosting.edit_connection
 
 

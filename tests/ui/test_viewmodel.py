@@ -111,6 +111,15 @@ def test_host_falls_back_to_any_free_port_when_8765_is_taken(
     assert h.vm.hosting is None
 
 
+def test_joining_while_hosting_uses_our_own_server(qloop: asyncio.AbstractEventLoop) -> None:
+    h = Harness()
+    run(qloop, h.vm.host("first-room"))
+    run(qloop, h.vm.join("ws://192.168.7.9:8765/ws", "second-room"))
+    assert len(h.sessions) == 1, "the hosting session is reused"
+    assert h.sessions[0].calls[-1] == ("join_room", "second-room")
+    assert h.vm.error == ""
+
+
 def test_a_bad_address_is_refused_before_connecting(qloop: asyncio.AbstractEventLoop) -> None:
     h = Harness()
     run(qloop, h.vm.join("ftp://example.org", "room"))
