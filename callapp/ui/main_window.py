@@ -262,6 +262,7 @@ class MainWindow(QMainWindow):
         self.join_button.clicked.connect(self._join_clicked)
         self.call_button.clicked.connect(self._call_clicked)
         self.peer_edit.returnPressed.connect(self._call_clicked)
+        self.room_edit.returnPressed.connect(self._join_clicked)
         self.hang_up_button.clicked.connect(lambda: vm.hang_up())
         self.camera_button.toggled.connect(self._camera_toggled)
         self.copy_id_button.clicked.connect(lambda: vm.copy(self.id_edit.text()))
@@ -320,6 +321,8 @@ class MainWindow(QMainWindow):
         self.vm.host(self.room_edit.text())
 
     def _join_clicked(self) -> None:
+        if not self.join_button.isEnabled():
+            return
         self._commit_settings()
         self.vm.join(self.server_edit.text(), self.room_edit.text())
 

@@ -333,7 +333,7 @@ class CallViewModel(QObject):
         self._session = session
         self._session_url = url
         self._unsubscribe = session.subscribe(self._on_snapshot)
-        session.set_frame_callbacks(remote=self.remoteFrame.emit, local=self.localFrame.emit)
+        session.set_frame_callbacks(remote=self.remoteFrame.emit, local=self._on_local_frame)
         self._on_snapshot(session.snapshot)
         try:
             await session.connect()
@@ -358,6 +358,12 @@ class CallViewModel(QObject):
             self._session_url = None
             self.last_stats = None
             self._on_snapshot(CallSnapshot(end_reason=session.snapshot.end_reason), force=True)
+
+    def _on_local_frame(self, frame: Any) -> None:
+        # While the camera is off the engine sends black frames; the self-view
+        # shows "Camera off" instead of a black square.
+        if self._video_enabled:
+            self.localFrame.emit(frame)
 
     def _on_snapshot(self, snap: CallSnapshot, *, force: bool = False) -> None:
         previous = self._snapshot

@@ -256,7 +256,14 @@ def test_camera_off_before_connecting_is_applied_to_the_new_session(
     h = Harness()
     run(qloop, h.vm.set_video_enabled(False))
     run(qloop, h.vm.join("ws://127.0.0.1:8765/ws", "r"))
-    assert ("set_video_enabled", False) in h.sessions[0].calls
+    session = h.sessions[0]
+    assert ("set_video_enabled", False) in session.calls
+    assert session.local_cb is not None
+    session.local_cb("black-frame")
+    assert "localFrame" not in h.seen, "no black self-view while the camera is off"
+    run(qloop, h.vm.set_video_enabled(True))
+    session.local_cb("frame")
+    assert h.seen["localFrame"] == ["frame"]
 
 
 def test_shutdown_closes_the_session_and_stops_the_server(
