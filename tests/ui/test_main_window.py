@@ -7,10 +7,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from callapp.call.state import CallPhase, EndReason
 from callapp.ui.main_window import MainWindow
+from callapp.ui.services import QtUiServices
 from callapp.ui.settings import SettingsStore
 from tests.ui.fakes import until
 from tests.ui.test_video_view import solid
@@ -146,3 +148,39 @@ def test_settings_are_saved_and_closing_stops_everything(
     qtbot.addWidget(again)
     assert again.room_edit.text() == "kept-room"
     assert again.resolution_combo.currentData() == "1280x720"
+
+
+def test_the_real_incoming_call_box_declines_and_goes_away(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop
+) -> None:
+    services = QtUiServices()  # the real prompt, parented to the window
+    h = Harness(services)
+    window = make_window(qtbot, h)
+    services.set_parent(window)
+
+    def box() -> QMessageBox | None:
+        return window.findChild(QMessageBox, "incomingCallBox")
+
+    def shown() -> bool:
+        found = box()
+        return found is not None and found.isVisible()
+
+    async def scenario() -> None:
+        await h.vm.join("ws://127.0.0.1:9999/ws", "")
+        session = h.sessions[0]
+        session.ring("caller-abcdefghij")
+        await until(shown)
+        found = box()
+        assert found is not None
+        assert "caller-a" in found.text()
+        decline = next(b for b in found.buttons() if b.text() == "Decline")
+        decline.click()
+        await until(lambda: ("decline", None) in session.calls)
+        # a second call whose caller gives up: the box closes by itself
+        session.ring("caller-2")
+        await until(shown)
+        session.end(EndReason.PEER_HUNG_UP)
+        await until(lambda: not shown())
+        assert ("accept", None) not in session.calls
+
+    qloop.run_until_complete(scenario())

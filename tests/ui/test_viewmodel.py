@@ -12,12 +12,13 @@ from pytestqt.qtbot import QtBot
 from callapp.call.config import CallConfig
 from callapp.call.state import CallPhase, EndReason
 from callapp.ui.names import room_problem
+from callapp.ui.services import UiServices
 from callapp.ui.viewmodel import CallOptions, CallViewModel, Hosting
 from tests.ui.fakes import FakeCallSession, FakeServer, FakeServices, until
 
 
 class Harness:
-    def __init__(self, **session_kwargs: Any) -> None:
+    def __init__(self, services: UiServices | None = None, **session_kwargs: Any) -> None:
         self.sessions: list[FakeCallSession] = []
         self.servers: list[FakeServer] = []
         self.busy_ports: set[int] = set()
@@ -26,7 +27,7 @@ class Harness:
         self.vm = CallViewModel(
             self.make_session,
             self.make_server,
-            self.services,
+            services or self.services,
             CallOptions(video="test", allow_loopback=True),
             lan_address=lambda: "192.168.7.9",
         )
