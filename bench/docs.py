@@ -338,9 +338,16 @@ def table(results: dict[str, Any], command: str) -> str:
         "| Figure | Median | p95 | Goal | Verdict | Same run, for comparison |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows: list[Row] = []
     for section in SECTIONS:
-        for row in section(results):
-            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        try:
+            rows += section(results)
+        except (KeyError, TypeError, ValueError) as exc:
+            rows.append((f"{section.__name__}: could not render ({exc!r})", "", "", "", "", ""))
+    for name, error in (results.get("failed") or {}).items():
+        rows.append((f"{name}: **failed** in this run", "", "", "", "", error[:200]))
+    for row in rows:
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     lines += ["", END]
     return "\n".join(lines)
 

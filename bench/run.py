@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,30 +117,39 @@ def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
         "machine": machine(),
     }
     started = time.monotonic()
-    if "call_setup" in only:
-        results["call_setup"] = call_setup.run(mode.setup_reps, gui_reps=mode.gui_setup_reps)
-    if "media" in only:
-        results["media"] = media.run(
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {
+        "call_setup": lambda: call_setup.run(mode.setup_reps, gui_reps=mode.gui_setup_reps),
+        "media": lambda: media.run(
             seconds=mode.media_seconds,
             warm=mode.media_warm,
             sizes=mode.media_sizes,
             codecs=mode.media_codecs,
             latency_15fps=mode.latency_15fps,
-        )
-    if "dead_peer" in only:
-        results["dead_peer"] = dead_peer.run(
+        ),
+        "dead_peer": lambda: dead_peer.run(
             mode.dead_reps, warm=1.0, stock=mode.dead_stock, stock_cap=mode.stock_cap
-        )
-    if "signaling" in only:
-        results["signaling"] = signaling.run(
+        ),
+        "signaling": lambda: signaling.run(
             connections=mode.connections,
             hold=mode.hold,
             pairs=mode.pairs,
             window=mode.window,
             seconds=mode.relay_seconds,
-        )
-    if "startup" in only:
-        results["startup"] = startup.run(mode.startup_reps)
+        ),
+        "startup": lambda: startup.run(mode.startup_reps),
+    }
+    failed: dict[str, str] = {}
+    for name in BENCHMARKS:
+        if name not in only:
+            continue
+        try:
+            results[name] = jobs[name]()
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            log(f"{name} FAILED: {exc}")
+            traceback.print_exc()
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    if failed:
+        results["failed"] = failed
     results["took_s"] = round(time.monotonic() - started, 1)
     return results
 
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         docs.update(ROOT / "docs" / "benchmarks.md", results, command)
         log("rewrote the results table in docs/benchmarks.md")
-    return 0
+    return 1 if results.get("failed") else 0
 
 
 if __name__ == "__main__":
