@@ -117,7 +117,9 @@ async def scenario(a: App, b: App, c: App) -> None:
     assert a.phase() is CallPhase.WAITING
     assert hosting.room in a.window.status_label.text()
 
-    # B joins A's room through the address A shows; both paint frames.
+    # B joins A's room through the address A shows, asking for a camera that
+    # is not there (the test pattern stands in, and the window says so).
+    b.window.video_combo.setCurrentText("camera:9")
     b.window.server_edit.setText(a.window.share_url_edit.text())
     b.window.room_edit.setText(a.window.share_room_edit.text())
     b.window.join_button.click()
@@ -128,6 +130,9 @@ async def scenario(a: App, b: App, c: App) -> None:
     assert a.window.local_view.frames_painted > 0
     await until(lambda: a.window.stats_label.text() and b.window.stats_label.text(), 10)
     assert "fps" in b.window.stats_label.text()
+    assert b.window.notice_label.isVisible()
+    assert "camera" in b.window.notice_label.text().lower(), b.window.notice_label.text()
+    assert "test pattern" in b.window.notice_label.text().lower()
 
     # C: a full room, a malformed address, an unreachable server -- in words.
     await c.vm.join(hosting.share_url, hosting.room)
