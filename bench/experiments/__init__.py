@@ -1,0 +1,1 @@
+"""Measurements that explain a figure; run by hand, not by ``python -m bench``."""
