@@ -105,7 +105,6 @@ class VideoView(QWidget):
         started = time.perf_counter()
         painter = QPainter(self)
         try:
-            painter.fillRect(self.rect(), BACKGROUND)
             frame, self._pending = self._pending, None
             new = frame is not None
             if new:
@@ -120,10 +119,13 @@ class VideoView(QWidget):
                     self._shown = to_qimage(frame, w, h)
                     self._shown.image.setDevicePixelRatio(ratio)
             if self._shown is None:
+                painter.fillRect(self.rect(), BACKGROUND)
                 self._paint_placeholder(painter)
                 return
             src_w, src_h = self._shown.source_size
             target = self.target_rect(src_w, src_h)
+            for bar in _bars(self.rect(), target):  # the picture covers the rest
+                painter.fillRect(bar, BACKGROUND)
             if self._mirrored:
                 painter.translate(self.width(), 0)
                 painter.scale(-1.0, 1.0)
@@ -146,3 +148,16 @@ class VideoView(QWidget):
             int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextWordWrap),
             self._placeholder,
         )
+
+
+def _bars(area: QRect, picture: QRect) -> list[QRect]:
+    """The parts of ``area`` around a centred ``picture`` (letterbox / pillarbox bars)."""
+    bars = [
+        QRect(area.left(), area.top(), picture.left() - area.left(), area.height()),
+        QRect(picture.right() + 1, area.top(), area.right() - picture.right(), area.height()),
+        QRect(picture.left(), area.top(), picture.width(), picture.top() - area.top()),
+        QRect(
+            picture.left(), picture.bottom() + 1, picture.width(), area.bottom() - picture.bottom()
+        ),
+    ]
+    return [bar for bar in bars if bar.width() > 0 and bar.height() > 0]

@@ -119,3 +119,19 @@ def test_placeholder_until_a_frame_and_after_clear(qtbot: QtBot) -> None:
     assert states == [False, True, False]
     assert image.pixelColor(5, 5) == BACKGROUND
     assert view.placeholder == "Waiting for the other person"
+
+
+def test_letterbox_bars_are_repainted_when_the_shape_changes(qtbot: QtBot) -> None:
+    view = VideoView()
+    qtbot.addWidget(view)
+    view.resize(320, 240)
+    view.show()
+    qtbot.waitExposed(view)
+    view.show_frame(solid(320, 240, (200, 200, 30)))  # fills the whole view
+    view.grab()
+    view.show_frame(solid(320, 180, (30, 30, 200)))  # 16:9: bars above and below
+    image = view.grab().toImage()
+    assert image.pixelColor(160, 5) == BACKGROUND
+    assert image.pixelColor(160, 235) == BACKGROUND
+    assert close_to(image.pixelColor(160, 120), (30, 30, 200))
+    assert view.frames_painted == 2
