@@ -206,20 +206,26 @@ def smoothness(size: str, codec: str, *, seconds: float, warm: float) -> dict[st
     }
 
 
-def gui_call(*, seconds: float, warm: float) -> dict[str, Any]:
-    """The desktop app (offscreen) in a two-way 640x480 VP8 call with a headless peer."""
+def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str, Any]:
+    """The desktop app (offscreen) in a two-way VP8 call with a headless peer.
+
+    The app takes its capture size from its settings file (there is no flag),
+    so the benchmark writes one.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-gui-") as tmpdir, Procs() as procs:
         tmp = Path(tmpdir)
+        width, height = size.split("x")
+        (tmp / "gui.ini").write_text(f"[media]\nvideo=test\nwidth={width}\nheight={height}\n")
         _, url = start_signaling(procs)
-        room = "gui-call"
+        room = f"gui-call-{size}"
         call_seconds = warm + seconds + 1.5
-        a, a_probe, _ = _probe(
+        a, a_probe, a_stats = _probe(
             procs,
             url,
             room,
             "A",
             tmp,
-            size="640x480",
+            size=size,
             codec="vp8",
             stamp=False,
             call_seconds=call_seconds + 30,
@@ -270,6 +276,9 @@ def gui_call(*, seconds: float, warm: float) -> dict[str, Any]:
         if not paints:
             raise BenchError(f"the GUI painted no remote frame:\n{b.tail()}")
         return {
+            "gui_sent_size": (
+                json.loads(a_stats.read_text()).get("received_size") if a_stats.exists() else None
+            ),
             "gui_fps_painted": painted_fps,
             "gui_longest_freeze_ms": painted_freeze,
             "headless_fps_received": received_fps,
@@ -313,7 +322,8 @@ def run(
                 size, codec, seconds=seconds, warm=warm
             )
     if gui:
-        log("smoothness GUI 640x480 vp8")
-        results["gui_640x480_vp8"] = gui_call(seconds=seconds, warm=warm)
+        for size in sizes:
+            log(f"smoothness GUI {size} vp8")
+            results[f"gui_{size}_vp8"] = gui_call(seconds=seconds, warm=warm, size=size)
     results["cpu_count"] = os.cpu_count()
     return results
