@@ -202,6 +202,7 @@ class MicrophoneTrack(MediaStreamTrack):
                 pcm = self._take()
                 return self._frame(pcm if pcm is not None else _zeros())
             self._ready.clear()
+            asyncio.get_running_loop()  # raise before making a coroutine nobody awaits
             try:
                 await asyncio.wait_for(self._ready.wait(), self._stall_timeout)
             except TimeoutError:

@@ -285,9 +285,16 @@ class AudioPlayback:
     async def _discard(self) -> None:
         """Pull blocks in real time with nowhere to play them (no speaker)."""
         pacer = Pacer(SAMPLE_RATE / BLOCK_SAMPLES)
-        while True:
-            await pacer.next()
-            self._emit(self._pull(BLOCK_SAMPLES))
+        try:
+            while True:
+                await pacer.next()
+                self._emit(self._pull(BLOCK_SAMPLES))
+        except RuntimeError:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # stepped after its loop stopped (qasync at exit): just end
+            raise
 
     def _device_lost(self) -> None:
         if self._stopping or self._status.state is not AudioState.LIVE:
