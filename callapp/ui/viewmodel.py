@@ -187,8 +187,14 @@ class CallViewModel(QObject):
             )
             self._hosting = hosting
             self.hostingChanged.emit(hosting)
-            session = await self._ensure_session(hosting.local_url)
-            await session.join_room(name)
+            try:
+                session = await self._ensure_session(hosting.local_url)
+                await session.join_room(name)
+            except Exception:
+                # Hosting is all or nothing: no server left running without us in it.
+                await self._drop_session()
+                await self._stop_server()
+                raise
 
     @async_slot()
     async def stop_hosting(self) -> None:

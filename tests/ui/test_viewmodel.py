@@ -112,6 +112,16 @@ def test_host_falls_back_to_any_free_port_when_8765_is_taken(
     assert h.vm.hosting is None
 
 
+def test_a_failed_host_leaves_no_server_running(qloop: asyncio.AbstractEventLoop) -> None:
+    h = Harness(unreachable=True)
+    run(qloop, h.vm.host("room"))
+    assert h.vm.error.startswith("Could not reach the server")
+    assert h.servers[0].stopped
+    assert h.vm.hosting is None
+    assert h.last("hostingChanged") is None
+    assert h.vm.controls.host
+
+
 def test_joining_while_hosting_uses_our_own_server(qloop: asyncio.AbstractEventLoop) -> None:
     h = Harness()
     run(qloop, h.vm.host("first-room"))
