@@ -173,6 +173,21 @@ def _media_rows(r: dict[str, Any]) -> list[Row]:
                 f" negotiated {', '.join(s['codec_negotiated'])}",
             )
         )
+    ui = _get(r, "media", "ui_frame_cost")
+    if ui and "paint_view_800x450" in ui:
+        naive = ui.get("naive_rgb888_copy_smoothscale_to_800x450") or {}
+        rows.append(
+            (
+                "3. UI thread per 1280x720 frame: convert + paint into an 800x450 view"
+                " (`bench/ui_frame_cost.py`)",
+                _num(ui["paint_view_800x450"]["median_ms"], "ms", 2),
+                _num(ui["paint_view_800x450"]["p95_ms"], "ms", 2),
+                "—",
+                "—",
+                "naive (rgb24 ndarray, QImage copy, smooth scale)"
+                f" {_num(naive.get('median_ms'), 'ms', 2)}",
+            )
+        )
     for size, goal in (("640x480", 35.0), ("1280x720", 70.0)):
         gui = _get(r, "media", f"gui_{size}_vp8")
         if not gui:

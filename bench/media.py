@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    BENCH,
+    PYTHON,
+    ROOT,
     BenchError,
     CpuMeter,
     Proc,
@@ -325,5 +329,24 @@ def run(
         for size in sizes:
             log(f"smoothness GUI {size} vp8")
             results[f"gui_{size}_vp8"] = gui_call(seconds=seconds, warm=warm, size=size)
+    log("UI frame cost (bench/ui_frame_cost.py)")
+    results["ui_frame_cost"] = ui_frame_cost()
     results["cpu_count"] = os.cpu_count()
     return results
+
+
+def ui_frame_cost(frames: int = 60) -> dict[str, Any]:
+    """The UI engineer's ``bench/ui_frame_cost.py``, run as it is; its JSON."""
+    completed = subprocess.run(
+        [PYTHON, str(BENCH / "ui_frame_cost.py"), "--frames", str(frames)],
+        cwd=ROOT,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"bench/ui_frame_cost.py failed:\n{completed.stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(completed.stdout)
+    return data

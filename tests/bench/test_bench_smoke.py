@@ -61,6 +61,7 @@ EXPECTED = [
             "headless_rss_mib",
         )
     ),
+    "media.ui_frame_cost.paint_view_800x450.median_ms",
     "dead_peer.killed_s.*",
     "dead_peer.network_drop_s.*",
     "dead_peer.killed_missed",
