@@ -210,7 +210,8 @@ def _media_rows(r: dict[str, Any]) -> list[Row]:
                 "",
                 f"≤ {goal:.0f}% of a core",
                 _verdict(_at_most(gui["gui_cpu_pct"], goal)),
-                f"headless peer {_num(gui['headless_cpu_pct'], '%', 1)}",
+                f"headless peer {_num(gui['headless_cpu_pct'], '%', 1)}; UI thread inside"
+                f" the two views' paintEvent {_num(gui.get('gui_paint_pct'), '%', 1)} of wall time",
             )
         )
     return rows

@@ -18,7 +18,8 @@ With ``BENCH_GUI_PREIMPORT=1`` it imports the call engine
 (``callapp.call.session``) before the launcher runs, which the launcher
 itself only does on the first join. With ``BENCH_GUI_PROBE_JSON=PATH`` it
 also records when the remote view painted each new frame and writes
-``{"paints": [...]}`` there at exit.
+``{"paints": [...], "views": {...}}`` there at exit (the views' own
+frames-painted and paint-seconds counters).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 _marked: set[str] = set()
 _paints: list[float] = []
+_windows: list[Any] = []
 
 
 def mark(name: str) -> None:
@@ -52,7 +54,7 @@ def install() -> None:
         import callapp.call.session  # noqa: F401
 
     mark("imported")
-    windows: list[Any] = []
+    windows = _windows
 
     class FirstPaint(QObject):
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:
@@ -101,6 +103,17 @@ def install() -> None:
         setattr(viewmodel.CallViewModel, action, wrapped)
 
 
+def _views() -> dict[str, Any]:
+    """Frames painted and UI-thread seconds spent painting, per video view."""
+    if not _windows:
+        return {}
+    window = _windows[0]
+    return {
+        name: {"frames_painted": view.frames_painted, "paint_seconds": view.paint_seconds}
+        for name, view in (("remote", window.remote_view), ("local", window.local_view))
+    }
+
+
 def main(argv: list[str]) -> int:
     args = argv[1:] if argv[:1] == ["--"] else argv
     install()
@@ -112,7 +125,7 @@ def main(argv: list[str]) -> int:
         out = os.environ.get("BENCH_GUI_PROBE_JSON")
         if out:
             with open(out, "w") as file:
-                json.dump({"paints": _paints}, file)
+                json.dump({"paints": _paints, "views": _views(), "exited": time.monotonic()}, file)
 
 
 if __name__ == "__main__":
