@@ -21,7 +21,8 @@ class Controls:
     call: bool
     hang_up: bool
     camera: bool
-    edit_connection: bool
+    edit_server: bool
+    edit_room: bool
 
 
 def controls_for(snap: CallSnapshot | None, *, busy: bool, hosting: bool) -> Controls:
@@ -35,7 +36,9 @@ def controls_for(snap: CallSnapshot | None, *, busy: bool, hosting: bool) -> Con
         call=settled and phase is not CallPhase.RECONNECTING,
         hang_up=in_call or phase is CallPhase.RECONNECTING,
         camera=True,
-        edit_connection=settled and not hosting and phase is not CallPhase.WAITING,
+        # Waiting in one place, a person may type another and Join there.
+        edit_server=settled and not hosting,
+        edit_room=settled,
     )
 
 

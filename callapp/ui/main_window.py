@@ -367,8 +367,8 @@ class MainWindow(QMainWindow):
         self.call_button.setEnabled(controls.call)
         self.hang_up_button.setEnabled(controls.hang_up)
         self.camera_button.setEnabled(controls.camera)
-        self.server_edit.setReadOnly(not controls.edit_connection)
-        self.room_edit.setReadOnly(not controls.edit_connection)
+        self.server_edit.setReadOnly(not controls.edit_server)
+        self.room_edit.setReadOnly(not controls.edit_room)
 
     def _render_snapshot(self, snap: CallSnapshot) -> None:
         self.remote_view.set_placeholder(placeholder_text(snap))

@@ -188,7 +188,12 @@ def test_controls_follow_the_phase() -> None:
     assert hosting.join  # rejoin a room on our own server
     assert hosting.call
     assert not hosting.host
-    assert not hosting.edit_connection
+    assert not hosting.edit_server
+    assert hosting.edit_room
+    waiting = controls_for(CallSnapshot(phase=CallPhase.WAITING), busy=False, hosting=False)
+    assert waiting.edit_server, "waiting on one server, one may type another"
+    assert not calling.edit_server
+    assert not calling.edit_room
 
 
 def test_only_endings_worth_telling_make_a_banner() -> None:

@@ -131,6 +131,18 @@ def test_joining_while_hosting_uses_our_own_server(qloop: asyncio.AbstractEventL
     assert h.vm.error == ""
 
 
+def test_joining_another_server_replaces_the_session(qloop: asyncio.AbstractEventLoop) -> None:
+    h = Harness()
+    run(qloop, h.vm.join("ws://10.0.0.1:8765/ws", "one"))
+    run(qloop, h.vm.join("ws://10.0.0.2:8765/ws", "two"))
+    assert [s.config.server_url for s in h.sessions] == [
+        "ws://10.0.0.1:8765/ws",
+        "ws://10.0.0.2:8765/ws",
+    ]
+    assert h.sessions[0].closed
+    assert h.sessions[1].calls == [("connect", None), ("join_room", "two")]
+
+
 def test_a_bad_address_is_refused_before_connecting(qloop: asyncio.AbstractEventLoop) -> None:
     h = Harness()
     run(qloop, h.vm.join("ftp://example.org", "room"))
