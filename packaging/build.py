@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_pyinstaller(args.python)
     run_pyinstaller(args.python, dist, work, trim)
     built = time.monotonic()
+    stripped = 0
     if sys.platform.startswith("linux") and trim and not args.no_strip:
         stripped, kept = strip_libraries(dist / "callapp")
         print(f"build: stripped {stripped} libraries, {kept} left as they were", flush=True)
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "bundle": str(bundle),
         "bundle_bytes": bundle_bytes,
         "build_seconds": round(built - started, 1),
+        "stripped_libraries": stripped,
     }
     if not args.no_pack:
         if sys.platform == "win32":
