@@ -126,7 +126,12 @@ async def test_playing_a_tone_into_the_null_device_for_real(null_audio: Path) ->
         Decoded(ToneTrack(660)), device=NULL_DEVICE, capture=capture, on_status=statuses.append
     )
     sink.start()
-    await wait_for(lambda: sink.played_seconds >= 1.5, within=10)
+    delays = []
+    for _ in range(1000):
+        if sink.played_seconds >= 1.5:
+            break
+        delays.append(sink.delay)
+        await asyncio.sleep(0.01)
     await sink.stop()
     assert [s.state for s in statuses][:2] == [AudioState.STARTING, AudioState.LIVE]
     assert statuses[1].device == NULL_DEVICE
@@ -138,7 +143,8 @@ async def test_playing_a_tone_into_the_null_device_for_real(null_audio: Path) ->
     # The device is paced in real time: what it played matches what arrived.
     assert sink.frames_received * FRAME_SAMPLES == pytest.approx(played.shape[0], rel=0.15)
     assert sink.stats.underruns <= 3
-    assert sink.delay <= 0.080
+    # The jitter buffer keeps what it holds near one frame and a margin (20-30 ms).
+    assert float(np.median(delays[len(delays) // 2 :])) <= 0.060
 
 
 async def test_no_speaker_discards_in_real_time_and_says_so(no_audio_devices: None) -> None:
