@@ -184,45 +184,52 @@ async def scenario(a: App, b: App, c: App) -> None:
         assert probe.connect_ex(("127.0.0.1", server_port)) != 0, "the server still listens"
 
 
-def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
-    """``callapp --host`` in one process and ``callapp --server --room`` in another."""
-    port = free_port()
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+def launch(
+    tmp_path: Path, name: str, *flags: str, room: str, seconds: float
+) -> subprocess.Popen[str]:
+    """``python -m callapp FLAGS`` offscreen, with its own settings and stats file."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "callapp",
+            *flags,
+            "--room",
+            room,
+            "--video",
+            "test",
+            "--allow-loopback",
+            "--quit-after",
+            str(seconds),
+            "--stats-json",
+            str(tmp_path / f"{name}.json"),
+            "--settings",
+            str(tmp_path / f"{name}.ini"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
-    def launch(name: str, *flags: str, seconds: float) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "callapp",
-                *flags,
-                "--room",
-                "two-procs",
-                "--video",
-                "test",
-                "--allow-loopback",
-                "--quit-after",
-                str(seconds),
-                "--stats-json",
-                str(tmp_path / f"{name}.json"),
-                "--settings",
-                str(tmp_path / f"{name}.ini"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
 
-    host = launch("host", "--host", "--port", str(port), seconds=14)
-    deadline = time.monotonic() + 20
+def wait_for_port(port: int, limit: float = 20) -> None:
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return
         time.sleep(0.1)
-    guest = launch("guest", "--server", f"127.0.0.1:{port}", seconds=10)
+    pytest.fail(f"nothing listens on port {port}")
+
+
+def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
+    """``callapp --host`` in one process and ``callapp --server --room`` in another."""
+    port = free_port()
+    host = launch(tmp_path, "host", "--host", "--port", str(port), room="two-procs", seconds=14)
+    wait_for_port(port)
+    guest = launch(tmp_path, "guest", "--server", f"127.0.0.1:{port}", room="two-procs", seconds=10)
     guest_out = guest.communicate(timeout=60)
     host_out = host.communicate(timeout=60)
     assert guest.returncode == 0, guest_out[1]
@@ -233,3 +240,25 @@ def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
         assert data["codec"] == "VP8"
         assert data["received_size"] == [640, 480]
         assert data["errors"] == []
+
+
+def test_a_peer_that_dies_is_said_in_the_hosts_window(tmp_path: Path) -> None:
+    """The guest process is killed mid-call: the host says so, in words, and waits again."""
+    port = free_port()
+    host = launch(tmp_path, "host", "--host", "--port", str(port), room="lost-peer", seconds=14)
+    wait_for_port(port)
+    guest = launch(tmp_path, "guest", "--server", f"127.0.0.1:{port}", room="lost-peer", seconds=60)
+    time.sleep(7)  # the call is up and painting by now
+    guest.kill()
+    guest.communicate(timeout=20)
+    host_out = host.communicate(timeout=60)
+    assert host.returncode == 0, host_out[1]  # it painted frames before the peer died
+    assert "Traceback" not in host_out[1]
+    data = json.loads((tmp_path / "host.json").read_text())
+    assert data["frames_painted"] >= FRAMES, data
+    assert data["phase"] == "waiting", data
+    assert data["end_reason"] in (
+        "the other person left",
+        "the connection to the other person was lost",
+    )
+    assert data["errors"] == [f"The call ended: {data['end_reason']}."]
