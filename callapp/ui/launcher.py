@@ -157,13 +157,7 @@ def main(argv: list[str]) -> int:
         make_session,
         make_server,
         services,
-        CallOptions(
-            video=settings.video,
-            width=settings.width,
-            height=settings.height,
-            ice_servers=settings.ice_servers,
-            allow_loopback=args.allow_loopback,
-        ),
+        CallOptions.from_settings(settings, allow_loopback=args.allow_loopback),
         host_port=args.port,
     )
     window = MainWindow(vm, store, settings, allow_loopback=args.allow_loopback)

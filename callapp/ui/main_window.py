@@ -300,13 +300,8 @@ class MainWindow(QMainWindow):
 
     def _commit_settings(self) -> None:
         self.settings = self.current_settings()
-        self.vm.options = CallOptions(
-            video=self.settings.video,
-            width=self.settings.width,
-            height=self.settings.height,
-            ice_servers=self.settings.ice_servers,
-            allow_loopback=self._allow_loopback,
-            codec=self.vm.options.codec,
+        self.vm.options = CallOptions.from_settings(
+            self.settings, allow_loopback=self._allow_loopback, codec=self.vm.options.codec
         )
         if self.store is not None:
             self.store.save(self.settings)
@@ -354,6 +349,7 @@ class MainWindow(QMainWindow):
         if hosting is None:
             self.share_url_edit.clear()
             self.share_room_edit.clear()
+            self.server_edit.setText(self.settings.server_url)  # not the stopped server
             return
         self.share_url_edit.setText(hosting.share_url)
         self.share_room_edit.setText(hosting.room)

@@ -37,6 +37,7 @@ from callapp.ui.errors import explain
 from callapp.ui.names import random_room_name, room_problem
 from callapp.ui.ports import ServerFactory, ServerLike, SessionFactory, SessionLike
 from callapp.ui.services import UiServices
+from callapp.ui.settings import Settings
 from callapp.ui.status import call_duration, stats_text, status_text
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ class CallOptions:
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
     allow_loopback: bool = False
     codec: str = "vp8"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, allow_loopback: bool = False, codec: str = "vp8"
+    ) -> CallOptions:
+        """The options a call gets from the saved settings (and the command line)."""
+        return cls(
+            video=settings.video,
+            width=settings.width,
+            height=settings.height,
+            ice_servers=settings.ice_servers,
+            allow_loopback=allow_loopback,
+            codec=codec,
+        )
 
     def config(self, url: str) -> CallConfig:
         return CallConfig(

@@ -49,6 +49,12 @@ def test_host_shows_what_to_share_and_copies_it(
     QTest.mouseClick(window.copy_room_button, Qt.MouseButton.LeftButton)
     QTest.mouseClick(window.copy_id_button, Qt.MouseButton.LeftButton)
     assert h.services.clipboard == ["ws://192.168.7.9:8765/ws", room, "self-id-123456"]
+    QTest.mouseClick(window.host_button, Qt.MouseButton.LeftButton)  # "Stop hosting"
+    qloop.run_until_complete(until(lambda: h.vm.hosting is None and not h.vm.busy))
+    assert not window.share_box.isVisible()
+    assert window.host_button.text() == "Host"
+    assert window.server_edit.text() == "ws://127.0.0.1:8765/ws", "back to the saved server"
+    assert h.servers[0].stopped
 
 
 def test_a_bad_address_shows_in_the_error_banner(

@@ -34,3 +34,17 @@ def test_unreadable_values_fall_back_to_defaults(tmp_path: Path) -> None:
 def test_ice_server_text_is_split_on_commas_and_spaces() -> None:
     assert parse_ice_servers(" stun:a:1, turn:b\nstun:c ") == ("stun:a:1", "turn:b", "stun:c")
     assert parse_ice_servers("") == ()
+
+
+def test_call_options_come_from_the_settings() -> None:
+    from callapp.ui.viewmodel import CallOptions
+
+    settings = Settings().with_changes(
+        video="test", resolution=(1280, 720), ice_servers=("stun:s:3478",)
+    )
+    options = CallOptions.from_settings(settings, allow_loopback=True)
+    config = options.config("ws://h:1/ws")
+    assert (config.video, config.width, config.height) == ("test", 1280, 720)
+    assert config.ice_servers == ("stun:s:3478",)
+    assert config.allow_loopback
+    assert config.server_url == "ws://h:1/ws"
