@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callapp.media.jitter import JitterBuffer
 from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
@@ -207,3 +209,38 @@ def test_mono_frames_are_played_on_both_channels() -> None:
     out = buffer.pull(FRAME_SAMPLES)
     assert np.array_equal(out[:, 0], out[:, 1])
     assert np.any(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.one_of(
+            st.tuples(st.just("push"), st.integers(-3, 8)),  # frames ahead of the last pts
+            st.tuples(st.just("pull"), st.integers(1, 2000)),
+        ),
+        max_size=200,
+    )
+)
+def test_any_sequence_of_pushes_and_pulls_keeps_the_books(
+    events: list[tuple[str, int]],
+) -> None:
+    buffer = JitterBuffer(2)
+    pts = 0
+    pulled = 0
+    for kind, value in events:
+        if kind == "push":
+            pts = max(0, pts + value * FRAME_SAMPLES)
+            buffer.push(tone(pts), pts)
+            pts += FRAME_SAMPLES
+        else:
+            out = buffer.pull(value)
+            assert out.shape == (value, 2)
+            assert out.dtype == np.int16
+            pulled += value
+        assert buffer.fill >= 0
+    stats = buffer.stats
+    # Every sample pulled was either audio that arrived or concealment.
+    assert stats.played + stats.concealed == pulled
+    # What arrived went somewhere: played, dropped, still queued, or refused as late.
+    arrived_max = (stats.frames_pushed - stats.frames_late) * FRAME_SAMPLES + stats.lost
+    assert stats.played + stats.dropped + buffer.fill <= arrived_max
