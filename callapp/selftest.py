@@ -28,6 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from callapp import eventloop
+
 CHECK_TIMEOUT_S = 10.0
 CAMERA_PROBE_TIMEOUT_S = 3.0
 #: Set (to anything) to load the device back-ends without opening a device.
@@ -63,9 +65,7 @@ def _run(coroutine: Coroutine[Any, Any, str]) -> str:
     The Proactor loop Windows defaults to can stop receiving UDP after an ICMP
     port-unreachable (CPython #91227, #127057), which is the call's transport.
     """
-    factory = asyncio.SelectorEventLoop if sys.platform == "win32" else None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coroutine)
+    return eventloop.run(coroutine)
 
 
 def check_runtime() -> str:

@@ -39,6 +39,7 @@ from typing import Any
 
 import av
 
+from callapp import eventloop
 from callapp.call.config import CODECS, CallConfig
 from callapp.call.errors import CallError
 from callapp.call.recording import CallRecording
@@ -406,7 +407,7 @@ def main(argv: list[str]) -> int:
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(run(args))
+        return eventloop.run(run(args))
     except KeyboardInterrupt:
         return EXIT_FAILED
     except ValueError as exc:  # a bad combination CallConfig rejects

@@ -94,8 +94,11 @@ class StatsMeter:
                 packets_received += int(stat.packetsReceived)
                 packets_lost += max(0, int(stat.packetsLost))
             elif kind == "remote-inbound-rtp":
-                rtt_ms = float(stat.roundTripTime) * 1000.0
-                remote_loss = float(stat.fractionLost)
+                # aiortc reports None until the first receiver report with a DLSR.
+                if stat.roundTripTime is not None:
+                    rtt_ms = float(stat.roundTripTime) * 1000.0
+                if stat.fractionLost is not None:
+                    remote_loss = float(stat.fractionLost)
         if rtp_bytes_sent:
             bytes_sent = rtp_bytes_sent
         expected = packets_received + packets_lost

@@ -23,6 +23,7 @@ import ssl
 import sys
 from typing import Any, NoReturn
 
+from callapp import eventloop
 from callapp.signaling.messages import MAX_MESSAGE_BYTES
 from callapp.signaling.server import VERSION, SignalingServer
 
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=ssl_context,
     )
     try:
-        asyncio.run(serve(server))
+        eventloop.run(serve(server))
     except OSError as exc:
         print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -102,3 +102,14 @@ def test_negotiated_codec_is_the_first_video_payload() -> None:
     assert negotiated_codec(sdp) == "H264"
     assert negotiated_codec(None) is None
     assert negotiated_codec("v=0\r\nm=audio 9 X 0\r\n") is None
+
+
+def test_a_receiver_report_without_round_trip_time_leaves_rtt_unknown() -> None:
+    early = report(sent=1000, received=1000, lost=0, got=10)
+    remote = early["r"]
+    remote.roundTripTime = None  # aiortc's value before the first report with a DLSR
+    remote.fractionLost = None
+    stats = StatsMeter(0.0).sample(early, FrameCounters(time=1.0), "VP8")
+    assert stats.rtt_ms is None
+    assert stats.remote_packet_loss is None
+    assert stats.bitrate_received == 8000

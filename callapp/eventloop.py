@@ -1,0 +1,28 @@
+"""Running asyncio the same way on every platform, for the headless commands.
+
+On Windows asyncio defaults to the Proactor loop, whose UDP transport can stop
+receiving after an ICMP port-unreachable (CPython issues 91227, 127057): a
+call's media would silently stop. Every headless entry point (``callapp
+call``, ``callapp-signaling``, ``callapp --self-test``) runs on a selector
+loop there instead; the GUI does the same through qasync's selector loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop class to use here, or None for asyncio's default."""
+    return asyncio.SelectorEventLoop if sys.platform == "win32" else None
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Like :func:`asyncio.run`, on a selector loop on Windows."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(coroutine)
