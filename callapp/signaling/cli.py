@@ -19,13 +19,13 @@ import contextlib
 import json
 import logging
 import signal
-import ssl
 import sys
 from typing import Any, NoReturn
 
 from callapp import eventloop
 from callapp.signaling.messages import MAX_MESSAGE_BYTES
 from callapp.signaling.server import VERSION, SignalingServer
+from callapp.signaling.tls import TlsError, server_context
 
 PROG = "callapp-signaling"
 
@@ -167,10 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ssl_context = None
     if args.cert is not None:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            ssl_context.load_cert_chain(args.cert, args.key)
-        except (OSError, ssl.SSLError) as exc:
+            ssl_context = server_context(args.cert, args.key)
+        except TlsError as exc:
             print(f"{PROG}: error: cannot load --cert/--key: {exc}", file=sys.stderr)
             return 1
     server = SignalingServer(
