@@ -42,6 +42,11 @@ class CallConfig:
     connect_timeout: float = 15.0
     #: A connected call that receives nothing for this long has lost its peer.
     silence_timeout: float = 1.5
+    #: A PEM certificate to trust, alone, for a ``wss://`` server: the desktop
+    #: app connecting to the server it hosts with a (often self-signed)
+    #: certificate it holds. That certificate is pinned, so the host name is not
+    #: checked. ``None``: the system's trust store and the usual checks.
+    tls_pin: str | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:

@@ -59,6 +59,7 @@ from callapp.call.stats import CallStats, StatsMeter
 from callapp.call.transitions import Trigger, can, next_phase
 from callapp.signaling import messages
 from callapp.signaling.client import SignalingClient
+from callapp.signaling.tls import TlsError, pinned_client_context
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class CallSession:
         try:
             with wrap_errors():
                 if self._channel is None:
-                    self._channel = _client_for(self._config.server_url)
+                    self._channel = _client_for(self._config.server_url, self._config.tls_pin)
                 await self._channel.connect()
         except BaseException:
             self._move(Trigger.CONNECT_FAILED)
@@ -709,10 +710,16 @@ class CallSession:
                 logger.exception("renegotiation with %s failed", sender)
 
 
-def _client_for(url: str) -> SignalingChannel:
-    """The real websockets client for ``url``."""
+def _client_for(url: str, tls_pin: str | None = None) -> SignalingChannel:
+    """The real websockets client for ``url`` (trusting only ``tls_pin`` when given)."""
+    context = None
+    if tls_pin is not None:
+        try:
+            context = pinned_client_context(tls_pin)
+        except TlsError as exc:
+            raise errors.ServerUnavailable(str(exc)) from exc
     with wrap_errors():
-        return SignalingClient(url)
+        return SignalingClient(url, ssl_context=context)
 
 
 __all__ = ["CallSession", "Listener"]

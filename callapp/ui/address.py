@@ -10,7 +10,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 #: The port Host tries first; any free port is used when it is taken.
 DEFAULT_PORT = 8765
@@ -80,10 +80,39 @@ def _valid_host(host: str) -> bool:
     return bool(_HOST_RE.match(host)) and ".." not in host
 
 
-def server_url(host: str, port: int) -> str:
-    """The URL of the native endpoint of a server on ``host:port``."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"ws://{shown}:{port}{WS_PATH}"
+def server_url(host: str, port: int, *, tls: bool = False) -> str:
+    """The URL of the native endpoint of a server on ``host:port`` (``wss://`` with TLS)."""
+    scheme = "wss" if tls else "ws"
+    return f"{scheme}://{_authority(host, port)}{WS_PATH}"
+
+
+def invite_url(host: str, port: int, room: str, *, tls: bool = False) -> str:
+    """The link that opens the server's browser client in ``room``.
+
+    ``http://HOST:PORT/?room=NAME`` (``https://`` with TLS); the page joins
+    the room at once. The room is URL-encoded although valid names need none,
+    so a link never breaks on what it carries.
+    """
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{_authority(host, port)}/?room={quote(room, safe='')}"
+
+
+def invite_hint(tls: bool) -> str:
+    """What to say under the invite link, so a browser guest gets a camera."""
+    if tls:
+        return (
+            "With a self-signed certificate the browser warns once: choose"
+            " Advanced, then continue to the page."
+        )
+    return (
+        "Browsers on other machines give a page the camera only over https: set a"
+        " certificate in Host settings (see the README)."
+    )
+
+
+def _authority(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"{shown}:{port}"
 
 
 def choose_lan_address(candidates: Iterable[str]) -> str:

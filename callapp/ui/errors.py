@@ -24,6 +24,8 @@ def explain(exc: BaseException, *, server_url: str | None = None) -> str:
     where = f" at {server_url}" if server_url else ""
     if isinstance(exc, AddressError):
         return str(exc)
+    if _is_tls_error(exc):
+        return f"Cannot host with TLS: {exc} Check the certificate and key in Host settings."
     if _is_call_error(exc):
         text = str(exc).strip()
         return text or f"The call failed ({type(exc).__name__})."
@@ -52,3 +54,12 @@ def _is_call_error(exc: BaseException) -> bool:
     except ImportError:  # the engine is optional for the wording
         return False
     return isinstance(exc, CallError)
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a certificate or key Host cannot use (``callapp.signaling.tls``)."""
+    try:
+        from callapp.signaling.tls import TlsError
+    except ImportError:  # pragma: no cover - the server is part of the package
+        return False
+    return isinstance(exc, TlsError)

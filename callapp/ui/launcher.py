@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication
 
 from callapp.call.config import CallConfig
 from callapp.ui.main_window import MainWindow
-from callapp.ui.ports import ServerLike, SessionLike
+from callapp.ui.ports import ServerLike, SessionLike, TlsFiles
 from callapp.ui.services import QtUiServices
 from callapp.ui.settings import SettingsStore
 from callapp.ui.viewmodel import CallOptions, CallViewModel
@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=8765, help="port to host on (0: any)")
     parser.add_argument("--settings", type=Path, metavar="PATH", help="settings INI file")
+    parser.add_argument(
+        "--cert", metavar="PEM", help="host with TLS (wss://, https://): certificate file"
+    )
+    parser.add_argument("--key", metavar="PEM", help="private key of --cert (if not in it)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
 
@@ -61,11 +65,17 @@ def make_session(config: CallConfig) -> SessionLike:
     return CallSession(config)
 
 
-def make_server(host: str, port: int) -> ServerLike:
-    """The embedded signaling server Host starts."""
-    from callapp.signaling.server import SignalingServer
+def make_server(host: str, port: int, tls: TlsFiles | None = None) -> ServerLike:
+    """The embedded signaling server Host starts (serving TLS with ``tls``).
 
-    return SignalingServer(host, port)
+    Raises ``callapp.signaling.tls.TlsError`` (a ValueError, in plain words)
+    if the certificate or key cannot be used.
+    """
+    from callapp.signaling.server import SignalingServer
+    from callapp.signaling.tls import server_context
+
+    context = server_context(*tls) if tls is not None else None
+    return SignalingServer(host, port, ssl_context=context)
 
 
 def make_loop(app: QApplication) -> asyncio.AbstractEventLoop:
@@ -131,7 +141,10 @@ def stats_report(window: MainWindow, started: float) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Run the desktop app; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.key and not args.cert:
+        parser.error("--key goes with --cert")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -151,6 +164,8 @@ def main(argv: list[str]) -> int:
         settings = settings.with_changes(room=args.room)
     if args.video:
         settings = settings.with_changes(video=args.video)
+    if args.cert:
+        settings = settings.with_changes(cert_file=args.cert, key_file=args.key or "")
 
     services = QtUiServices()
     vm = CallViewModel(

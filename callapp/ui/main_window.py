@@ -6,6 +6,7 @@ in :mod:`callapp.ui.viewmodel` and the pure modules beside it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from callapp.call.state import CallSnapshot
+from callapp.ui.address import invite_hint
 from callapp.ui.controls import Controls
 from callapp.ui.settings import RESOLUTIONS, Settings, SettingsStore, parse_ice_servers
 from callapp.ui.status import placeholder_text
@@ -180,9 +182,40 @@ class MainWindow(QMainWindow):
         self.share_box = QGroupBox("Give the other person")
         self.share_box.setObjectName("shareBox")
         share_form = QFormLayout(self.share_box)
+        self.invite_edit = QLineEdit()
+        self.invite_edit.setObjectName("inviteEdit")
+        self.invite_edit.setReadOnly(True)
+        self.invite_edit.setToolTip("Opens the call in a web browser")
+        self.copy_invite_button = QPushButton("Copy")
+        self.copy_invite_button.setObjectName("copyInviteButton")
+        self.invite_hint_label = QLabel()
+        self.invite_hint_label.setObjectName("inviteHintLabel")
+        self.invite_hint_label.setWordWrap(True)
+        self.invite_hint_label.setStyleSheet("color: #555;")
         share_form.addRow("Address", _copy_row(self.share_url_edit, self.copy_url_button))
         share_form.addRow("Room", _copy_row(self.share_room_edit, self.copy_room_button))
+        share_form.addRow("Browser", _copy_row(self.invite_edit, self.copy_invite_button))
+        share_form.addRow(self.invite_hint_label)
         self.share_box.setVisible(False)
+
+        # Host settings: TLS for wss:// and https:// (a browser camera needs https)
+        self.cert_edit = QLineEdit()
+        self.cert_edit.setObjectName("certEdit")
+        self.cert_edit.setPlaceholderText("certificate .pem (optional: https)")
+        self.cert_button = QPushButton("…")
+        self.cert_button.setObjectName("certBrowseButton")
+        self.cert_button.setToolTip("Choose the certificate file")
+        self.key_edit = QLineEdit()
+        self.key_edit.setObjectName("keyEdit")
+        self.key_edit.setPlaceholderText("private key .pem (if not in the certificate)")
+        self.key_button = QPushButton("…")
+        self.key_button.setObjectName("keyBrowseButton")
+        self.key_button.setToolTip("Choose the private key file")
+        host_box = QGroupBox("Host settings")
+        host_box.setObjectName("hostSettingsBox")
+        host_form = QFormLayout(host_box)
+        host_form.addRow("Certificate", _copy_row(self.cert_edit, self.cert_button))
+        host_form.addRow("Key", _copy_row(self.key_edit, self.key_button))
 
         # Call controls
         self.hang_up_button = QPushButton("Hang up")
@@ -232,6 +265,7 @@ class MainWindow(QMainWindow):
         column.addWidget(connection)
         column.addWidget(self.share_box)
         column.addWidget(media)
+        column.addWidget(host_box)
         column.addStretch(1)
 
         central = QWidget()
@@ -268,6 +302,13 @@ class MainWindow(QMainWindow):
         self.copy_id_button.clicked.connect(lambda: vm.copy(self.id_edit.text()))
         self.copy_url_button.clicked.connect(lambda: vm.copy(self.share_url_edit.text()))
         self.copy_room_button.clicked.connect(lambda: vm.copy(self.share_room_edit.text()))
+        self.copy_invite_button.clicked.connect(lambda: vm.copy(self.invite_edit.text()))
+        self.cert_button.clicked.connect(
+            lambda: self._browse(self.cert_edit, "Choose the TLS certificate")
+        )
+        self.key_button.clicked.connect(
+            lambda: self._browse(self.key_edit, "Choose the TLS private key")
+        )
 
     # -- settings ----------------------------------------------------------------
 
@@ -282,6 +323,8 @@ class MainWindow(QMainWindow):
             index = self.resolution_combo.count() - 1
         self.resolution_combo.setCurrentIndex(index)
         self.ice_edit.setText(" ".join(settings.ice_servers))
+        self.cert_edit.setText(settings.cert_file)
+        self.key_edit.setText(settings.key_file)
 
     def current_settings(self) -> Settings:
         """The settings as the fields show them now."""
@@ -296,6 +339,8 @@ class MainWindow(QMainWindow):
             video=self.video_combo.currentText().strip() or "camera",
             resolution=resolution,
             ice_servers=parse_ice_servers(self.ice_edit.text()),
+            cert_file=self.cert_edit.text().strip(),
+            key_file=self.key_edit.text().strip(),
         )
 
     def _commit_settings(self) -> None:
@@ -327,6 +372,15 @@ class MainWindow(QMainWindow):
         self._commit_settings()
         self.vm.call(self.server_edit.text(), self.peer_edit.text())
 
+    def _browse(self, edit: QLineEdit, title: str) -> None:
+        def chosen(task: asyncio.Future[str | None]) -> None:
+            if not task.cancelled() and task.exception() is None and task.result():
+                edit.setText(task.result() or "")
+
+        asyncio.ensure_future(self.vm.services.choose_file(title, edit.text())).add_done_callback(
+            chosen
+        )
+
     def _camera_toggled(self, on: bool) -> None:
         self.camera_button.setText("Camera on" if on else "Camera off")
         if not on:
@@ -349,10 +403,14 @@ class MainWindow(QMainWindow):
         if hosting is None:
             self.share_url_edit.clear()
             self.share_room_edit.clear()
+            self.invite_edit.clear()
+            self.invite_hint_label.clear()
             self.server_edit.setText(self.settings.server_url)  # not the stopped server
             return
         self.share_url_edit.setText(hosting.share_url)
         self.share_room_edit.setText(hosting.room)
+        self.invite_edit.setText(hosting.invite_url)
+        self.invite_hint_label.setText(invite_hint(hosting.tls))
         self.room_edit.setText(hosting.room)
         self.server_edit.setText(hosting.share_url)
 

@@ -62,5 +62,17 @@ class ServerLike(Protocol):
 
 
 SessionFactory = Callable[[CallConfig], SessionLike]
-#: ``(host, port) -> server`` (not yet started).
-ServerFactory = Callable[[str, int], ServerLike]
+
+#: ``(certificate file, private key file)`` of a server that speaks TLS.
+TlsFiles = tuple[str, str]
+
+
+class ServerFactory(Protocol):
+    """``(host, port, tls) -> server`` (not yet started).
+
+    With ``tls`` the server serves ``wss://`` and ``https://``; a certificate
+    or key that cannot be used raises ``ValueError`` (whose ``str()`` says why)
+    here, before anything listens.
+    """
+
+    def __call__(self, host: str, port: int, tls: TlsFiles | None = None) -> ServerLike: ...

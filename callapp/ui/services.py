@@ -1,4 +1,4 @@
-"""Things the view-model asks of the desktop: prompts and the clipboard.
+"""Things the view-model asks of the desktop: prompts, a file picker and the clipboard.
 
 Behind a small protocol (Picard's seam) so tests replace it with a fake that
 answers at once and records what it was asked.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from callapp.ui.status import short_id
 
@@ -25,6 +25,10 @@ class UiServices(Protocol):
 
     def copy_text(self, text: str) -> None:
         """Put ``text`` on the clipboard."""
+        ...
+
+    async def choose_file(self, title: str, start: str) -> str | None:
+        """Ask for an existing file (starting near ``start``); None if cancelled."""
         ...
 
 
@@ -71,3 +75,26 @@ class QtUiServices:
     def copy_text(self, text: str) -> None:
         clipboard = QApplication.clipboard()
         clipboard.setText(text)
+
+    async def choose_file(self, title: str, start: str) -> str | None:
+        # Window-modal but opened with open(), not exec(): no nested event loop
+        # under qasync.
+        dialog = QFileDialog(self._parent, title, start)
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.setNameFilters(["PEM files (*.pem *.crt *.cer *.key)", "All files (*)"])
+        dialog.setObjectName("chooseFileDialog")
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+        def finished(result: int) -> None:
+            if answer.done():
+                return
+            files = dialog.selectedFiles()
+            accepted = result == int(QFileDialog.DialogCode.Accepted)
+            answer.set_result(files[0] if accepted and files else None)
+
+        dialog.finished.connect(finished)
+        dialog.open()
+        try:
+            return await answer
+        finally:
+            dialog.deleteLater()

@@ -31,6 +31,16 @@ class Settings:
     height: int = 480
     #: STUN/TURN URLs, e.g. ("stun:stun.example.org:3478",).
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
+    #: Host with TLS: PEM certificate and private key files ("" for plain ws://).
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def tls_files(self) -> tuple[str, str] | None:
+        """``(cert, key)`` when Host should serve TLS, else None (the key may be in the cert)."""
+        if not self.cert_file:
+            return None
+        return (self.cert_file, self.key_file or self.cert_file)
 
     def with_changes(
         self,
@@ -40,6 +50,8 @@ class Settings:
         video: str | None = None,
         resolution: tuple[int, int] | None = None,
         ice_servers: tuple[str, ...] | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
     ) -> Settings:
         """A copy with the given fields replaced."""
         w, h = resolution if resolution is not None else (self.width, self.height)
@@ -51,6 +63,8 @@ class Settings:
             width=w,
             height=h,
             ice_servers=self.ice_servers if ice_servers is None else ice_servers,
+            cert_file=self.cert_file if cert_file is None else cert_file,
+            key_file=self.key_file if key_file is None else key_file,
         )
 
 
@@ -93,6 +107,8 @@ class SettingsStore:
             width=_int(qs.value("media/width", d.width), d.width),
             height=_int(qs.value("media/height", d.height), d.height),
             ice_servers=parse_ice_servers(ice),
+            cert_file=str(qs.value("host/cert_file", "") or ""),
+            key_file=str(qs.value("host/key_file", "") or ""),
         )
 
     def save(self, settings: Settings) -> None:
@@ -104,6 +120,8 @@ class SettingsStore:
         qs.setValue("media/width", settings.width)
         qs.setValue("media/height", settings.height)
         qs.setValue("call/ice_servers", " ".join(settings.ice_servers))
+        qs.setValue("host/cert_file", settings.cert_file)
+        qs.setValue("host/key_file", settings.key_file)
         qs.sync()
 
 

@@ -28,6 +28,7 @@ from callapp.ui.address import (
     LOOPBACK,
     AddressError,
     choose_lan_address,
+    invite_url,
     local_address_candidates,
     normalize_server_url,
     server_url,
@@ -35,7 +36,7 @@ from callapp.ui.address import (
 from callapp.ui.controls import IN_CALL, Controls, controls_for, ending_message
 from callapp.ui.errors import explain
 from callapp.ui.names import random_room_name, room_problem
-from callapp.ui.ports import ServerFactory, ServerLike, SessionFactory, SessionLike
+from callapp.ui.ports import ServerFactory, ServerLike, SessionFactory, SessionLike, TlsFiles
 from callapp.ui.services import UiServices
 from callapp.ui.settings import Settings
 from callapp.ui.status import call_duration, stats_text, status_text
@@ -65,6 +66,8 @@ class CallOptions:
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
     allow_loopback: bool = False
     codec: str = "vp8"
+    #: Host with TLS: ``(certificate file, key file)``; None for plain ws://.
+    tls: TlsFiles | None = None
 
     @classmethod
     def from_settings(
@@ -78,9 +81,11 @@ class CallOptions:
             ice_servers=settings.ice_servers,
             allow_loopback=allow_loopback,
             codec=codec,
+            tls=settings.tls_files,
         )
 
-    def config(self, url: str) -> CallConfig:
+    def config(self, url: str, *, tls_pin: str | None = None) -> CallConfig:
+        """The session config for ``url``; ``tls_pin`` trusts that certificate alone."""
         return CallConfig(
             server_url=url,
             video=self.video,
@@ -89,6 +94,7 @@ class CallOptions:
             codec=self.codec,
             ice_servers=self.ice_servers,
             allow_loopback=self.allow_loopback,
+            tls_pin=tls_pin,
         )
 
 
@@ -100,6 +106,10 @@ class Hosting:
     local_url: str
     room: str
     port: int
+    #: The browser client's page opening ``room``: ``http(s)://LAN:PORT/?room=NAME``.
+    invite_url: str = ""
+    #: Whether the server speaks TLS (wss:// and https://).
+    tls: bool = False
 
 
 class InputError(ValueError):
@@ -147,6 +157,7 @@ class CallViewModel(QObject):
         self._unsubscribe: Callable[[], None] | None = None
         self._server: ServerLike | None = None
         self._hosting: Hosting | None = None
+        self._host_pin: str | None = None
         self._snapshot: CallSnapshot = CallSnapshot()
         self._busy = 0
         self._video_enabled = True
@@ -183,6 +194,11 @@ class CallViewModel(QObject):
     def session(self) -> SessionLike | None:
         return self._session
 
+    @property
+    def services(self) -> UiServices:
+        """The desktop services (file picker, clipboard) the window may use too."""
+        return self._services
+
     # -- actions -----------------------------------------------------------------
 
     @async_slot()
@@ -193,14 +209,20 @@ class CallViewModel(QObject):
             _check_room(name)
             await self._drop_session()
             await self._stop_server()
-            server = await self._start_server()
+            tls = self.options.tls
+            server = await self._start_server(tls)
+            lan = self._lan_address()
+            secure = tls is not None
             hosting = Hosting(
-                share_url=server_url(self._lan_address(), server.port),
-                local_url=server_url(LOOPBACK, server.port),
+                share_url=server_url(lan, server.port, tls=secure),
+                local_url=server_url(LOOPBACK, server.port, tls=secure),
                 room=name,
                 port=server.port,
+                invite_url=invite_url(lan, server.port, name, tls=secure),
+                tls=secure,
             )
             self._hosting = hosting
+            self._host_pin = tls[0] if tls is not None else None
             self.hostingChanged.emit(hosting)
             try:
                 session = await self._ensure_session(hosting.local_url)
@@ -317,11 +339,12 @@ class CallViewModel(QObject):
             self._busy -= 1
             self._emit_controls()
 
-    async def _start_server(self) -> ServerLike:
+    async def _start_server(self, tls: TlsFiles | None) -> ServerLike:
         ports = [self._host_port, 0] if self._host_port else [0]
         last: OSError | None = None
         for port in ports:
-            server = self._server_factory(self._bind_host, port)
+            # A certificate that cannot be used raises here, before anything listens.
+            server = self._server_factory(self._bind_host, port, tls)
             try:
                 await server.start()
             except OSError as exc:
@@ -335,6 +358,7 @@ class CallViewModel(QObject):
 
     async def _stop_server(self) -> None:
         server, self._server = self._server, None
+        self._host_pin = None
         if self._hosting is not None:
             self._hosting = None
             self.hostingChanged.emit(None)
@@ -350,7 +374,11 @@ class CallViewModel(QObject):
         ):
             return session
         await self._drop_session()
-        session = self._session_factory(self.options.config(url))
+        # Our own server's certificate is trusted for our own connection to it.
+        pin = (
+            self._host_pin if self._hosting is not None and url == self._hosting.local_url else None
+        )
+        session = self._session_factory(self.options.config(url, tls_pin=pin))
         self._session = session
         self._session_url = url
         self._unsubscribe = session.subscribe(self._on_snapshot)

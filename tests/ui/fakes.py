@@ -137,7 +137,14 @@ class FakeCallSession:
 
 
 class FakeServer:
-    def __init__(self, host: str, port: int, busy_ports: set[int]) -> None:
+    def __init__(
+        self, host: str, port: int, busy_ports: set[int], tls: tuple[str, str] | None = None
+    ) -> None:
+        self.tls = tls
+        if tls is not None:
+            from callapp.signaling.tls import server_context
+
+            server_context(*tls)  # refuses what the real server would refuse
         self.host = host
         self.requested = port
         self.busy_ports = busy_ports
@@ -166,6 +173,9 @@ class FakeServices:
         self.asked: list[str] = []
         self.dismissed = 0
         self.clipboard: list[str] = []
+        #: What choose_file answers, in order (None: the person cancelled).
+        self.files: list[str | None] = []
+        self.file_requests: list[tuple[str, str]] = []
         self.hold: asyncio.Event | None = None
 
     async def ask_accept_call(self, peer_id: str) -> bool:
@@ -181,6 +191,10 @@ class FakeServices:
 
     def copy_text(self, text: str) -> None:
         self.clipboard.append(text)
+
+    async def choose_file(self, title: str, start: str) -> str | None:
+        self.file_requests.append((title, start))
+        return self.files.pop(0) if self.files else None
 
 
 async def until(predicate: Callable[[], object], limit: float = 10.0) -> None:

@@ -60,8 +60,8 @@ class Harness:
         self.sessions.append(session)
         return session
 
-    def make_server(self, host: str, port: int) -> FakeServer:
-        server = FakeServer(host, port, self.busy_ports)
+    def make_server(self, host: str, port: int, tls: tuple[str, str] | None = None) -> FakeServer:
+        server = FakeServer(host, port, self.busy_ports, tls)
         self.servers.append(server)
         return server
 
