@@ -176,3 +176,18 @@ def test_cli_reports_a_bad_pair_and_exits_1(
     assert err.startswith("callapp-signaling: error: ")
     assert "does not belong to the certificate" in err
     assert err.count("\n") == 1
+
+
+def test_the_call_engine_says_an_unusable_pin_plainly(pair: CertFiles) -> None:
+    from callapp.call.errors import ServerUnavailable
+    from callapp.call.session import _client_for
+
+    with pytest.raises(ServerUnavailable, match="is not a PEM certificate"):
+        _client_for("wss://127.0.0.1:1/ws", str(pair.key))
+    pinned = _client_for("wss://127.0.0.1:1/ws", str(pair.cert))
+    assert isinstance(pinned, SignalingClient)
+    assert pinned.ssl_context is not None
+    assert pinned.ssl_context.verify_mode is ssl.CERT_REQUIRED
+    plain = _client_for("wss://127.0.0.1:1/ws")
+    assert isinstance(plain, SignalingClient)
+    assert plain.ssl_context is None  # the system's trust store, as before

@@ -75,3 +75,62 @@ def test_a_hosted_run_quits_after_the_time_and_writes_stats(tmp_path: Path) -> N
     assert data["connection_id"]
     assert data["errors"] == []
     assert (tmp_path / "settings.ini").exists(), "settings are saved on close"
+
+
+def test_a_tls_hosted_run_serves_wss_and_an_https_invite(tmp_path: Path) -> None:
+    from tests.signaling.test_tls import write_self_signed
+
+    certs = write_self_signed(tmp_path)
+    stats = tmp_path / "stats.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "callapp",
+            "--host",
+            "--port",
+            "0",
+            "--room",
+            "tls-room",
+            "--video",
+            "test",
+            "--cert",
+            str(certs.cert),
+            "--key",
+            str(certs.key),
+            "--quit-after",
+            "1.5",
+            "--stats-json",
+            str(stats),
+            "--settings",
+            str(tmp_path / "settings.ini"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in result.stderr
+    data = json.loads(stats.read_text())
+    assert data["errors"] == []
+    assert data["phase"] == "waiting", "the app connected to its own wss:// server"
+    assert data["connection_id"]
+    assert data["hosting"]["tls"] is True
+    assert data["hosting"]["share_url"].startswith("wss://")
+    assert data["hosting"]["invite_url"].startswith("https://")
+    assert data["hosting"]["invite_url"].endswith("/?room=tls-room")
+
+
+def test_key_without_cert_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "callapp", "--key", "k.pem"],
+        cwd=ROOT,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--key goes with --cert" in result.stderr

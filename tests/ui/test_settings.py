@@ -17,6 +17,8 @@ def test_settings_round_trip(temporary_settings: Path) -> None:
         video="/tmp/clip.mp4",
         resolution=(1280, 720),
         ice_servers=("stun:stun.example.org:3478", "turn:turn.example.org"),
+        cert_file="/home/me/certs/lan.crt",
+        key_file="/home/me/certs/lan.key",
     )
     store.save(wanted)
     assert temporary_settings.exists()
