@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def test_two_windows_call_each_other(
     qloop.run_until_complete(scenario(a, b, c))
 
 
+def _fetch_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return str(reply.read().decode())
+
+
 async def scenario(a: App, b: App, c: App) -> None:
 
     # A hosts: embedded server on a free port, a readable room.
@@ -115,6 +121,11 @@ async def scenario(a: App, b: App, c: App) -> None:
     assert hosting is not None, a.vm.error
     assert a.window.share_url_edit.text() == hosting.share_url
     assert a.phase() is CallPhase.WAITING
+    # The browser link A shows opens the server's web client in that room.
+    assert a.window.invite_edit.text() == hosting.invite_url
+    assert hosting.invite_url == f"http://127.0.0.1:{hosting.port}/?room={hosting.room}"
+    page = await asyncio.to_thread(_fetch_text, hosting.invite_url)
+    assert "/static/app.js" in page
     assert hosting.room in a.window.status_label.text()
 
     # B joins A's room through the address A shows, asking for a camera that
