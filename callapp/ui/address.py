@@ -98,16 +98,10 @@ def invite_url(host: str, port: int, room: str, *, tls: bool = False) -> str:
 
 
 def invite_hint(tls: bool) -> str:
-    """What to say under the invite link, so a browser guest gets a camera."""
+    """One line under the invite link, so a browser guest gets a camera."""
     if tls:
-        return (
-            "With a self-signed certificate the browser warns once: choose"
-            " Advanced, then continue to the page."
-        )
-    return (
-        "Browsers on other machines give a page the camera only over https: set a"
-        " certificate in Host settings (see the README)."
-    )
+        return "Self-signed? The browser warns once: Advanced, then continue."
+    return "A browser on another machine needs https for its camera: see Host settings."
 
 
 def _authority(host: str, port: int) -> str:

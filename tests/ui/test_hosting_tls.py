@@ -113,7 +113,7 @@ def test_window_shows_and_copies_the_invite_and_keeps_the_cert_fields(
     qloop.run_until_complete(until(lambda: h.vm.hosting is not None and not h.vm.busy))
     assert window.invite_edit.text() == "https://192.168.7.9:8765/?room=" + window.room_edit.text()
     assert window.share_url_edit.text() == "wss://192.168.7.9:8765/ws"
-    assert "warns once" in window.invite_hint_label.text()
+    assert "warns once" in window.invite_hint_label.text()  # self-signed: what to click
     QTest.mouseClick(window.copy_invite_button, Qt.MouseButton.LeftButton)
     assert h.services.clipboard == [window.invite_edit.text()]
     saved = store.load()
