@@ -213,8 +213,9 @@ def _media_rows(r: dict[str, Any]) -> list[Row]:
                 "",
                 f"≤ {goal:.0f}% of a core",
                 _verdict(_at_most(gui["gui_cpu_pct"], goal)),
-                f"headless peer {_num(gui['headless_cpu_pct'], '%', 1)}; UI thread inside"
-                f" the two views' paintEvent {_num(gui.get('gui_paint_pct'), '%', 1)} of wall time",
+                f"headless peer {_num(gui['headless_cpu_pct'], '%', 1)}; the two views'"
+                f" paintEvent: {_num(gui.get('gui_paint_pct'), '%', 1)} of wall time,"
+                f" {_num(gui.get('gui_paint_cpu_pct'), '%', 1)} of a core in CPU",
             )
         )
     return rows

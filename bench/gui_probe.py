@@ -19,7 +19,8 @@ With ``BENCH_GUI_PREIMPORT=1`` it imports the call engine
 itself only does on the first join. With ``BENCH_GUI_PROBE_JSON=PATH`` it
 also records when the remote view painted each new frame and writes
 ``{"paints": [...], "views": {...}}`` there at exit (the views' own
-frames-painted and paint-seconds counters).
+frames-painted and paint-seconds counters, and the UI thread's CPU time
+inside their ``paintEvent``, from ``time.thread_time()``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _marked: set[str] = set()
 _paints: list[float] = []
 _windows: list[Any] = []
+_paint_cpu: dict[int, float] = {}  # UI-thread CPU time inside each view's paintEvent
 
 
 def mark(name: str) -> None:
@@ -86,7 +88,9 @@ def install() -> None:
 
     def paint_event(self: Any, event: Any) -> None:
         before = self.frames_painted
+        cpu = time.thread_time()
         original_paint(self, event)
+        _paint_cpu[id(self)] = _paint_cpu.get(id(self), 0.0) + time.thread_time() - cpu
         if self.frames_painted != before and windows and self is windows[0].remote_view:
             _paints.append(time.monotonic())
             mark("remote_painted")
@@ -109,7 +113,11 @@ def _views() -> dict[str, Any]:
         return {}
     window = _windows[0]
     return {
-        name: {"frames_painted": view.frames_painted, "paint_seconds": view.paint_seconds}
+        name: {
+            "frames_painted": view.frames_painted,
+            "paint_seconds": view.paint_seconds,
+            "paint_cpu_seconds": _paint_cpu.get(id(view), 0.0),
+        }
         for name, view in (("remote", window.remote_view), ("local", window.local_view))
     }
 

@@ -277,14 +277,13 @@ def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str,
         paints = probe.get("paints", [])
         views = probe.get("views", {})
         painting_s = sum(v["paint_seconds"] for v in views.values())
+        painting_cpu_s = sum(v.get("paint_cpu_seconds", 0.0) for v in views.values())
         first_paint = paints[0] if paints else None
         # UI-thread time converting and painting both views, as a share of one
         # core, from the first remote frame painted to the app's exit.
-        paint_pct = (
-            round(100 * painting_s / (probe["exited"] - first_paint), 1)
-            if first_paint is not None and probe.get("exited")
-            else None
-        )
+        span = probe["exited"] - first_paint if first_paint and probe.get("exited") else None
+        paint_pct = round(100 * painting_s / span, 1) if span else None
+        paint_cpu_pct = round(100 * painting_cpu_s / span, 1) if span else None
         arrivals = json.loads(a_probe.read_text())["arrivals"] if a_probe.exists() else []
         painted_fps, painted_freeze = _rate_and_freeze(paints, window)
         received_fps, received_freeze = _rate_and_freeze(arrivals, window)
@@ -300,6 +299,7 @@ def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str,
             "headless_longest_freeze_ms": received_freeze,
             "gui_cpu_pct": cpu["gui"],
             "gui_paint_pct": paint_pct,
+            "gui_paint_cpu_pct": paint_cpu_pct,
             "headless_cpu_pct": cpu["headless"],
             "gui_rss_mib": round(rss["gui"] / 2**20, 1),
             "gui_pss_mib": round(pss / 2**20, 1) if pss else None,
