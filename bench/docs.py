@@ -366,6 +366,14 @@ SECTIONS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (
 )
 
 
+def _code(results: dict[str, Any]) -> str:
+    code = results.get("code") or {}
+    text = f"commit {code.get('commit') or 'unknown'}"
+    if code.get("callapp_uncommitted"):
+        text += " plus uncommitted changes in callapp/"
+    return text
+
+
 def table(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     lines = [
@@ -373,7 +381,8 @@ def table(results: dict[str, Any], command: str) -> str:
         "",
         f"Run **{results['date_utc']}** with `{command}` ({results['mode']} mode,"
         f" {results['took_s']:.0f} s) on {m['nproc']} × {m['cpu_model']}, Python {m['python']},"
-        f" {m['platform']}; load average at start {', '.join(map(str, m['loadavg_at_start']))}."
+        f" {m['platform']}; load average at start {', '.join(map(str, m['loadavg_at_start']))};"
+        f" code at {_code(results)}."
         " Raw numbers: `bench/results/latest.json`.",
         "",
         "| Figure | Median | p95 | Goal | Verdict | Same run, for comparison |",

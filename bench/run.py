@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 import traceback
@@ -109,12 +110,28 @@ MODES = {
 }
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether callapp/ had changes not yet committed."""
+
+    def git(*args: str) -> str:
+        completed = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return completed.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "callapp_uncommitted": bool(git("status", "--porcelain", "--", "callapp")),
+    }
+
+
 def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "mode": mode.name,
         "settings": asdict(mode),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
+        "code": code_version(),
     }
     started = time.monotonic()
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
