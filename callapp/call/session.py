@@ -599,7 +599,7 @@ class CallSession:
             self._new_peer(call).pregather()
             self._arm(call, self._config.connect_timeout, EndReason.FAILED)
 
-    async def _on_error(self, code: messages.ErrorCode, text: str) -> None:
+    async def _on_error(self, code: messages.ErrorCode | str, text: str) -> None:
         call = self._call
         if (
             code is messages.ErrorCode.UNKNOWN_PEER

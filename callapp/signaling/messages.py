@@ -21,6 +21,7 @@ Both sides use it: the server parses client requests with
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -196,7 +197,13 @@ class Relayed:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    code: ErrorCode
+    """``{"type": "error", "code", "message", "ref"?}``.
+
+    A client keeps a code this version does not know as a plain string:
+    servers may add codes, and an older client must still read the error.
+    """
+
+    code: ErrorCode | str
     message: str
     ref: JsonValue = ABSENT
 
@@ -565,9 +572,8 @@ def parse_server_message(frame: str | bytes) -> ServerMessage | UnknownServerMes
         return Relayed(sender=_field(obj, "from", str), data=obj["data"])
     if kind == "error":
         raw_code = _field(obj, "code", str)
-        try:
+        code: ErrorCode | str = raw_code
+        with contextlib.suppress(ValueError):
             code = ErrorCode(raw_code)
-        except ValueError:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown error code {raw_code!r}") from None
         return Error(code=code, message=str(obj.get("message", "")), ref=obj.get("ref", ABSENT))
     return UnknownServerMessage(type=kind, fields=obj)
