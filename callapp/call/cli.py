@@ -46,6 +46,7 @@ from callapp.call.recording import CallRecording
 from callapp.call.session import CallSession
 from callapp.call.state import CallPhase, CallSnapshot
 from callapp.call.stats import CallStats
+from callapp.media.audio_sources import open_audio_source
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -78,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--to", metavar="ID", help="dial this connection id")
     parser.add_argument("--auto-answer", action="store_true", help="accept incoming calls")
     parser.add_argument("--video", default="test", help="camera | camera:N | test | PATH")
+    parser.add_argument(
+        "--audio", default="mic", help="mic | mic:DEVICE | tone:HZ | none | PATH (default: mic)"
+    )
+    parser.add_argument(
+        "--speaker",
+        metavar="DEVICE",
+        help="play the peer's audio here: an index or part of a name, or none (default: default)",
+    )
     parser.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--codec", choices=CODECS, default="vp8")
@@ -102,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up if no call connects within S seconds of waiting (0: never)",
     )
-    parser.add_argument("--record", metavar="PATH", help="record the received video here")
+    parser.add_argument("--record", metavar="PATH", help="record the received video and audio here")
     parser.add_argument("--stats-json", metavar="PATH", help="write the last call's numbers here")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     return parser
@@ -135,6 +144,7 @@ class CallRecord:
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     frames_received: int = 0
+    audio_frames_received: int = 0
     connected_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
@@ -168,6 +178,8 @@ class CallRecord:
             ),
             "frames_sent": stats.frames_sent if stats else 0,
             "frames_received": self.frames_received,
+            "audio_frames_sent": stats.audio_frames_sent if stats else 0,
+            "audio_frames_received": self.audio_frames_received,
             "fps_received": round(fps, 2),
             "bitrate_sent": rate(stats.bytes_sent if stats else None),
             "bitrate_received": rate(stats.bytes_received if stats else None),
@@ -272,6 +284,14 @@ class Runner:
         if self.recorder is not None:
             self.recorder.write(frame)
 
+    def on_remote_audio(self, frame: av.AudioFrame) -> None:
+        record = self.record
+        if record is None:
+            return
+        record.audio_frames_received += 1
+        if self.recorder is not None:
+            self.recorder.write_audio(frame)
+
     # -- actions -------------------------------------------------------------------
 
     async def _sample_stats(self, record: CallRecord) -> None:
@@ -339,6 +359,8 @@ async def run(args: argparse.Namespace) -> int:
     config = CallConfig(
         server_url=url,
         video=args.video,
+        audio=args.audio,
+        speaker=args.speaker,
         width=width,
         height=height,
         fps=args.fps,
@@ -357,7 +379,7 @@ async def run(args: argparse.Namespace) -> int:
             await server.stop()
         return EXIT_FAILED
     session.subscribe(runner.on_snapshot)
-    session.set_frame_callbacks(remote=runner.on_remote_frame)
+    session.set_frame_callbacks(remote=runner.on_remote_frame, remote_audio=runner.on_remote_audio)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -404,6 +426,10 @@ def main(argv: list[str]) -> int:
     is_device = video in ("test", "camera") or video.startswith("camera:")
     if not is_device and not Path(video).expanduser().is_file():
         parser.error(f"--video {video!r}: not camera, camera:N, test or a video file")
+    try:
+        open_audio_source(args.audio).stop()  # checks the spec; opens no device
+    except (OSError, ValueError) as exc:
+        parser.error(f"--audio: {exc}")
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -26,6 +26,15 @@ class CallConfig:
 
     server_url: str
     video: str = "test"
+    #: Audio source spec: ``mic``, ``mic:DEVICE`` (index or part of a name),
+    #: ``tone:HZ``, ``none`` (silence) or an audio file's path. A missing
+    #: microphone sends silence and says so; it never stops a call.
+    audio: str = "mic"
+    #: Speaker for the peer's audio: None for the default, an index or part of
+    #: a name, or ``"none"`` to play nothing. A missing speaker never stops a call.
+    speaker: str | None = None
+    #: Speaker volume, 0 (silent) to 2 (double).
+    volume: float = 1.0
     width: int = 640
     height: int = 480
     fps: float = 30.0
@@ -51,5 +60,7 @@ class CallConfig:
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
+        if not 0.0 <= self.volume <= 2.0:
+            raise ValueError(f"volume must be between 0 and 2, not {self.volume}")
         if self.width <= 0 or self.height <= 0 or self.fps <= 0:
             raise ValueError("width, height and fps must be positive")

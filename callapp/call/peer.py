@@ -7,9 +7,13 @@ how messages travel: :class:`~callapp.call.session.CallSession` decides that.
 * The local source is wrapped in a :class:`LocalTap` per call, which counts
   frames, shows them to the local preview and sends black frames while video
   is off (RTP keeps flowing, so the peer can tell "camera off" from "gone").
+* Local audio goes out through a :class:`MutableAudioTrack` per call, so mute
+  sends digital silence without renegotiation.
 * Remote video is pulled by one task that counts frames and hands each one to
   the remote callback at once (latest frame wins; nothing queues here).
-  Remote tracks of other kinds (a browser's audio) are drained and dropped.
+  Remote audio is pulled the same way and fanned out: to the speaker (an
+  :class:`AudioPlayback` with its jitter buffer) and to the audio callback
+  (the recorder).
 * Remote candidates wait in a queue until the remote description is set.
 * :meth:`Peer.watch` notices a peer that went silent: aiortc has no ICE
   "disconnected" state, and aioice's consent checks take 30 s to give up.
@@ -36,11 +40,16 @@ from aiortc.mediastreams import MediaStreamError
 
 from callapp.call import ice, wire
 from callapp.call.config import CallConfig
+from callapp.call.recording import FrameFeed
 from callapp.call.stats import FrameCounters, negotiated_codec
+from callapp.media.audio_sources import MutableAudioTrack
+from callapp.media.devices import AudioStatus
+from callapp.media.playback import AudioPlayback
 
 logger = logging.getLogger(__name__)
 
 FrameCallback = Callable[[av.VideoFrame], None]
+AudioCallback = Callable[[av.AudioFrame], None]
 
 _MIME = {"vp8": "video/vp8", "h264": "video/h264"}
 
@@ -119,16 +128,29 @@ class Peer:
         servers: Sequence[Any],
         source: MediaStreamTrack,
         *,
+        audio_source: MediaStreamTrack | None = None,
         video_enabled: bool = True,
+        muted: bool = False,
+        volume: float = 1.0,
         local_callback: Callable[[], FrameCallback | None] = lambda: None,
         remote_callback: Callable[[], FrameCallback | None] = lambda: None,
+        remote_audio_callback: Callable[[], AudioCallback | None] = lambda: None,
+        on_speaker_status: Callable[[AudioStatus], None] = lambda status: None,
         on_connection_state: Callable[[str], None] = lambda state: None,
     ) -> None:
         self._config = config
         self.pc = RTCPeerConnection(ice.configuration(servers))
         self.tap = LocalTap(source, local_callback)
         self.tap.enabled = video_enabled
+        self.audio_tap = (
+            MutableAudioTrack(audio_source, muted=muted) if audio_source is not None else None
+        )
+        self.playback: AudioPlayback | None = None
+        self._volume = volume
+        self.audio_frames_received = 0
         self._remote_callback = remote_callback
+        self._remote_audio_callback = remote_audio_callback
+        self._on_speaker_status = on_speaker_status
         self._on_connection_state = on_connection_state
         self._pending: list[wire.Ice] = []
         self._end_of_candidates = False
@@ -140,6 +162,7 @@ class Peer:
         self.last_frame_at: float | None = None
         self.closed = False
 
+        # Audio is attached when the roles are known (see _attach_audio).
         transceiver = self.pc.addTransceiver(self.tap, direction="sendrecv")
         transceiver.setCodecPreferences(codec_preferences(config.codec))
         self._tune()
@@ -160,8 +183,12 @@ class Peer:
         self._on_connection_state(self.pc.connectionState)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        pump = self._pump_video(track) if track.kind == "video" else self._drain(track)
-        self._spawn(pump)
+        if track.kind == "video":
+            self._spawn(self._pump_video(track))
+        elif track.kind == "audio" and self.playback is None:
+            self._spawn(self._pump_audio(track))
+        else:
+            self._spawn(self._drain(track))
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -189,6 +216,37 @@ class Peer:
                 except Exception:
                     logger.exception("remote frame callback failed")
 
+    async def _pump_audio(self, track: MediaStreamTrack) -> None:
+        speaker = FrameFeed(25, kind="audio")
+        device: int | str | None = self._config.speaker
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)
+        self.playback = AudioPlayback(
+            speaker,
+            device=device,
+            volume=self._volume,
+            on_status=self._on_speaker_status,
+        )
+        self.playback.start()
+        try:
+            while True:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    return
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                self.audio_frames_received += 1
+                speaker.push(frame)
+                callback = self._remote_audio_callback()
+                if callback is not None:
+                    try:
+                        callback(frame)
+                    except Exception:
+                        logger.exception("remote audio callback failed")
+        finally:
+            speaker.stop()
+
     async def _drain(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
             while True:
@@ -215,7 +273,28 @@ class Peer:
             with contextlib.suppress(Exception):
                 await self._gathering
 
+    def _attach_audio(self, *, offering: bool) -> None:
+        """Put our audio on the call.
+
+        The caller offers an audio section (sending, or receive-only with no
+        source). The callee answers only what the offer has: an audio
+        transceiver of ours that the offer did not mention would make aiortc
+        fail the answer, and a video-only peer (a browser without a
+        microphone, an older client) must still be callable.
+        """
+        if offering:
+            if self.audio_tap is not None:
+                self.pc.addTransceiver(self.audio_tap, direction="sendrecv")
+            else:
+                self.pc.addTransceiver("audio", direction="recvonly")
+        elif self.audio_tap is not None and any(
+            t.kind == "audio" for t in self.pc.getTransceivers()
+        ):
+            self.pc.addTrack(self.audio_tap)  # reuses the offer's audio transceiver
+        self._tune()  # new transceivers have gatherers of their own
+
     async def make_offer(self) -> str:
+        self._attach_audio(offering=True)
         await self._gathered()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
@@ -223,7 +302,7 @@ class Peer:
     async def take_offer(self, sdp: str) -> str:
         """Apply the peer's offer and return our answer."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        self._tune()  # the offer may have created transports (a browser's audio)
+        self._attach_audio(offering=False)
         await self._flush_candidates()
         await self._gathered()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -310,6 +389,8 @@ class Peer:
             time=time.monotonic(),
             frames_sent=self.tap.frames,
             frames_received=self.frames_received,
+            audio_frames_sent=self.audio_tap.frames if self.audio_tap is not None else 0,
+            audio_frames_received=self.audio_frames_received,
             sent_size=self.tap.size,
             received_size=self.received_size,
         )
@@ -337,7 +418,11 @@ class Peer:
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
         self.tap.stop()
+        if self.audio_tap is not None:
+            self.audio_tap.stop()
         await self.pc.close()
+        if self.playback is not None:
+            await self.playback.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -2,8 +2,9 @@
 
 The media layer's :class:`~callapp.media.recorder.Recorder` pulls from tracks;
 a session hands frames to callbacks. :class:`FrameFeed` joins the two: a
-video track fed by :meth:`FrameFeed.push` (on the loop thread, never
-blocking; when the recorder falls behind the oldest frame is dropped).
+track fed by :meth:`FrameFeed.push` (on the loop thread, never blocking; when
+the consumer falls behind the oldest frame is dropped). The call engine also
+feeds the speaker this way.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ from aiortc.mediastreams import MediaStreamError
 from callapp.call.errors import MediaError
 from callapp.media.recorder import Recorder, RecordingError
 
+Frame = av.VideoFrame | av.AudioFrame
+
 
 class FrameFeed(MediaStreamTrack):
-    """A video track whose frames are pushed in; latest frames win."""
+    """A track (``kind`` video or audio) whose frames are pushed in; latest frames win."""
 
-    kind = "video"
-
-    def __init__(self, max_frames: int = 30) -> None:
+    def __init__(self, max_frames: int = 30, *, kind: str = "video") -> None:
         super().__init__()
-        self._queue: asyncio.Queue[av.VideoFrame | None] = asyncio.Queue(max_frames)
+        if kind not in ("video", "audio"):
+            raise ValueError(f"a feed is video or audio, not {kind!r}")
+        self.kind = kind
+        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(max_frames)
         self.dropped = 0
 
-    def push(self, frame: av.VideoFrame) -> None:
+    def push(self, frame: Frame) -> None:
         if self.readyState != "live":
             return
         if self._queue.full():
@@ -38,7 +42,7 @@ class FrameFeed(MediaStreamTrack):
             self.dropped += 1
         self._queue.put_nowait(frame)
 
-    async def recv(self) -> av.VideoFrame:
+    async def recv(self) -> Frame:
         if self.readyState != "live":
             raise MediaStreamError
         frame = await self._queue.get()
@@ -54,33 +58,53 @@ class FrameFeed(MediaStreamTrack):
 
 
 class CallRecording:
-    """Received video into a file (``.mp4``/``.mkv``: H.264, ``.webm``: VP8)."""
+    """Received video and audio into one file.
+
+    ``.mp4``/``.mkv``: H.264 and AAC; ``.webm``: VP8 and Opus. The file holds
+    what arrived, as it arrived; a call without audio gives a video-only file.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.feed = FrameFeed()
+        # Audio frames are 20 ms: a second's worth rides out a slow write.
+        self.audio_feed = FrameFeed(50, kind="audio")
         try:
             self._recorder = Recorder(self.path)
         except RecordingError as exc:
             raise MediaError(str(exc)) from exc
         self._recorder.add_track(self.feed)
+        self._recorder.add_track(self.audio_feed)
         self._starting: asyncio.Future[None] | None = None
 
-    def write(self, frame: av.VideoFrame) -> None:
-        """Record ``frame`` (call on the event loop thread)."""
+    def _start(self) -> None:
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._recorder.start())
+
+    def write(self, frame: av.VideoFrame) -> None:
+        """Record a video ``frame`` (call on the event loop thread)."""
+        self._start()
         self.feed.push(frame)
+
+    def write_audio(self, frame: av.AudioFrame) -> None:
+        """Record an audio ``frame`` (call on the event loop thread)."""
+        self._start()
+        self.audio_feed.push(frame)
 
     @property
     def frames_written(self) -> int:
         return self._recorder.frames_written.get("video", 0)
+
+    @property
+    def audio_frames_written(self) -> int:
+        return self._recorder.frames_written.get("audio", 0)
 
     async def close(self) -> None:
         """Finish the file; raises :exc:`MediaError` if recording failed."""
         if self._starting is not None:
             await self._starting
         self.feed.stop()
+        self.audio_feed.stop()
         try:
             await self._recorder.stop()
         except RecordingError as exc:

@@ -53,7 +53,7 @@ from callapp.call.channel import (
     wrap_errors,
 )
 from callapp.call.config import CallConfig
-from callapp.call.peer import FrameCallback, Peer, black_like
+from callapp.call.peer import AudioCallback, FrameCallback, Peer, black_like
 from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
 from callapp.call.stats import CallStats, StatsMeter
 from callapp.call.transitions import Trigger, can, next_phase
@@ -101,6 +101,12 @@ class CallSession:
         self._local_callback: FrameCallback | None = None
         self._call: _Call | None = None
         self._source: MediaStreamTrack | None = None
+        self._audio_source: MediaStreamTrack | None = None
+        self._remote_audio_callback: AudioCallback | None = None
+        self._volume = config.volume
+        # What each device (and the last failed call) wants the user to know;
+        # the snapshot's notice is all of them, in this order.
+        self._notices: dict[str, str] = {}
         self._room_peers: list[str] = []
         self._early: dict[str, list[wire.Ice]] = {}
         self._lock = asyncio.Lock()
@@ -135,14 +141,17 @@ class CallSession:
         *,
         remote: FrameCallback | None = None,
         local: FrameCallback | None = None,
+        remote_audio: AudioCallback | None = None,
     ) -> None:
         """Receive each decoded remote / each sent local frame, on the loop thread.
 
         Frames are handed over as they come, never queued: keep the callback
-        short (store the latest frame and return).
+        short (store the latest frame and return). ``remote_audio`` gets each
+        decoded 20 ms of the peer's audio (it is played regardless).
         """
         self._remote_callback = remote
         self._local_callback = local
+        self._remote_audio_callback = remote_audio
         self._sync_preview()
 
     def _publish(self, snapshot: CallSnapshot) -> None:
@@ -193,6 +202,7 @@ class CallSession:
         # camera (or importing what draws the test pattern) takes long enough
         # to delay the first frame noticeably.
         self._open_source()
+        self._open_audio_source()  # a bad spec is said now, not at the first call
         self._sync_preview()
         self._events = asyncio.ensure_future(self._pump_events(self._channel))
         return connection_id
@@ -282,6 +292,24 @@ class CallSession:
             self._call.peer.tap.enabled = enabled
         self._update(video_enabled=enabled)
 
+    async def set_muted(self, muted: bool) -> None:
+        """Mute the microphone (the peer hears digital silence) or unmute it."""
+        if self._call is not None and self._call.peer is not None:
+            tap = self._call.peer.audio_tap
+            if tap is not None:
+                tap.muted = muted
+        self._update(muted=muted)
+
+    async def set_volume(self, volume: float) -> None:
+        """Speaker volume for the peer's audio, 0 (silent) to 2; kept for later calls."""
+        if not 0.0 <= volume <= 2.0:
+            raise errors.InvalidAction(f"volume must be between 0 and 2, not {volume}")
+        self._volume = volume
+        if self._call is not None and self._call.peer is not None:
+            playback = self._call.peer.playback
+            if playback is not None:
+                playback.volume = volume
+
     async def stats(self) -> CallStats | None:
         """The call's numbers now, rates since the previous call; None outside a call."""
         call = self._call
@@ -315,6 +343,9 @@ class CallSession:
             if self._source is not None:
                 self._source.stop()
                 self._source = None
+            if self._audio_source is not None:
+                self._audio_source.stop()
+                self._audio_source = None
             self._move(Trigger.CLOSE)
 
     # -- calls: starting ---------------------------------------------------------
@@ -327,12 +358,29 @@ class CallSession:
         """
         if self._source is None:
             try:
-                self._source = sources.open_source(self._config, self._set_notice)
+                self._source = sources.open_source(
+                    self._config, lambda notice: self._set_notice("video", notice)
+                )
             except errors.MediaError as exc:
                 fallback = dataclasses.replace(self._config, video="test")
                 self._source = sources.open_source(fallback)
-                self._set_notice(f"{exc}. Sending a test pattern instead.")
+                self._set_notice("video", f"{exc}. Sending a test pattern instead.")
         return self._source
+
+    def _open_audio_source(self) -> MediaStreamTrack:
+        """The session's one audio source, opened on first use; silence if it cannot be."""
+        if self._audio_source is None:
+            try:
+                self._audio_source = sources.open_audio(
+                    self._config, lambda notice: self._set_notice("microphone", notice)
+                )
+            except errors.MediaError as exc:
+                fallback = dataclasses.replace(self._config, audio="none")
+                self._audio_source = sources.open_audio(fallback)
+                self._set_notice("microphone", f"{exc}. Sending silence instead.")
+        # A microphone opens its device on the first frame a call asks for, so
+        # it is on only during calls.
+        return self._audio_source
 
     def _sync_preview(self) -> None:
         """Run the self-view pump exactly when no call is pulling the source.
@@ -380,15 +428,27 @@ class CallSession:
             servers,
             source,
             video_enabled=self._snapshot.video_enabled,
+            audio_source=self._open_audio_source(),
+            muted=self._snapshot.muted,
+            volume=self._volume,
             local_callback=lambda: self._local_callback,
             remote_callback=lambda: self._remote_callback,
+            remote_audio_callback=lambda: self._remote_audio_callback,
+            on_speaker_status=lambda status: self._set_notice(
+                "speaker", sources.audio_notice(status)
+            ),
             on_connection_state=lambda state: self._spawn(self._peer_state(call, state)),
         )
         call.peer = peer
         return peer
 
-    def _set_notice(self, notice: str | None) -> None:
-        self._update(notice=notice)
+    def _set_notice(self, key: str, notice: str | None) -> None:
+        """Set (or clear, with None) what ``key`` wants said; publish them all."""
+        if notice is None:
+            self._notices.pop(key, None)
+        else:
+            self._notices[key] = notice
+        self._update(notice=" ".join(self._notices.values()) or None)
 
     async def _start_as_caller(
         self, channel: SignalingChannel, peer_id: str, in_room: bool
@@ -471,7 +531,7 @@ class CallSession:
             "connected_at": None,
         }
         if notice is not None:
-            changes["notice"] = notice
+            self._set_notice("call", notice)
         if can(self._snapshot.phase, Trigger.CALL_ENDED):
             self._move(Trigger.CALL_ENDED, **changes)
         else:

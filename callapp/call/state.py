@@ -66,6 +66,8 @@ class CallSnapshot:
     #: e.g. "No camera found: sending a test pattern instead."
     notice: str | None = None
     video_enabled: bool = True
+    #: The microphone is muted: the peer hears digital silence.
+    muted: bool = False
     #: ``time.monotonic()`` when media started flowing, else None.
     connected_at: float | None = None
 

@@ -26,6 +26,9 @@ class FrameCounters:
     frames_received: int = 0
     sent_size: tuple[int, int] | None = None
     received_size: tuple[int, int] | None = None
+    #: 20 ms audio frames sent / received so far.
+    audio_frames_sent: int = 0
+    audio_frames_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,9 @@ class CallStats:
     packets_lost: int
     #: Seconds covered by the rates above.
     window: float
+    #: 20 ms audio frames sent / received so far.
+    audio_frames_sent: int = 0
+    audio_frames_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,8 @@ class StatsMeter:
             packets_received=packets_received,
             packets_lost=packets_lost,
             window=window,
+            audio_frames_sent=counters.audio_frames_sent,
+            audio_frames_received=counters.audio_frames_received,
         )
 
 
