@@ -351,36 +351,51 @@ class CallSession:
     # -- calls: starting ---------------------------------------------------------
 
     def _open_source(self) -> MediaStreamTrack:
-        """The session's one video source, opened on first use.
-
-        A source that cannot be opened (a missing file, say) must not stop
-        calls: the test pattern goes out instead, and the notice says why.
-        """
+        """The session's one video source, opened on first use (test pattern if it cannot be)."""
         if self._source is None:
-            try:
-                self._source = sources.open_source(
-                    self._config, lambda notice: self._set_notice("video", notice)
-                )
-            except errors.MediaError as exc:
-                fallback = dataclasses.replace(self._config, video="test")
-                self._source = sources.open_source(fallback)
-                self._set_notice("video", f"{exc}. Sending a test pattern instead.")
+            self._source = self._open_or_fall_back(
+                "video",
+                sources.open_source,
+                dataclasses.replace(self._config, video="test"),
+                "Sending a test pattern",
+            )
         return self._source
 
     def _open_audio_source(self) -> MediaStreamTrack:
-        """The session's one audio source, opened on first use; silence if it cannot be."""
+        """The session's one audio source, opened on first use (silence if it cannot be).
+
+        A microphone opens its device on the first frame a call asks for, so
+        it is on only during calls.
+        """
         if self._audio_source is None:
-            try:
-                self._audio_source = sources.open_audio(
-                    self._config, lambda notice: self._set_notice("microphone", notice)
-                )
-            except errors.MediaError as exc:
-                fallback = dataclasses.replace(self._config, audio="none")
-                self._audio_source = sources.open_audio(fallback)
-                self._set_notice("microphone", f"{exc}. Sending silence instead.")
-        # A microphone opens its device on the first frame a call asks for, so
-        # it is on only during calls.
+            self._audio_source = self._open_or_fall_back(
+                "microphone",
+                sources.open_audio,
+                dataclasses.replace(self._config, audio="none"),
+                "Sending silence",
+            )
         return self._audio_source
+
+    def _open_or_fall_back(
+        self,
+        key: str,
+        opener: Callable[[CallConfig, Callable[[str | None], None]], MediaStreamTrack],
+        fallback: CallConfig,
+        instead: str,
+    ) -> MediaStreamTrack:
+        """Open a source with ``opener``; if it cannot be (a missing file, say),
+        open ``fallback``'s and say why under ``key``: a bad source must not
+        stop calls."""
+
+        def say(notice: str | None) -> None:
+            self._set_notice(key, notice)
+
+        try:
+            return opener(self._config, say)
+        except errors.MediaError as exc:
+            track = opener(fallback, say)
+            say(f"{exc}. {instead} instead.")
+            return track
 
     def _sync_preview(self) -> None:
         """Run the self-view pump exactly when no call is pulling the source.

@@ -17,6 +17,7 @@ def make_config(**changes: object) -> CallConfig:
     base: dict[str, object] = {
         "server_url": "memory://hub",
         "allow_loopback": True,
+        "audio": "none",  # no device probing in unit tests; e2e tests use real ones
         "width": 320,
         "height": 240,
         "fps": 15.0,

@@ -431,3 +431,18 @@ async def test_self_view_runs_outside_calls_and_goes_black_when_video_is_off(
     count = len(local)
     await asyncio.sleep(0.3)
     assert len(local) == count
+
+
+async def test_sources_that_cannot_open_fall_back_and_both_say_why(
+    sessions: Sessions, tmp_path: Any
+) -> None:
+    missing_video = tmp_path / "gone.mp4"
+    missing_audio = tmp_path / "gone.wav"
+    session = await sessions(video=str(missing_video), audio=str(missing_audio))
+    notice = session.snapshot.notice
+    assert notice is not None
+    assert "gone.mp4" in notice
+    assert "Sending a test pattern instead." in notice
+    assert "gone.wav" in notice
+    assert "Sending silence instead." in notice
+    assert session.snapshot.phase is CallPhase.WAITING
