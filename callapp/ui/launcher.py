@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--room", metavar="NAME", help="room to join (or host)")
     who.add_argument("--to", metavar="ID", help="connection id to dial")
     parser.add_argument("--video", metavar="camera|test|PATH", help="video source")
+    parser.add_argument(
+        "--audio", metavar="mic|tone:HZ|none|PATH", help="audio source (also mic:DEVICE)"
+    )
+    parser.add_argument(
+        "--speaker",
+        metavar="DEVICE",
+        help="play the peer's audio here: an index or part of a name, or none",
+    )
     parser.add_argument("--quit-after", type=float, metavar="SECONDS", help="close after this")
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write stats on quit")
     parser.add_argument(
@@ -109,6 +117,9 @@ def stats_report(window: MainWindow, started: float) -> dict[str, Any]:
         ),
         "frames_sent": stats.frames_sent if stats else 0,
         "frames_received": view.frames_received,
+        "audio_frames_sent": stats.audio_frames_sent if stats else 0,
+        "audio_frames_received": stats.audio_frames_received if stats else 0,
+        "muted": snap.muted,
         "fps_received": round(fps, 2),
         "bitrate_sent": round(stats.bitrate_sent, 1) if stats else 0.0,
         "bitrate_received": round(stats.bitrate_received, 1) if stats else 0.0,
@@ -164,6 +175,10 @@ def main(argv: list[str]) -> int:
         settings = settings.with_changes(room=args.room)
     if args.video:
         settings = settings.with_changes(video=args.video)
+    if args.audio:
+        settings = settings.with_changes(audio=args.audio)
+    if args.speaker is not None:
+        settings = settings.with_changes(speaker=args.speaker)
     if args.cert:
         settings = settings.with_changes(cert_file=args.cert, key_file=args.key or "")
 
@@ -201,7 +216,12 @@ def main(argv: list[str]) -> int:
             args.stats_json.write_text(json.dumps(report, indent=2, default=str) + "\n")
         window.close()
 
-    loop.call_soon(start)
+    def list_devices_then_start() -> None:
+        # The pickers fill in first: probing a camera while a call opens it could
+        # disturb the call (with no camera here this takes milliseconds).
+        vm.refresh_devices().add_done_callback(lambda _: start())
+
+    loop.call_soon(list_devices_then_start)
     if args.quit_after is not None:
         loop.call_later(args.quit_after, lambda: asyncio.ensure_future(finish()))
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QCloseEvent, QIcon, QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -29,8 +30,16 @@ from PySide6.QtWidgets import (
 from callapp.call.state import CallSnapshot
 from callapp.ui.address import invite_hint
 from callapp.ui.controls import Controls
+from callapp.ui.devices import (
+    Choice,
+    DeviceScan,
+    camera_choices,
+    microphone_choices,
+    speaker_choices,
+    spec_for,
+)
 from callapp.ui.settings import RESOLUTIONS, Settings, SettingsStore, parse_ice_servers
-from callapp.ui.status import placeholder_text
+from callapp.ui.status import audio_state_text, mute_button_text, notice_text, placeholder_text
 from callapp.ui.video_view import VideoView
 from callapp.ui.viewmodel import CallOptions, CallViewModel, Hosting
 
@@ -66,13 +75,63 @@ class RemoteVideoArea(VideoView):
         self.self_view.setGeometry(self.width() - w - margin, self.height() - h - margin, w, h)
 
 
-def _copy_row(edit: QLineEdit, button: QPushButton) -> QWidget:
+def _copy_row(edit: QWidget, button: QPushButton) -> QWidget:
     row = QWidget()
     layout = QHBoxLayout(row)
     layout.setContentsMargins(0, 0, 0, 0)
     layout.addWidget(edit, 1)
     layout.addWidget(button)
     return row
+
+
+class SpecPicker(QComboBox):
+    """A device picker: labelled choices, each standing for a spec.
+
+    Editable pickers also take a typed spec (a file's path, ``camera:2``,
+    ``tone:880``); a saved spec the system no longer lists is kept and shown.
+    """
+
+    def __init__(self, name: str, *, editable: bool, tip: str) -> None:
+        super().__init__()
+        self.setObjectName(name)
+        self.setEditable(editable)
+        self.setToolTip(tip)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self.choices: tuple[Choice, ...] = ()
+
+    def set_choices(self, choices: tuple[Choice, ...]) -> None:
+        """Offer ``choices``, keeping what is picked now."""
+        current = self.spec() if self.count() or self.isEditable() else None
+        self.choices = choices
+        self.blockSignals(True)
+        try:
+            self.clear()
+            for choice in choices:
+                self.addItem(choice.label, choice.spec)
+        finally:
+            self.blockSignals(False)
+        if current is not None:
+            self.set_spec(current)
+
+    def spec(self) -> str:
+        if self.isEditable():
+            return spec_for(self.currentText(), self.choices)
+        data = self.currentData()
+        return str(data) if data is not None else ""
+
+    def specs(self) -> list[str]:
+        return [str(self.itemData(i)) for i in range(self.count())]
+
+    def set_spec(self, spec: str) -> None:
+        index = self.findData(spec)
+        if index < 0 and not self.isEditable():
+            self.addItem(f"{spec} (not found)", spec)
+            index = self.count() - 1
+        if index >= 0:
+            self.setCurrentIndex(index)
+        else:
+            self.setEditText(spec)
 
 
 class MainWindow(QMainWindow):
@@ -101,6 +160,9 @@ class MainWindow(QMainWindow):
         self._apply_settings(self.settings)
         self._render_controls(vm.controls)
         self._render_snapshot(vm.snapshot)
+        self._render_muted(vm.muted)
+        if vm.devices is not None:
+            self._render_devices(vm.devices)
 
     # -- construction ------------------------------------------------------------
 
@@ -227,16 +289,50 @@ class MainWindow(QMainWindow):
         self.camera_button.setObjectName("cameraButton")
         self.camera_button.setCheckable(True)
         self.camera_button.setChecked(True)
+        self.mute_button = QPushButton(mute_button_text(False))
+        self.mute_button.setObjectName("muteButton")
+        self.mute_button.setCheckable(True)
+        self.mute_button.setToolTip("Mute the microphone: the other person hears silence")
         call_row = QHBoxLayout()
         call_row.addWidget(self.hang_up_button)
         call_row.addWidget(self.camera_button)
+        call_row.addWidget(self.mute_button)
+        self.volume_slider = QSlider(Qt.Orientation.Horizontal)
+        self.volume_slider.setObjectName("volumeSlider")
+        self.volume_slider.setRange(0, 200)
+        self.volume_slider.setValue(100)
+        self.volume_slider.setPageStep(10)
+        self.volume_slider.setToolTip("Speaker volume")
+        self.volume_label = QLabel("100%")
+        self.volume_label.setObjectName("volumeLabel")
+        self.volume_label.setMinimumWidth(40)
+        volume_row = QHBoxLayout()
+        volume_row.addWidget(QLabel("Volume"))
+        volume_row.addWidget(self.volume_slider, 1)
+        volume_row.addWidget(self.volume_label)
+        self.muted_label = QLabel()
+        self.muted_label.setObjectName("mutedLabel")
+        self.muted_label.setStyleSheet("color: #a11;")
+        self.muted_label.setVisible(False)
 
         # Media and network settings
-        self.video_combo = QComboBox()
-        self.video_combo.setObjectName("videoCombo")
-        self.video_combo.setEditable(True)
-        self.video_combo.addItems(["camera", "test"])
-        self.video_combo.setToolTip("camera, test (a pattern), or the path of a video file")
+        self.video_combo = SpecPicker(
+            "videoCombo", editable=True, tip="A camera, the test pattern, or a video file's path"
+        )
+        self.video_combo.set_choices(camera_choices(()))
+        self.mic_combo = SpecPicker(
+            "micCombo",
+            editable=True,
+            tip="A microphone, a test tone, none, or an audio file",
+        )
+        self.mic_combo.set_choices(microphone_choices(()))
+        self.speaker_combo = SpecPicker(
+            "speakerCombo", editable=False, tip="Where the other person's audio plays"
+        )
+        self.speaker_combo.set_choices(speaker_choices(()))
+        self.refresh_devices_button = QPushButton("Refresh")
+        self.refresh_devices_button.setObjectName("refreshDevicesButton")
+        self.refresh_devices_button.setToolTip("Look for cameras, microphones and speakers again")
         self.resolution_combo = QComboBox()
         self.resolution_combo.setObjectName("resolutionCombo")
         for w, h in RESOLUTIONS:
@@ -246,7 +342,9 @@ class MainWindow(QMainWindow):
         self.ice_edit.setPlaceholderText("stun:stun.example.org:3478 (optional)")
         media = QGroupBox("Media and network")
         media_form = QFormLayout(media)
-        media_form.addRow("Video", self.video_combo)
+        media_form.addRow("Camera", self.video_combo)
+        media_form.addRow("Microphone", self.mic_combo)
+        media_form.addRow("Speaker", _copy_row(self.speaker_combo, self.refresh_devices_button))
         media_form.addRow("Size", self.resolution_combo)
         media_form.addRow("ICE servers", self.ice_edit)
 
@@ -261,9 +359,11 @@ class MainWindow(QMainWindow):
         timing.addStretch(1)
         column.addLayout(timing)
         column.addWidget(self.stats_label)
+        column.addWidget(self.muted_label)
         column.addWidget(self.error_label)
         column.addWidget(self.notice_label)
         column.addLayout(call_row)
+        column.addLayout(volume_row)
         column.addWidget(connection)
         column.addWidget(self.share_box)
         column.addWidget(media)
@@ -293,6 +393,8 @@ class MainWindow(QMainWindow):
         vm.remoteActiveChanged.connect(self._render_remote_active)
         vm.remoteFrame.connect(self.remote_view.show_frame)
         vm.localFrame.connect(self.local_view.show_frame)
+        vm.mutedChanged.connect(self._render_muted)
+        vm.devicesChanged.connect(self._render_devices)
 
         self.host_button.clicked.connect(self._host_clicked)
         self.join_button.clicked.connect(self._join_clicked)
@@ -301,6 +403,9 @@ class MainWindow(QMainWindow):
         self.room_edit.returnPressed.connect(self._join_clicked)
         self.hang_up_button.clicked.connect(lambda: vm.hang_up())
         self.camera_button.toggled.connect(self._camera_toggled)
+        self.mute_button.clicked.connect(lambda on: vm.set_muted(on))
+        self.volume_slider.valueChanged.connect(self._volume_changed)
+        self.refresh_devices_button.clicked.connect(lambda: vm.refresh_devices())
         self.copy_id_button.clicked.connect(lambda: vm.copy(self.id_edit.text()))
         self.copy_url_button.clicked.connect(lambda: vm.copy(self.share_url_edit.text()))
         self.copy_room_button.clicked.connect(lambda: vm.copy(self.share_room_edit.text()))
@@ -317,7 +422,13 @@ class MainWindow(QMainWindow):
     def _apply_settings(self, settings: Settings) -> None:
         self.server_edit.setText(settings.server_url)
         self.room_edit.setText(settings.room)
-        self.video_combo.setCurrentText(settings.video)
+        self.video_combo.set_spec(settings.video)
+        self.mic_combo.set_spec(settings.audio)
+        self.speaker_combo.set_spec(settings.speaker)
+        self.volume_slider.blockSignals(True)  # the options already carry it
+        self.volume_slider.setValue(settings.volume)
+        self.volume_slider.blockSignals(False)
+        self.volume_label.setText(f"{settings.volume}%")
         key = f"{settings.width}x{settings.height}"
         index = self.resolution_combo.findData(key)
         if index < 0:
@@ -338,7 +449,10 @@ class MainWindow(QMainWindow):
         return self.settings.with_changes(
             server_url=server,
             room=self.room_edit.text().strip(),
-            video=self.video_combo.currentText().strip() or "camera",
+            video=self.video_combo.spec() or "camera",
+            audio=self.mic_combo.spec() or "mic",
+            speaker=self.speaker_combo.spec(),
+            volume=self.volume_slider.value(),
             resolution=resolution,
             ice_servers=parse_ice_servers(self.ice_edit.text()),
             cert_file=self.cert_edit.text().strip(),
@@ -389,14 +503,32 @@ class MainWindow(QMainWindow):
             self.local_view.clear()
         self.vm.set_video_enabled(on)
 
+    def _volume_changed(self, percent: int) -> None:
+        self.volume_label.setText(f"{percent}%")
+        self.vm.set_volume(percent / 100)
+        self.settings = self.settings.with_changes(volume=percent)
+        if self.store is not None:
+            self.store.save(self.settings)
+
     # -- rendering ---------------------------------------------------------------
+
+    def _render_muted(self, muted: bool) -> None:
+        self.mute_button.setChecked(muted)
+        self.mute_button.setText(mute_button_text(muted))
+        self.muted_label.setText(audio_state_text(muted))
+        self.muted_label.setVisible(muted)
+
+    def _render_devices(self, scan: DeviceScan) -> None:
+        self.video_combo.set_choices(camera_choices(scan.cameras))
+        self.mic_combo.set_choices(microphone_choices(scan.microphones))
+        self.speaker_combo.set_choices(speaker_choices(scan.speakers))
 
     def _render_error(self, message: str) -> None:
         self.error_label.setText(message)
         self.error_label.setVisible(bool(message))
 
     def _render_notice(self, message: str) -> None:
-        self.notice_label.setText(message)
+        self.notice_label.setText(notice_text(message))
         self.notice_label.setVisible(bool(message))
 
     def _render_hosting(self, hosting: Hosting | None) -> None:

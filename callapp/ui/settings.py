@@ -29,6 +29,12 @@ class Settings:
     video: str = "camera"
     width: int = 640
     height: int = 480
+    #: Audio source spec: "mic", "mic:DEVICE", "tone:HZ", "none" or a file's path.
+    audio: str = "mic"
+    #: Speaker: "" for the default, a device name (or part of one), or "none".
+    speaker: str = ""
+    #: Speaker volume in percent, 0 to 200.
+    volume: int = 100
     #: STUN/TURN URLs, e.g. ("stun:stun.example.org:3478",).
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
     #: Host with TLS: PEM certificate and private key files ("" for plain ws://).
@@ -49,6 +55,9 @@ class Settings:
         room: str | None = None,
         video: str | None = None,
         resolution: tuple[int, int] | None = None,
+        audio: str | None = None,
+        speaker: str | None = None,
+        volume: int | None = None,
         ice_servers: tuple[str, ...] | None = None,
         cert_file: str | None = None,
         key_file: str | None = None,
@@ -62,10 +71,18 @@ class Settings:
             video=self.video if video is None else video,
             width=w,
             height=h,
+            audio=self.audio if audio is None else audio,
+            speaker=self.speaker if speaker is None else speaker,
+            volume=self.volume if volume is None else clamp_volume(volume),
             ice_servers=self.ice_servers if ice_servers is None else ice_servers,
             cert_file=self.cert_file if cert_file is None else cert_file,
             key_file=self.key_file if key_file is None else key_file,
         )
+
+
+def clamp_volume(percent: int) -> int:
+    """A speaker volume in percent, held to 0..200."""
+    return max(0, min(200, percent))
 
 
 def parse_ice_servers(text: str) -> tuple[str, ...]:
@@ -106,6 +123,9 @@ class SettingsStore:
             video=str(qs.value("media/video", d.video) or d.video),
             width=_int(qs.value("media/width", d.width), d.width),
             height=_int(qs.value("media/height", d.height), d.height),
+            audio=str(qs.value("media/audio", d.audio) or d.audio),
+            speaker=str(qs.value("media/speaker", d.speaker) or ""),
+            volume=_volume(qs.value("media/volume", d.volume), d.volume),
             ice_servers=parse_ice_servers(ice),
             cert_file=str(qs.value("host/cert_file", "") or ""),
             key_file=str(qs.value("host/key_file", "") or ""),
@@ -119,6 +139,9 @@ class SettingsStore:
         qs.setValue("media/video", settings.video)
         qs.setValue("media/width", settings.width)
         qs.setValue("media/height", settings.height)
+        qs.setValue("media/audio", settings.audio)
+        qs.setValue("media/speaker", settings.speaker)
+        qs.setValue("media/volume", settings.volume)
         qs.setValue("call/ice_servers", " ".join(settings.ice_servers))
         qs.setValue("host/cert_file", settings.cert_file)
         qs.setValue("host/key_file", settings.key_file)
@@ -131,3 +154,10 @@ def _int(value: object, default: int) -> int:
     except ValueError:
         return default
     return number if number > 0 else default
+
+
+def _volume(value: object, default: int) -> int:
+    try:
+        return clamp_volume(int(str(value)))
+    except ValueError:
+        return default

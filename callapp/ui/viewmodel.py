@@ -14,8 +14,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, ParamSpec, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, ParamSpec, Protocol, cast
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from qasync import asyncSlot as _qasync_async_slot
@@ -34,6 +34,7 @@ from callapp.ui.address import (
     server_url,
 )
 from callapp.ui.controls import IN_CALL, Controls, controls_for, ending_message
+from callapp.ui.devices import DeviceScan, scan_devices, speaker_setting
 from callapp.ui.errors import explain
 from callapp.ui.names import random_room_name, room_problem
 from callapp.ui.ports import ServerFactory, ServerLike, SessionFactory, SessionLike, TlsFiles
@@ -56,11 +57,23 @@ def async_slot(
     )
 
 
+class DeviceScanner(Protocol):
+    """``scan_devices``: what the system has (blocking; run off the GUI thread)."""
+
+    def __call__(self, *, cameras: bool = True, rescan_audio: bool = False) -> DeviceScan: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CallOptions:
     """How new sessions are configured (from settings and command-line flags)."""
 
     video: str = "camera"
+    #: Audio source spec (``CallConfig.audio``).
+    audio: str = "mic"
+    #: Speaker (``CallConfig.speaker``): None for the default, a name, or "none".
+    speaker: str | None = None
+    #: Speaker volume, 0 to 2.
+    volume: float = 1.0
     width: int = 640
     height: int = 480
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
@@ -76,6 +89,9 @@ class CallOptions:
         """The options a call gets from the saved settings (and the command line)."""
         return cls(
             video=settings.video,
+            audio=settings.audio,
+            speaker=speaker_setting(settings.speaker),
+            volume=settings.volume / 100,
             width=settings.width,
             height=settings.height,
             ice_servers=settings.ice_servers,
@@ -89,6 +105,9 @@ class CallOptions:
         return CallConfig(
             server_url=url,
             video=self.video,
+            audio=self.audio,
+            speaker=self.speaker,
+            volume=self.volume,
             width=self.width,
             height=self.height,
             codec=self.codec,
@@ -129,6 +148,8 @@ class CallViewModel(QObject):
     hostingChanged = Signal(object)  # Hosting | None
     controlsChanged = Signal(object)  # Controls
     remoteActiveChanged = Signal(bool)
+    mutedChanged = Signal(bool)
+    devicesChanged = Signal(object)  # DeviceScan
     remoteFrame = Signal(object)  # av.VideoFrame
     localFrame = Signal(object)  # av.VideoFrame
 
@@ -142,6 +163,7 @@ class CallViewModel(QObject):
         host_port: int = DEFAULT_PORT,
         bind_host: str = "0.0.0.0",
         lan_address: Callable[[], str] | None = None,
+        device_scanner: DeviceScanner | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -161,6 +183,10 @@ class CallViewModel(QObject):
         self._snapshot: CallSnapshot = CallSnapshot()
         self._busy = 0
         self._video_enabled = True
+        self._muted = False
+        self._device_scanner: DeviceScanner = device_scanner or scan_devices
+        self._scanning = False
+        self.devices: DeviceScan | None = None
         self._remote_active = False
         self._prompt: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
@@ -189,6 +215,11 @@ class CallViewModel(QObject):
     @property
     def controls(self) -> Controls:
         return controls_for(self._snapshot, busy=self.busy, hosting=self._hosting is not None)
+
+    @property
+    def muted(self) -> bool:
+        """Whether the microphone is muted (the session's word while there is one)."""
+        return self._muted
 
     @property
     def session(self) -> SessionLike | None:
@@ -299,6 +330,50 @@ class CallViewModel(QObject):
             if self._session is not None:
                 await self._session.set_video_enabled(enabled)
 
+    @async_slot(bool)
+    async def set_muted(self, muted: bool) -> None:
+        """Mute or unmute the microphone; kept for later calls and sessions."""
+        async with self._action(clear_error=False):
+            if self._session is not None:
+                await self._session.set_muted(muted)  # the snapshot brings it back
+            else:
+                self._set_muted(muted)
+
+    @async_slot(float)
+    async def set_volume(self, volume: float) -> None:
+        """Speaker volume, 0 to 2, now and for later calls."""
+        async with self._action(clear_error=False):
+            volume = max(0.0, min(2.0, volume))
+            self.options = replace(self.options, volume=volume)
+            if self._session is not None:
+                await self._session.set_volume(volume)
+
+    @async_slot()
+    async def refresh_devices(self) -> None:
+        """List the system's cameras, microphones and speakers off the GUI thread.
+
+        PortAudio only rescans while no session may hold a stream, and the
+        cameras are only probed while no call holds one.
+        """
+        if self._scanning:
+            return
+        self._scanning = True
+        try:
+            idle = self._session is None
+            in_call = self._snapshot.phase in IN_CALL
+            scan = await asyncio.to_thread(
+                self._device_scanner, cameras=not in_call, rescan_audio=idle
+            )
+        except Exception as exc:  # a listing that fails leaves the pickers as they were
+            log.warning("listing devices failed: %s", exc, exc_info=True)
+            return
+        finally:
+            self._scanning = False
+        if not scan.cameras_scanned and self.devices is not None:
+            scan = replace(scan, cameras=self.devices.cameras, cameras_scanned=True)
+        self.devices = scan
+        self.devicesChanged.emit(scan)
+
     @async_slot()
     async def shutdown(self) -> None:
         """Hang up, close the session and stop the server (the window is closing)."""
@@ -379,6 +454,8 @@ class CallViewModel(QObject):
             self._host_pin if self._hosting is not None and url == self._hosting.local_url else None
         )
         session = self._session_factory(self.options.config(url, tls_pin=pin))
+        if self._muted:
+            await session.set_muted(True)  # before the first snapshot: no flicker
         self._session = session
         self._session_url = url
         self._unsubscribe = session.subscribe(self._on_snapshot)
@@ -406,7 +483,9 @@ class CallViewModel(QObject):
             session.set_frame_callbacks(remote=None, local=None)
             self._session_url = None
             self.last_stats = None
-            self._on_snapshot(CallSnapshot(end_reason=session.snapshot.end_reason), force=True)
+            self._on_snapshot(
+                CallSnapshot(end_reason=session.snapshot.end_reason, muted=self._muted), force=True
+            )
 
     def _on_local_frame(self, frame: Any) -> None:
         # While the camera is off the engine sends black frames; the self-view
@@ -426,6 +505,7 @@ class CallViewModel(QObject):
             self.connectionIdChanged.emit(snap.connection_id or "")
         if snap.notice != previous.notice or force:
             self.noticeChanged.emit(snap.notice or "")
+        self._set_muted(snap.muted)
         active = snap.phase is CallPhase.CONNECTED or (
             snap.phase is CallPhase.RECONNECTING and snap.connected_at is not None
         )
@@ -457,6 +537,11 @@ class CallViewModel(QObject):
                 await self.decline()
         finally:
             self._prompt = None
+
+    def _set_muted(self, muted: bool) -> None:
+        if muted != self._muted:
+            self._muted = muted
+            self.mutedChanged.emit(muted)
 
     def _emit_controls(self) -> None:
         self.controlsChanged.emit(self.controls)
