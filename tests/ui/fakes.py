@@ -11,6 +11,7 @@ from callapp.call.config import CallConfig
 from callapp.call.errors import RoomFullError, ServerUnavailable
 from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
 from callapp.call.stats import CallStats
+from callapp.ui.devices import CameraFound, DeviceScan
 
 
 class FakeCallSession:
@@ -36,6 +37,9 @@ class FakeCallSession:
         self.local_cb: Callable[[Any], None] | None = None
         self.calls: list[tuple[str, Any]] = []
         self.closed = False
+        self.volume = config.volume
+        #: What stats() reports as audio frames received.
+        self.audio_frames_received = 120
         FakeCallSession.instances.append(self)
 
     @property
@@ -107,6 +111,14 @@ class FakeCallSession:
         self.calls.append(("set_video_enabled", enabled))
         self.publish(video_enabled=enabled)
 
+    async def set_muted(self, muted: bool) -> None:
+        self.calls.append(("set_muted", muted))
+        self.publish(muted=muted)
+
+    async def set_volume(self, volume: float) -> None:
+        self.calls.append(("set_volume", volume))
+        self.volume = volume
+
     async def stats(self) -> CallStats | None:
         if self._snap.phase is not CallPhase.CONNECTED:
             return None
@@ -128,6 +140,8 @@ class FakeCallSession:
             packets_received=1000,
             packets_lost=0,
             window=1.0,
+            audio_frames_sent=125,
+            audio_frames_received=self.audio_frames_received,
         )
 
     async def close(self) -> None:
@@ -163,6 +177,26 @@ class FakeServer:
 
     async def stop(self) -> None:
         self.stopped = True
+
+
+class FakeDeviceScanner:
+    """What the "system" has; records how it was asked."""
+
+    def __init__(self, scan: DeviceScan | None = None) -> None:
+        self.scan = scan or DeviceScan(
+            cameras=(CameraFound(0, 1280, 720),),
+            microphones=("USB Mic", "default"),
+            speakers=("HDMI Out", "USB Mic", "default"),
+        )
+        self.asked: list[tuple[bool, bool]] = []
+
+    def __call__(self, *, cameras: bool = True, rescan_audio: bool = False) -> DeviceScan:
+        self.asked.append((cameras, rescan_audio))
+        if cameras:
+            return self.scan
+        return DeviceScan(
+            microphones=self.scan.microphones, speakers=self.scan.speakers, cameras_scanned=False
+        )
 
 
 class FakeServices:

@@ -14,7 +14,7 @@ from callapp.call.state import CallPhase, EndReason
 from callapp.ui.names import room_problem
 from callapp.ui.services import UiServices
 from callapp.ui.viewmodel import CallOptions, CallViewModel, Hosting
-from tests.ui.fakes import FakeCallSession, FakeServer, FakeServices, until
+from tests.ui.fakes import FakeCallSession, FakeDeviceScanner, FakeServer, FakeServices, until
 
 
 class Harness:
@@ -23,6 +23,7 @@ class Harness:
         self.servers: list[FakeServer] = []
         self.busy_ports: set[int] = set()
         self.services = FakeServices()
+        self.scanner = FakeDeviceScanner()
         self.session_kwargs = session_kwargs
         self.vm = CallViewModel(
             self.make_session,
@@ -30,6 +31,7 @@ class Harness:
             services or self.services,
             CallOptions(video="test", allow_loopback=True),
             lan_address=lambda: "192.168.7.9",
+            device_scanner=self.scanner,
         )
         self.seen: dict[str, list[Any]] = {}
         for name in (
@@ -43,6 +45,8 @@ class Harness:
             "noticeChanged",
             "remoteFrame",
             "localFrame",
+            "mutedChanged",
+            "devicesChanged",
         ):
             getattr(self.vm, name).connect(self._recorder(name))
 
