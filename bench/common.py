@@ -113,6 +113,52 @@ def rss_bytes(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """The largest resident set size ``pid`` has had so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmHWM for pid {pid}")
+
+
+class RssSampler:
+    """RSS of some processes, sampled every ``interval`` seconds on a thread."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.25) -> None:
+        self.pids = pids
+        self.samples: dict[str, list[int]] = {name: [] for name in pids}
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                with contextlib.suppress(OSError, BenchError):
+                    self.samples[name].append(rss_bytes(pid))
+            self._stop.wait(self._interval)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict[str, dict[str, float | None]]:
+        """Per process: median and largest sample in MiB, and the lifetime peak (VmHWM)."""
+        self._stop.set()
+        self._thread.join(2)
+        result: dict[str, dict[str, float | None]] = {}
+        for name, pid in self.pids.items():
+            values = self.samples[name]
+            peak: float | None = None
+            with contextlib.suppress(OSError, BenchError):
+                peak = round(peak_rss_bytes(pid) / 2**20, 1)
+            result[name] = {
+                "median_mib": round(statistics.median(values) / 2**20, 1) if values else None,
+                "max_mib": round(max(values) / 2**20, 1) if values else None,
+                "lifetime_peak_mib": peak,
+            }
+        return result
+
+
 def pss_bytes(pid: int) -> int | None:
     """Proportional set size of ``pid`` (shared pages split among their users)."""
     try:

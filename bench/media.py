@@ -36,10 +36,10 @@ from bench.common import (
     CpuMeter,
     Proc,
     Procs,
+    RssSampler,
     log,
     percentile,
     pss_bytes,
-    rss_bytes,
     start_signaling,
     summary,
 )
@@ -137,12 +137,14 @@ def headless_call(
         )
         time.sleep(max(0.0, connected + warm - time.monotonic()))
         meter = CpuMeter({"A": a.pid, "B": b.pid})
+        sampler = RssSampler({"A": a.pid, "B": b.pid})
         meter.start()
+        sampler.start()
         window = Window(time.monotonic(), 0.0)
         time.sleep(seconds)
         cpu = meter.stop()
+        rss = sampler.stop()
         window.end = time.monotonic()
-        memory = {"A": rss_bytes(a.pid), "B": rss_bytes(b.pid)}
         pss = {"A": pss_bytes(a.pid), "B": pss_bytes(b.pid)}
         for proc in (a, b):
             if proc.wait(call_seconds + 30) != 0:
@@ -156,7 +158,9 @@ def headless_call(
                 "fps_received": fps,
                 "longest_freeze_ms": freeze,
                 "cpu_pct": cpu[name],
-                "rss_mib": round(memory[name] / 2**20, 1),
+                "rss_mib": rss[name]["median_mib"],
+                "rss_max_mib": rss[name]["max_mib"],
+                "rss_lifetime_peak_mib": rss[name]["lifetime_peak_mib"],
                 "pss_mib": round(pss[name] / 2**20, 1) if pss[name] else None,
                 "codec": stats.get("codec"),
                 "received_size": stats.get("received_size"),
@@ -263,12 +267,14 @@ def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str,
         )
         time.sleep(max(0.0, connected + warm - time.monotonic()))
         meter = CpuMeter({"headless": a.pid, "gui": b.pid})
+        sampler = RssSampler({"headless": a.pid, "gui": b.pid})
         meter.start()
+        sampler.start()
         window = Window(time.monotonic(), 0.0)
         time.sleep(seconds)
         cpu = meter.stop()
+        rss = sampler.stop()
         window.end = time.monotonic()
-        rss = {"headless": rss_bytes(a.pid), "gui": rss_bytes(b.pid)}
         pss = pss_bytes(b.pid)
         b.signal(2)  # SIGINT: the window closes cleanly
         b.wait(30)
@@ -301,9 +307,11 @@ def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str,
             "gui_paint_pct": paint_pct,
             "gui_paint_cpu_pct": paint_cpu_pct,
             "headless_cpu_pct": cpu["headless"],
-            "gui_rss_mib": round(rss["gui"] / 2**20, 1),
+            "gui_rss_mib": rss["gui"]["median_mib"],
+            "gui_rss_max_mib": rss["gui"]["max_mib"],
+            "gui_rss_lifetime_peak_mib": rss["gui"]["lifetime_peak_mib"],
             "gui_pss_mib": round(pss / 2**20, 1) if pss else None,
-            "headless_rss_mib": round(rss["headless"] / 2**20, 1),
+            "headless_rss_mib": rss["headless"]["median_mib"],
         }
 
 
