@@ -50,13 +50,13 @@ def free_port() -> int:
 class App:
     """One window with its own view-model, over the real engine and server."""
 
-    def __init__(self, qtbot: QtBot, name: str, x: int) -> None:
+    def __init__(self, qtbot: QtBot, name: str, x: int, audio: str = "none") -> None:
         self.services = QtUiServices()
         self.vm = CallViewModel(
             make_session,
             make_server,
             self.services,
-            CallOptions(video="test", width=320, height=240, allow_loopback=True),
+            CallOptions(video="test", audio=audio, width=320, height=240, allow_loopback=True),
             host_port=0,
             bind_host="127.0.0.1",
             lan_address=lambda: "127.0.0.1",
@@ -101,7 +101,8 @@ async def close_all(apps: list[App]) -> None:
 def test_two_windows_call_each_other(
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, apps: list[App]
 ) -> None:
-    a, b, c = App(qtbot, "A", 0), App(qtbot, "B", 910), App(qtbot, "C", 0)
+    a, b = App(qtbot, "A", 0, "tone:440"), App(qtbot, "B", 910, "tone:880")
+    c = App(qtbot, "C", 0)
     apps.extend([a, b, c])
     # One run of the loop for the whole call: qasync's run_until_complete ends
     # with a processEvents() outside the loop, where aiortc's tasks would break.
@@ -145,6 +146,21 @@ async def scenario(a: App, b: App, c: App) -> None:
     assert "camera" in b.window.notice_label.text().lower(), b.window.notice_label.text()
     assert "test pattern" in b.window.notice_label.text().lower()
 
+    # Audio both ways: each window's tone reaches the other.
+    def audio_received(app: App) -> int:
+        stats = app.vm.last_stats
+        return stats.audio_frames_received if stats is not None else 0
+
+    await until(lambda: audio_received(a) > 0 and audio_received(b) > 0, 15)
+
+    # A mutes: the button, the status area and A's own snapshot say so.
+    a.window.mute_button.click()
+    await until(lambda: a.vm.snapshot.muted, 5)
+    assert a.window.mute_button.isChecked()
+    assert a.window.mute_button.text() == "Unmute"
+    assert a.window.muted_label.isVisible()
+    assert not b.vm.snapshot.muted, "muting is A's own business"
+
     # C: a full room, a malformed address, an unreachable server -- in words.
     await c.vm.join(hosting.share_url, hosting.room)
     assert "full" in c.window.error_label.text().lower(), c.window.error_label.text()
@@ -186,6 +202,8 @@ async def scenario(a: App, b: App, c: App) -> None:
     before = a.painted
     await until(lambda: a.phase() is CallPhase.CONNECTED and a.painted >= before + FRAMES, 60)
     assert b.phase() is CallPhase.CONNECTED
+    assert a.vm.snapshot.muted, "A is still muted in the next call"
+    assert a.window.mute_button.text() == "Unmute"
 
     # Closing the windows hangs up and stops A's server.
     server_port = hosting.port
@@ -238,9 +256,30 @@ def wait_for_port(port: int, limit: float = 20) -> None:
 def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
     """``callapp --host`` in one process and ``callapp --server --room`` in another."""
     port = free_port()
-    host = launch(tmp_path, "host", "--host", "--port", str(port), room="two-procs", seconds=14)
+    host = launch(
+        tmp_path,
+        "host",
+        "--host",
+        "--port",
+        str(port),
+        "--audio",
+        "tone:440",
+        room="two-procs",
+        seconds=14,
+    )
     wait_for_port(port)
-    guest = launch(tmp_path, "guest", "--server", f"127.0.0.1:{port}", room="two-procs", seconds=10)
+    guest = launch(
+        tmp_path,
+        "guest",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--audio",
+        "tone:880",
+        "--speaker",
+        "none",
+        room="two-procs",
+        seconds=10,
+    )
     guest_out = guest.communicate(timeout=60)
     host_out = host.communicate(timeout=60)
     assert guest.returncode == 0, guest_out[1]
@@ -251,6 +290,7 @@ def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
         assert data["codec"] == "VP8"
         assert data["received_size"] == [640, 480]
         assert data["errors"] == []
+        assert data["audio_frames_received"] > 0, (name, data)
 
 
 def test_a_peer_that_dies_is_said_in_the_hosts_window(tmp_path: Path) -> None:
