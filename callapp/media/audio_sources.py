@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Generator
+from typing import Any
 
 import av
 import numpy as np
@@ -38,14 +37,21 @@ from av import AudioFrame
 from av.container import InputContainer
 
 from callapp.media.clock import Pacer
+from callapp.media.decoding import LoopingFileTrack, open_media_file, source_file_path
 from callapp.media.devices import (
     AudioDevice,
     AudioDeviceError,
     AudioState,
     AudioStatus,
+    AudioStream,
     PaceGuard,
-    find_device,
-    sounddevice_module,
+    StreamCallback,
+    close_stream,
+    device_label,
+    notify_loop,
+    open_device_stream,
+    open_portaudio_stream,
+    report_status,
 )
 from callapp.media.pcm import (
     FRAME_SAMPLES,
@@ -55,6 +61,7 @@ from callapp.media.pcm import (
     level_dbfs,
     pcm_to_frame,
     ramp,
+    take_samples,
 )
 from callapp.media.tone import DEFAULT_TONE_HZ, SilenceTrack, ToneTrack
 
@@ -66,42 +73,18 @@ NO_MIC_HEARS = "the other person will hear silence"
 StatusCallback = Callable[[AudioStatus], None]
 
 
-class AudioStream(Protocol):
-    """The part of a ``sounddevice`` stream the tracks use; tests inject fakes."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 #: ``(device, callback, finished_callback) -> stream``; the callback has
 #: sounddevice's signature ``(indata, frames, time, status)``.
-InputStreamFactory = Callable[
-    [AudioDevice, Callable[[Any, int, Any, Any], None], Callable[[], None]], AudioStream
-]
+InputStreamFactory = Callable[[AudioDevice, StreamCallback, Callable[[], None]], AudioStream]
 
 
 def open_portaudio_input(
     device: AudioDevice,
-    callback: Callable[[Any, int, Any, Any], None],
+    callback: StreamCallback,
     finished: Callable[[], None],
 ) -> AudioStream:
     """A started-able mono 48 kHz ``int16`` input stream on ``device``."""
-    sd = sounddevice_module()
-    if sd is None:
-        raise OSError("PortAudio is not available")
-    stream: AudioStream = sd.InputStream(
-        device=device.index,
-        samplerate=SAMPLE_RATE,
-        channels=1,
-        dtype="int16",
-        latency="low",
-        callback=callback,
-        finished_callback=finished,
-    )
-    return stream
+    return open_portaudio_stream("input", device, 1, callback, finished)
 
 
 class MicrophoneTrack(MediaStreamTrack):
@@ -134,7 +117,9 @@ class MicrophoneTrack(MediaStreamTrack):
         self._stream_factory = stream_factory
         self._capacity = max(FRAME_SAMPLES, round(buffer_seconds * SAMPLE_RATE))
         self._stall_timeout = stall_timeout
-        self._status = AudioStatus(AudioState.STARTING, _name(device), "Opening the microphone")
+        self._status = AudioStatus(
+            AudioState.STARTING, device_label(device), "Opening the microphone"
+        )
         self._device_name = "microphone" if device in (None, "") else f"microphone {device!r}"
         self._stream: AudioStream | None = None
         self._opening: asyncio.Task[None] | None = None
@@ -172,10 +157,7 @@ class MicrophoneTrack(MediaStreamTrack):
         self._ready.set()
         stream, self._stream = self._stream, None
         if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.stop()
-            with contextlib.suppress(Exception):
-                stream.close()
+            close_stream(stream)
         if self._status.state is not AudioState.STOPPED:
             self._set_status(AudioState.STOPPED, "Microphone stopped")
 
@@ -216,27 +198,17 @@ class MicrophoneTrack(MediaStreamTrack):
 
     async def _open(self) -> None:
         try:
-            device = await asyncio.to_thread(find_device, self.device, "input")
+            device, stream = await open_device_stream(
+                self.device,
+                "input",
+                lambda device: self._stream_factory(device, self._callback, self._finished),
+            )
         except AudioDeviceError as exc:
-            what = "No microphone found" if self.device in (None, "") else str(exc)
-            self._set_status(AudioState.FALLBACK, f"{what}: {NO_MIC_HEARS}")
+            self._set_status(AudioState.FALLBACK, f"{exc}: {NO_MIC_HEARS}")
             return
         self._device_name = f"microphone {device.name!r}"
-        try:
-            stream = await asyncio.to_thread(
-                self._stream_factory, device, self._callback, self._finished
-            )
-            await asyncio.to_thread(stream.start)
-        except Exception as exc:
-            logger.warning("opening microphone %s failed: %s", device.name, exc)
-            self._set_status(
-                AudioState.FALLBACK,
-                f"The {self._device_name} could not be opened ({exc}): {NO_MIC_HEARS}",
-            )
-            return
         if self._stopping:
-            with contextlib.suppress(Exception):
-                stream.close()
+            close_stream(stream)
             return
         self._stream = stream
         self._status = AudioStatus(AudioState.STARTING, device.name, self._status.message)
@@ -246,19 +218,8 @@ class MicrophoneTrack(MediaStreamTrack):
             self._wake_pending = False
             if self._buffered < FRAME_SAMPLES:
                 return None
-            parts: list[Pcm] = []
-            need = FRAME_SAMPLES
-            while need:
-                head = self._chunks[0]
-                if head.shape[0] <= need:
-                    parts.append(self._chunks.popleft())
-                    need -= head.shape[0]
-                else:
-                    parts.append(head[:need])
-                    self._chunks[0] = head[need:]
-                    need = 0
             self._buffered -= FRAME_SAMPLES
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return take_samples(self._chunks, FRAME_SAMPLES, 1)
 
     def _frame(self, pcm: Pcm) -> AudioFrame:
         frame = pcm_to_frame(pcm, self._samples_out)
@@ -278,11 +239,7 @@ class MicrophoneTrack(MediaStreamTrack):
         self._report(self._status)
 
     def _report(self, status: AudioStatus) -> None:
-        if self.on_status is not None:
-            try:
-                self.on_status(status)
-            except Exception:
-                logger.exception("microphone status callback failed")
+        report_status(self.on_status, status, "microphone")
 
     # -- PortAudio's thread ------------------------------------------------------
 
@@ -299,24 +256,21 @@ class MicrophoneTrack(MediaStreamTrack):
                 self.samples_dropped += dropped.shape[0]
             if self._buffered >= FRAME_SAMPLES and not self._wake_pending:
                 self._wake_pending = wake = True
-        loop = self._loop
-        if wake and loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(self._ready.set)
+        if wake:
+            notify_loop(self._loop, self._ready.set)
         self._guard.after(frames)
 
     def _finished(self) -> None:
-        loop = self._loop
-        if loop is not None and not self._stopping:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._device_lost)
+        if not self._stopping:
+            notify_loop(self._loop, self._device_lost)
 
 
-class AudioFileTrack(MediaStreamTrack):
+class AudioFileTrack(LoopingFileTrack[Pcm]):
     """The first audio stream of a file, looped, as 48 kHz mono in real time.
 
     The file is opened and probed in the constructor: a missing file raises
-    FileNotFoundError, a file without audio ValueError. A thread decodes and
+    FileNotFoundError, a file without audio ValueError. A
+    :class:`~callapp.media.decoding.LoopingDecoder` thread decodes and
     resamples, at most ``buffer_frames`` frames ahead of playback. A decoding
     error ends the track (MediaStreamError); it is kept in :attr:`error`.
     """
@@ -326,114 +280,38 @@ class AudioFileTrack(MediaStreamTrack):
     def __init__(
         self, path: str | os.PathLike[str], *, loop: bool = True, buffer_frames: int = 10
     ) -> None:
-        super().__init__()
-        self.path = os.fspath(path)
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(f"audio file not found: {self.path}")
-        try:
-            container = av.open(self.path, mode="r")
-        except av.FFmpegError as exc:
-            raise ValueError(f"cannot open {self.path} as an audio file: {exc}") from exc
-        if not container.streams.audio:
-            container.close()
-            raise ValueError(f"{self.path} has no audio stream")
-        self._container: InputContainer = container
-        self.loop = loop
-        self.error: BaseException | None = None
-        self.loops = 0
-        self._pacer = Pacer(SAMPLE_RATE / FRAME_SAMPLES)
-        self._queue: asyncio.Queue[Pcm | BaseException | None] | None = None
-        self._space = threading.Semaphore(buffer_frames)
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self) -> None:
-        """Start the decoder thread; idempotent. Call on the event loop thread."""
-        if self._thread is not None or self.readyState != "live":
-            return
-        self._event_loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()  # bounded by _space
-        self._thread = threading.Thread(target=self._run, name="audio-file", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """End the track, join the decoder thread and close the file."""
-        super().stop()
-        self._stopping.set()
-        self._space.release()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=5)
-        else:
-            self._container.close()
-        if self._queue is not None:
-            self._queue.put_nowait(None)
+        path = os.fspath(path)
+        super().__init__(
+            open_media_file(path, "audio"),
+            _decode_audio_pass,
+            rate=SAMPLE_RATE / FRAME_SAMPLES,
+            path=path,
+            what="audio",
+            loop=loop,
+            buffer=buffer_frames,
+            thread_name="audio-file",
+        )
 
     async def recv(self) -> AudioFrame:
         """The next 20 ms of the file at its time. MediaStreamError at the end."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        self.start()
-        assert self._queue is not None
-        item = await self._queue.get()
-        if isinstance(item, np.ndarray):
-            self._space.release()
-            await self._pacer.next()
-            if self.readyState != "live":
-                raise MediaStreamError
-            return pcm_to_frame(item, self._pacer.index * FRAME_SAMPLES)
-        if isinstance(item, BaseException):
-            self.error = item
-        self.stop()
-        raise MediaStreamError
+        pcm = await self._next_item()
+        return pcm_to_frame(pcm, self._pacer.index * FRAME_SAMPLES)
 
-    def _run(self) -> None:
-        try:
-            with self._container:
-                while self._decode_once() and self.loop:
-                    self.loops += 1
-                    self._container.seek(0)
-            self._put(None)
-        except Exception as exc:
-            logger.exception("playing %s failed", self.path)
-            self._put(exc)
 
-    def _decode_once(self) -> bool:
-        stream = self._container.streams.audio[0]
-        resampler = av.AudioResampler(
-            format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
-        )
-        produced = 0
-        for decoded in self._container.decode(stream):
-            for frame in resampler.resample(decoded):
-                if not self._put(frame_to_pcm(frame)):
-                    return False
-                produced += 1
-        for frame in resampler.resample(None):
-            pcm = frame_to_pcm(frame)
-            if pcm.shape[0] < FRAME_SAMPLES:  # keep every frame 20 ms long
-                pcm = np.concatenate([pcm, _zeros(FRAME_SAMPLES - pcm.shape[0])])
-            if not self._put(pcm):
-                return False
-            produced += 1
-        if produced == 0:
-            raise ValueError(f"{self.path}: no audio could be decoded")
-        return not self._stopping.is_set()
-
-    def _put(self, item: Pcm | BaseException | None) -> bool:
-        if isinstance(item, np.ndarray):
-            self._space.acquire()
-        if self._stopping.is_set():
-            return False
-        loop, queue = self._event_loop, self._queue
-        assert loop is not None
-        assert queue is not None
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:
-            return False
-        return True
+def _decode_audio_pass(container: InputContainer) -> Generator[Pcm, None, None]:
+    """The first audio stream once through, as 20 ms blocks of 48 kHz mono (decoder thread)."""
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(
+        format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
+    )
+    for decoded in container.decode(stream):
+        for frame in resampler.resample(decoded):
+            yield frame_to_pcm(frame)
+    for frame in resampler.resample(None):
+        pcm = frame_to_pcm(frame)
+        if pcm.shape[0] < FRAME_SAMPLES:  # keep every frame 20 ms long
+            pcm = np.concatenate([pcm, _zeros(FRAME_SAMPLES - pcm.shape[0])])
+        yield pcm
 
 
 class MutableAudioTrack(MediaStreamTrack):
@@ -518,22 +396,11 @@ def open_audio_source(spec: str, *, on_status: StatusCallback | None = None) -> 
         return MicrophoneTrack(
             int(device) if device.isdigit() else (device or None), on_status=on_status
         )
-    path = os.path.expanduser(text)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"audio source {spec!r} is not a file that exists; expected {SPEC_HELP}"
-        )
-    if os.path.isdir(path):
-        raise ValueError(f"audio source {spec!r} is a folder, not an audio file")
-    return AudioFileTrack(path)
+    return AudioFileTrack(source_file_path(spec, "audio", SPEC_HELP))
 
 
 def _zeros(samples: int = FRAME_SAMPLES) -> Pcm:
     return np.zeros((samples, 1), dtype=np.int16)
-
-
-def _name(device: int | str | None) -> str | None:
-    return None if device is None or device == "" else str(device)
 
 
 __all__ = [

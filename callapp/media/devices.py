@@ -12,17 +12,25 @@ matches one device only (case-insensitive), e.g. ``"USB"`` or ``"null"``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal, Protocol
+
+from callapp.media.pcm import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
 Direction = Literal["input", "output"]
+
+#: sounddevice's stream callback: ``(data, frames, time, status)``.
+StreamCallback = Callable[[Any, int, Any, Any], None]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -74,6 +82,16 @@ class PaceGuard:
         if ahead > self.slack:
             self.throttled += 1
             time.sleep(ahead - self.slack / 2)
+
+
+class AudioStream(Protocol):
+    """The part of a ``sounddevice`` stream the tracks use; tests inject fakes."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class AudioDeviceError(LookupError):
@@ -182,7 +200,7 @@ def find_device(choice: int | str | None, direction: Direction) -> AudioDevice:
     Raises :exc:`AudioDeviceError` with a message for people when there is no
     such device, it cannot ``direction``, or a name matches several devices.
     """
-    what = "microphone" if direction == "input" else "speaker"
+    what = _device_word(direction)
     devices = list_audio_devices(direction)
     if not devices:
         problem = portaudio_problem()
@@ -210,3 +228,105 @@ def find_device(choice: int | str | None, direction: Direction) -> AudioDevice:
         raise AudioDeviceError(f"No {what} named {name!r}")
     names = ", ".join(repr(d.name) for d in partial)
     raise AudioDeviceError(f"{name!r} matches several {what}s: {names}")
+
+
+def device_label(choice: int | str | None) -> str | None:
+    """``choice`` (an index or a name) as :attr:`AudioStatus.device`; None for the default."""
+    return None if choice is None or choice == "" else str(choice)
+
+
+def open_portaudio_stream(
+    direction: Direction,
+    device: AudioDevice,
+    channels: int,
+    callback: StreamCallback,
+    finished: Callable[[], None],
+    **options: Any,
+) -> AudioStream:
+    """A not yet started 48 kHz ``int16`` stream on ``device``, at PortAudio's lowest latency.
+
+    The microphone and the speaker want the same stream but for its
+    direction; ``options`` are passed on to ``sounddevice`` (e.g. ``blocksize``).
+    """
+    sd = sounddevice_module()
+    if sd is None:
+        raise OSError("PortAudio is not available")
+    kind = sd.InputStream if direction == "input" else sd.OutputStream
+    stream: AudioStream = kind(
+        device=device.index,
+        samplerate=SAMPLE_RATE,
+        channels=channels,
+        dtype="int16",
+        latency="low",
+        callback=callback,
+        finished_callback=finished,
+        **options,
+    )
+    return stream
+
+
+async def open_device_stream(
+    choice: int | str | None,
+    direction: Direction,
+    open_stream: Callable[[AudioDevice], AudioStream],
+) -> tuple[AudioDevice, AudioStream]:
+    """Find the device ``choice`` names, open a stream on it and start it, off the event loop.
+
+    How a microphone and a speaker get going: finding the device and opening
+    it block on PortAudio, so both run on worker threads, and whatever goes
+    wrong becomes one :exc:`AudioDeviceError` whose ``str()`` says, for
+    people, which device could not be used and why (the caller adds what
+    that means for the call and falls back).
+    """
+    what = _device_word(direction)
+    try:
+        device = await asyncio.to_thread(find_device, choice, direction)
+    except AudioDeviceError as exc:
+        if choice is None or choice == "":
+            raise AudioDeviceError(f"No {what} found") from exc
+        raise
+    try:
+        stream = await asyncio.to_thread(open_stream, device)
+        await asyncio.to_thread(stream.start)
+    except Exception as exc:
+        logger.warning("opening %s %s failed: %s", what, device.name, exc)
+        raise AudioDeviceError(f"The {what} {device.name!r} could not be opened ({exc})") from exc
+    return device, stream
+
+
+def close_stream(stream: AudioStream) -> None:
+    """Stop and close ``stream``, ignoring errors: a device that went away fails at both."""
+    with contextlib.suppress(Exception):
+        stream.stop()
+    with contextlib.suppress(Exception):
+        stream.close()
+
+
+def notify_loop(loop: asyncio.AbstractEventLoop | None, callback: Callable[[], None]) -> None:
+    """Have ``loop`` run ``callback`` soon; from PortAudio's thread, never waiting.
+
+    Nothing happens without a loop or once it is closed: a device callback
+    can outlive the loop that opened it.
+    """
+    if loop is not None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(callback)
+
+
+def report_status(
+    on_status: Callable[[AudioStatus], None] | None, status: AudioStatus, what: str
+) -> None:
+    """Tell ``on_status`` (if any) about ``status``; a failing callback is logged, not raised.
+
+    The callback is the application's; the microphone or speaker that calls
+    it must keep working whatever it does. ``what`` names the device kind in the log.
+    """
+    if on_status is not None:
+        try:
+            on_status(status)
+        except Exception:
+            logger.exception("%s status callback failed", what)
+
+
+def _device_word(direction: Direction) -> str:
+    return "microphone" if direction == "input" else "speaker"

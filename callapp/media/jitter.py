@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, ramp, to_channels
+from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, ramp, take_samples, to_channels
 
 
 @dataclass
@@ -232,22 +232,9 @@ class JitterBuffer:
             self._fill += pcm.shape[0]
 
     def _consume(self, n: int) -> Pcm:
-        parts: list[Pcm] = []
-        need = n
-        while need > 0 and self._chunks:
-            head = self._chunks[0]
-            if head.shape[0] <= need:
-                parts.append(self._chunks.popleft())
-                need -= head.shape[0]
-            else:
-                parts.append(head[:need])
-                self._chunks[0] = head[need:]
-                need = 0
-        taken = n - need
-        self._fill -= taken
-        if not parts:
-            return self._empty()
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        block = take_samples(self._chunks, n, self.channels)
+        self._fill -= block.shape[0]
+        return block
 
     def _tail(self, n: int) -> Pcm:
         """The last ``n`` samples of (what was played + what is queued)."""

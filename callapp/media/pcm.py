@@ -9,6 +9,7 @@ between, samples are numpy arrays shaped ``(samples, channels)``.
 
 from __future__ import annotations
 
+import collections
 import math
 from fractions import Fraction
 from typing import Any
@@ -74,6 +75,30 @@ def frame_to_pcm(frame: AudioFrame) -> Pcm:
     if data.dtype == np.uint8:
         return ((data.astype(np.int16) - 128) << 8).astype(np.int16)
     raise ValueError(f"unsupported audio sample format {frame.format.name}")
+
+
+def take_samples(chunks: collections.deque[Pcm], n: int, channels: int) -> Pcm:
+    """Up to ``n`` samples off the front of ``chunks``, oldest first, as one array.
+
+    For buffers kept as a queue of the blocks that arrived (so that adding
+    is cheap): the block the end falls in is split, its rest left at the
+    front. Fewer than ``n`` come back only if ``chunks`` runs out; none is
+    an empty ``(0, channels)`` array.
+    """
+    parts: list[Pcm] = []
+    need = n
+    while need > 0 and chunks:
+        head = chunks[0]
+        if head.shape[0] <= need:
+            parts.append(chunks.popleft())
+            need -= head.shape[0]
+        else:
+            parts.append(head[:need])
+            chunks[0] = head[need:]
+            need = 0
+    if not parts:
+        return np.zeros((0, channels), dtype=np.int16)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def to_channels(pcm: Pcm, channels: int) -> Pcm:

@@ -34,16 +34,21 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from callapp.media.audio_sources import AudioStream
 from callapp.media.clock import Pacer
 from callapp.media.devices import (
     AudioDevice,
     AudioDeviceError,
     AudioState,
     AudioStatus,
+    AudioStream,
     PaceGuard,
-    find_device,
-    sounddevice_module,
+    StreamCallback,
+    close_stream,
+    device_label,
+    notify_loop,
+    open_device_stream,
+    open_portaudio_stream,
+    report_status,
 )
 from callapp.media.jitter import JitterBuffer, JitterStats
 from callapp.media.pcm import (
@@ -67,32 +72,19 @@ NOT_PLAYED = "the other person's audio is not played"
 Capture = Callable[[Pcm], None]
 #: ``(device, channels, callback, finished_callback) -> stream``; the callback
 #: has sounddevice's signature ``(outdata, frames, time, status)``.
-OutputStreamFactory = Callable[
-    [AudioDevice, int, Callable[[Any, int, Any, Any], None], Callable[[], None]], AudioStream
-]
+OutputStreamFactory = Callable[[AudioDevice, int, StreamCallback, Callable[[], None]], AudioStream]
 
 
 def open_portaudio_output(
     device: AudioDevice,
     channels: int,
-    callback: Callable[[Any, int, Any, Any], None],
+    callback: StreamCallback,
     finished: Callable[[], None],
 ) -> AudioStream:
     """A 48 kHz ``int16`` output stream on ``device`` with 10 ms blocks, lowest latency."""
-    sd = sounddevice_module()
-    if sd is None:
-        raise OSError("PortAudio is not available")
-    stream: AudioStream = sd.OutputStream(
-        device=device.index,
-        samplerate=SAMPLE_RATE,
-        channels=channels,
-        dtype="int16",
-        blocksize=BLOCK_SAMPLES,
-        latency="low",
-        callback=callback,
-        finished_callback=finished,
+    return open_portaudio_stream(
+        "output", device, channels, callback, finished, blocksize=BLOCK_SAMPLES
     )
-    return stream
 
 
 class AudioPlayback:
@@ -126,7 +118,7 @@ class AudioPlayback:
         self._jitter = jitter or JitterBuffer(2)
         self._volume = _clamp_volume(volume)
         self._applied_volume = self._volume
-        self._status = AudioStatus(AudioState.STARTING, _name(device), "Opening the speaker")
+        self._status = AudioStatus(AudioState.STARTING, device_label(device), "Opening the speaker")
         self._lock = threading.Lock()
         self._stream: AudioStream | None = None
         self._channels = 2
@@ -244,26 +236,12 @@ class AudioPlayback:
             self._start_clock()
             return
         try:
-            device = await asyncio.to_thread(find_device, self.device, "output")
+            device, stream = await open_device_stream(self.device, "output", self._open_stream)
         except AudioDeviceError as exc:
-            what = "No speaker found" if self.device in (None, "") else str(exc)
-            self._fall_back(f"{what}: {NOT_PLAYED}")
-            return
-        self._channels = min(2, device.max_output_channels)
-        try:
-            stream = await asyncio.to_thread(
-                self._stream_factory, device, self._channels, self._callback, self._finished
-            )
-            await asyncio.to_thread(stream.start)
-        except Exception as exc:
-            logger.warning("opening speaker %s failed: %s", device.name, exc)
-            self._fall_back(
-                f"The speaker {device.name!r} could not be opened ({exc}): {NOT_PLAYED}"
-            )
+            self._fall_back(f"{exc}: {NOT_PLAYED}")
             return
         if self._stopping:
-            with contextlib.suppress(Exception):
-                stream.close()
+            await asyncio.to_thread(close_stream, stream)
             return
         # A device that keeps time runs at most its own latency ahead; only one
         # without a clock (ALSA's null) gets this far and is held back.
@@ -272,6 +250,11 @@ class AudioPlayback:
         self._stream = stream
         self._status = AudioStatus(AudioState.LIVE, device.name, f"Playing on {device.name}")
         self._report()
+
+    def _open_stream(self, device: AudioDevice) -> AudioStream:
+        # Set before the stream exists: its callback reads it from the first block on.
+        self._channels = min(2, device.max_output_channels)
+        return self._stream_factory(device, self._channels, self._callback, self._finished)
 
     def _fall_back(self, message: str) -> None:
         self._set_status(AudioState.FALLBACK, message)
@@ -306,21 +289,14 @@ class AudioPlayback:
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(stream.stop)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(stream.close)
+            await asyncio.to_thread(close_stream, stream)
 
     def _set_status(self, state: AudioState, message: str) -> None:
         self._status = AudioStatus(state, self._status.device, message)
         self._report()
 
     def _report(self) -> None:
-        if self.on_status is not None:
-            try:
-                self.on_status(self._status)
-            except Exception:
-                logger.exception("speaker status callback failed")
+        report_status(self.on_status, self._status, "speaker")
 
     # -- either thread -----------------------------------------------------------
 
@@ -360,10 +336,8 @@ class AudioPlayback:
         self._guard.after(frames)
 
     def _finished(self) -> None:
-        loop = self._loop
-        if loop is not None and not self._stopping:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._device_lost)
+        if not self._stopping:
+            notify_loop(self._loop, self._device_lost)
 
 
 class PlaybackCapture:
@@ -457,7 +431,3 @@ def _clamp_volume(value: float) -> float:
     if not value == value:  # NaN
         raise ValueError("volume must be a number")
     return min(MAX_VOLUME, max(0.0, float(value)))
-
-
-def _name(device: int | str | None) -> str | None:
-    return None if device is None or device == "" else str(device)

@@ -12,12 +12,12 @@ anything else           a video file path, played in a loop (:class:`~callapp.me
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from aiortc import VideoStreamTrack
 
 from callapp.media.camera import CameraStatus, CameraTrack
+from callapp.media.decoding import source_file_path
 from callapp.media.file import FileTrack
 from callapp.media.frames import check_size
 from callapp.media.testpattern import TestPatternTrack
@@ -60,11 +60,4 @@ def open_video_source(
                 raise ValueError(f"bad camera index in {spec!r}; expected {SPEC_HELP}")
             device = int(index)
         return CameraTrack(device, width=width, height=height, fps=fps, on_status=on_camera_status)
-    path = os.path.expanduser(text)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"video source {spec!r} is not a file that exists; expected {SPEC_HELP}"
-        )
-    if os.path.isdir(path):
-        raise ValueError(f"video source {spec!r} is a folder, not a video file")
-    return FileTrack(path)
+    return FileTrack(source_file_path(spec, "video", SPEC_HELP))

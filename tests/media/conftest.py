@@ -1,14 +1,40 @@
-"""Helpers for media tests: plane access and fake sources."""
+"""Helpers for media tests: plane access, fake sources, sound devices and tone analysis."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from callapp.media.clock import Pacer
 from callapp.media.frames import VIDEO_TIME_BASE, black_frame, plane_views
+from callapp.media.pcm import SAMPLE_RATE
+from tests.media.audio_null import alsa_null_config, alsa_without_devices
+
+
+@pytest.fixture
+def null_audio(tmp_path: Path) -> Iterator[Path]:
+    """PortAudio sees ALSA's null device as ``NULL_DEVICE`` (and the default) for the test."""
+    with alsa_null_config(tmp_path) as path:
+        yield path
+
+
+@pytest.fixture
+def no_audio_devices() -> Iterator[None]:
+    """PortAudio sees no sound device at all for the test."""
+    with alsa_without_devices():
+        yield
+
+
+def dominant_hz(samples: np.ndarray) -> float:
+    """The strongest frequency in ``samples`` (48 kHz), to the resolution of their length."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
 
 
 def luma(frame: VideoFrame) -> np.ndarray:

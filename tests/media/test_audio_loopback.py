@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -23,16 +22,11 @@ from callapp.media.pcm import SAMPLE_RATE, Pcm, frame_to_pcm, level_dbfs
 from callapp.media.playback import AudioPlayback
 from callapp.media.recorder import Recorder
 from callapp.media.tone import ToneTrack
-from tests.media.audio_null import NULL_DEVICE, alsa_null_config
+from tests.media.audio_null import NULL_DEVICE
+from tests.media.conftest import dominant_hz
 
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 WINDOW = 960  # 20 ms
-
-
-@pytest.fixture
-def null_audio(tmp_path: Path) -> Iterator[Path]:
-    with alsa_null_config(tmp_path) as path:
-        yield path
 
 
 class Heard:
@@ -47,11 +41,6 @@ class Heard:
     def between(self, start: float, end: float) -> Pcm:
         picked = [pcm for at, pcm in self.blocks if start <= at < end]
         return np.concatenate(picked) if picked else np.zeros((0, 2), dtype=np.int16)
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
 
 
 def coverage(samples: Pcm, threshold_dbfs: float = -40.0) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +26,8 @@ from callapp.media.devices import (
 from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, pcm_to_frame
 from callapp.media.playback import AudioPlayback, PlaybackCapture, WavWriter
 from callapp.media.tone import ToneTrack
-from tests.media.audio_null import NULL_DEVICE, alsa_null_config, alsa_without_devices
-
-
-@pytest.fixture
-def null_audio(tmp_path: Path) -> Iterator[Path]:
-    with alsa_null_config(tmp_path) as path:
-        yield path
-
-
-@pytest.fixture
-def no_audio_devices() -> Iterator[None]:
-    with alsa_without_devices():
-        yield
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
+from tests.media.audio_null import NULL_DEVICE
+from tests.media.conftest import dominant_hz
 
 
 class Decoded(MediaStreamTrack):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,8 @@ from callapp.media.audio_sources import (
 from callapp.media.devices import AudioDevice, AudioState, AudioStatus
 from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, frame_to_pcm
 from callapp.media.tone import SilenceTrack, ToneTrack
-from tests.media.audio_null import NULL_DEVICE, alsa_null_config, alsa_without_devices
-
-
-@pytest.fixture
-def null_audio(tmp_path: Path) -> Iterator[Path]:
-    with alsa_null_config(tmp_path) as path:
-        yield path
-
-
-@pytest.fixture
-def no_audio_devices() -> Iterator[None]:
-    with alsa_without_devices():
-        yield
+from tests.media.audio_null import NULL_DEVICE
+from tests.media.conftest import dominant_hz
 
 
 def write_tone_wav(path: Path, hz: float, seconds: float, rate: int = 44_100) -> None:
@@ -45,11 +34,6 @@ def write_tone_wav(path: Path, hz: float, seconds: float, rate: int = 44_100) ->
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(samples.tobytes())
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
 
 
 # -- mute ---------------------------------------------------------------------------

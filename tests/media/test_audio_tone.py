@@ -21,12 +21,7 @@ from callapp.media.pcm import (
     to_channels,
 )
 from callapp.media.tone import SilenceTrack, ToneTrack
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    window = np.hanning(len(samples))
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * window))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
+from tests.media.conftest import dominant_hz
 
 
 async def collect(track: ToneTrack | SilenceTrack, frames: int) -> list[AudioFrame]:

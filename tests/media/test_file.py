@@ -42,7 +42,7 @@ async def test_stop_while_the_decoder_waits_for_room(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=30, width=32, height=32)
     track = FileTrack(clip, buffer_frames=2)
     await track.recv()  # the thread now fills the queue and waits
-    thread = track._thread
+    thread = track._decoder.thread
     track.stop()
     assert thread is not None
     assert not thread.is_alive()
