@@ -17,7 +17,7 @@ END = "<!-- bench:results:end -->"
 Row = tuple[str, str, str, str, str, str]
 
 #: Server CPU (% of a core) from which a closed-loop run counts as saturating it.
-SATURATED = 90.0
+SATURATED = 80.0
 
 
 def _num(value: Any, unit: str = "", digits: int = 0) -> str:
