@@ -4,7 +4,7 @@
 
 Runs the real :class:`~callapp.signaling.server.SignalingServer` in a child
 process, saturated by the same load generator as ``bench/signaling.py`` (50
-pairs, 8 pings of 1 KiB in flight per pair), in variants that each take one
+pairs, 32 pings of 1 KiB in flight per pair), in variants that each take one
 cost away by patching the server object from the outside:
 
 * ``as_is``: unchanged;
@@ -101,7 +101,7 @@ def _measure(variant: str, seconds: float) -> dict[str, float]:
             "url": match.group(1),
             "mode": "relay",
             "pairs": 50,
-            "window": 8,
+            "window": 32,
             "size": 1024,
             "warmup": 1,
             "seconds": seconds,
