@@ -122,7 +122,9 @@ class AudioPlayback:
         self._lock = threading.Lock()
         self._stream: AudioStream | None = None
         self._channels = 2
-        self._guard = PaceGuard(SAMPLE_RATE)
+        # Until the stream says its latency (see _open_output): a clockless device
+        # must not pull 100 ms at once while the first frames are on their way.
+        self._guard = PaceGuard(SAMPLE_RATE, slack=0.05)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._clock: asyncio.Task[None] | None = None

@@ -84,8 +84,10 @@ async def test_tones_both_ways_through_opus_with_mute_and_recording(
         await b.setLocalDescription(await b.createAnswer())
         await a.setRemoteDescription(b.localDescription)
 
+        # Measure from one second in: the first frames may wait on a loaded machine
+        # (both peers and the recorder share this loop); startup is the e2e test's.
         for _ in range(500):
-            if len(sinks) == 2 and all(s.frames_received > 10 for s in sinks):
+            if len(sinks) == 2 and all(s.frames_received > 50 for s in sinks):
                 break
             await asyncio.sleep(0.02)
         else:
