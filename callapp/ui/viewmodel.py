@@ -196,7 +196,8 @@ class CallViewModel(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(1000)
         self._timer.timeout.connect(self._tick)
-        self._timer.start()
+        # Ticks only while a call is on (see _on_snapshot): an idle window never wakes.
+        self._shut_down = False
 
     # -- what views read ---------------------------------------------------------
 
@@ -377,6 +378,7 @@ class CallViewModel(QObject):
     @async_slot()
     async def shutdown(self) -> None:
         """Hang up, close the session and stop the server (the window is closing)."""
+        self._shut_down = True
         self._timer.stop()
         try:
             await self._drop_session()
@@ -516,6 +518,11 @@ class CallViewModel(QObject):
                 self.statsChanged.emit("")
                 self.durationChanged.emit("")
         self._emit_controls()
+        ticking = snap.phase in IN_CALL or snap.phase is CallPhase.RECONNECTING
+        if ticking and not self._shut_down and not self._timer.isActive():
+            self._timer.start()
+        elif not ticking and self._timer.isActive():
+            self._timer.stop()
         if snap.phase is CallPhase.RINGING and snap.peer_id and self._prompt is None:
             self._prompt = asyncio.ensure_future(self._ask(snap.peer_id))
         elif (

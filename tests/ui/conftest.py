@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +40,8 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
         asyncio.set_event_loop(None)
+        # Collect the test's Qt objects here, on the GUI thread. Left to chance,
+        # the collector may run on a worker thread (asyncio.to_thread, a camera
+        # thread) and destroy a QObject there; Qt then keeps its timer and fires
+        # it into freed memory later (a segfault in QTimerInfoList::activateTimers).
+        gc.collect()

@@ -132,6 +132,7 @@ def test_refresh_lists_devices_off_the_gui_thread(qloop: asyncio.AbstractEventLo
     assert h.scanner.asked[-1] == (False, False)
     assert h.vm.devices is not None
     assert h.vm.devices.cameras == h.scanner.scan.cameras
+    run(qloop, h.vm.shutdown())  # no timer ticks into the next test's loop
 
 
 def test_a_failing_device_listing_leaves_the_pickers_alone(
@@ -293,6 +294,7 @@ def test_joined_notices_show_one_per_line(qtbot: QtBot, qloop: asyncio.AbstractE
     lines = window.notice_label.text().splitlines()
     assert lines[0].startswith("No microphone found")
     assert lines[1].startswith("No speaker found")
+    run(qloop, h.vm.shutdown())
 
 
 def test_real_pickers_list_the_alsa_null_device(
@@ -337,3 +339,4 @@ def test_stats_json_reports_audio_and_mute(
     assert report["audio_frames_received"] == 120
     assert report["audio_frames_sent"] == 125
     assert report["muted"] is muted
+    run(qloop, h.vm.shutdown())
