@@ -281,8 +281,9 @@ class Recorder:
             # FIFO sees a gapless stream; the first frame starts at its arrival.
             if t.offset is None:
                 t.offset = max(0, round(since_start * frame.sample_rate))
-            frame.pts = t.offset + t.samples
-            frame.time_base = Fraction(1, frame.sample_rate)
+            # Stamp a copy: the frame may be shared (a MediaRelay, the call's
+            # speaker), whose jitter buffer reads its pts while this thread runs.
+            frame = _restamped(frame, t.offset + t.samples)
             t.samples += frame.samples
         else:
             tick = VIDEO_STREAM_TIME_BASE
@@ -318,3 +319,14 @@ class Recorder:
             # Nothing was recorded: don't leave a file no player can open.
             with contextlib.suppress(OSError):
                 os.remove(self.path)
+
+
+def _restamped(frame: AudioFrame, pts: int) -> AudioFrame:
+    """A copy of ``frame`` (samples are cheap: 20 ms) with ``pts`` in 1/sample_rate."""
+    copy = AudioFrame.from_ndarray(
+        frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name
+    )
+    copy.sample_rate = frame.sample_rate
+    copy.pts = pts
+    copy.time_base = Fraction(1, frame.sample_rate)
+    return copy
