@@ -463,7 +463,7 @@ class CallSession:
             self._notices.pop(key, None)
         else:
             self._notices[key] = notice
-        self._update(notice=" ".join(self._notices.values()) or None)
+        self._update(notice="\n".join(self._notices.values()) or None)
 
     async def _start_as_caller(
         self, channel: SignalingChannel, peer_id: str, in_room: bool

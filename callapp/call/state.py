@@ -62,8 +62,8 @@ class CallSnapshot:
     role: Role | None = None
     #: Why the previous call ended; kept while WAITING so the UI can say it.
     end_reason: EndReason | None = None
-    #: A problem the user should know about that does not stop the call,
-    #: e.g. "No camera found: sending a test pattern instead."
+    #: Problems the user should know about that do not stop the call, one
+    #: per line, e.g. "No camera found: sending a test pattern instead."
     notice: str | None = None
     video_enabled: bool = True
     #: The microphone is muted: the peer hears digital silence.

@@ -7,7 +7,6 @@ engine's stats object), so the wording is unit-testable without a window.
 from __future__ import annotations
 
 import math
-import re
 
 from callapp.call.state import CallPhase, CallSnapshot
 from callapp.call.stats import CallStats
@@ -121,22 +120,9 @@ def mute_button_text(muted: bool) -> str:
     return "Unmute" if muted else "Mute"
 
 
-# Where one device's notice ends and the next begins in the engine's joined
-# notice ("No camera found: … No microphone found: …"): a space before a
-# notice's usual first words.
-_NOTICE_START = re.compile(r"\s+(?=(?:No|Camera|Microphone|Speaker|Nobody)\b)")
-
-
 def notice_text(notice: str | None) -> str:
-    """The engine's notice, one problem per line, each a sentence ending in a full stop."""
+    """The engine's notice (one problem per line), each line a sentence with a full stop."""
     if not notice:
         return ""
-    lines = [part.strip() for part in _NOTICE_START.split(notice.strip()) if part.strip()]
-    merged: list[str] = []
-    for line in lines:
-        # "No" etc. inside a sentence (after a comma or colon) is not a new notice.
-        if merged and merged[-1][-1] in ",:;(":
-            merged[-1] = f"{merged[-1]} {line}"
-        else:
-            merged.append(line)
-    return "\n".join(m if m[-1] in ".!?" else m + "." for m in merged)
+    lines = [line.strip() for line in notice.splitlines() if line.strip()]
+    return "\n".join(line if line[-1] in ".!?" else line + "." for line in lines)

@@ -446,3 +446,13 @@ async def test_sources_that_cannot_open_fall_back_and_both_say_why(
     assert "gone.wav" in notice
     assert "Sending silence instead." in notice
     assert session.snapshot.phase is CallPhase.WAITING
+
+
+async def test_each_device_notice_is_its_own_line(sessions: Sessions, tmp_path: Any) -> None:
+    session = await sessions(video=str(tmp_path / "a.mp4"), audio=str(tmp_path / "b.wav"))
+    notice = session.snapshot.notice
+    assert notice is not None
+    lines = notice.splitlines()
+    assert len(lines) == 2
+    assert "a.mp4" in lines[0]
+    assert "b.wav" in lines[1]

@@ -175,9 +175,9 @@ def test_mute_and_notice_wording() -> None:
     assert audio_state_text(False) == ""
     assert "muted" in audio_state_text(True).lower()
     joined = (
-        "No camera found: sending a test pattern instead"
-        " No microphone found: the other person will hear silence"
-        " No speaker found: the other person's audio is not played"
+        "No camera found: sending a test pattern instead\n"
+        "No microphone found: the other person will hear silence\n"
+        "No speaker found: the other person's audio is not played"
     )
     assert notice_text(joined).splitlines() == [
         "No camera found: sending a test pattern instead.",
@@ -287,8 +287,8 @@ def test_joined_notices_show_one_per_line(qtbot: QtBot, qloop: asyncio.AbstractE
     run(qloop, h.vm.join("ws://10.0.0.1:8765/ws", "one"))
     h.sessions[0].publish(
         phase=CallPhase.CONNECTED,
-        notice="No microphone found: the other person will hear silence"
-        " No speaker found: the other person's audio is not played",
+        notice="No microphone found: the other person will hear silence\n"
+        "No speaker found: the other person's audio is not played",
     )
     assert window.notice_label.isVisible()
     lines = window.notice_label.text().splitlines()
