@@ -26,6 +26,7 @@ import collections
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -98,6 +99,10 @@ class MicrophoneTrack(MediaStreamTrack):
     :class:`~callapp.media.devices.AudioStatus` with state ``FALLBACK``; if
     samples flow again it goes back to ``LIVE``. ``on_status`` runs on the
     event loop thread.
+
+    Nobody reading for ``idle_timeout`` seconds (between calls) closes the
+    device, so the microphone is not left recording; the next :meth:`recv`
+    opens it again.
     """
 
     kind = "audio"
@@ -110,6 +115,7 @@ class MicrophoneTrack(MediaStreamTrack):
         stream_factory: InputStreamFactory = open_portaudio_input,
         buffer_seconds: float = 0.2,
         stall_timeout: float = 1.0,
+        idle_timeout: float = 2.0,
     ) -> None:
         super().__init__()
         self.device = device
@@ -117,6 +123,10 @@ class MicrophoneTrack(MediaStreamTrack):
         self._stream_factory = stream_factory
         self._capacity = max(FRAME_SAMPLES, round(buffer_seconds * SAMPLE_RATE))
         self._stall_timeout = stall_timeout
+        self._idle_timeout = idle_timeout
+        self._last_read = time.monotonic()
+        self.idle_closes = 0
+        """How many times the device was closed because nobody read from it."""
         self._status = AudioStatus(
             AudioState.STARTING, device_label(device), "Opening the microphone"
         )
@@ -165,6 +175,7 @@ class MicrophoneTrack(MediaStreamTrack):
         """The next 20 ms of the microphone (or silence). MediaStreamError once stopped."""
         if self.readyState != "live":
             raise MediaStreamError
+        self._last_read = time.monotonic()
         self.start()
         assert self._opening is not None
         if not self._opening.done():
@@ -212,6 +223,30 @@ class MicrophoneTrack(MediaStreamTrack):
             return
         self._stream = stream
         self._status = AudioStatus(AudioState.STARTING, device.name, self._status.message)
+        self._watch_idle()
+
+    def _watch_idle(self) -> None:
+        loop = self._loop
+        if loop is not None and self._idle_timeout > 0:
+            loop.call_later(self._idle_timeout / 2, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        """Close the device when nobody has read for ``idle_timeout``; else look again later."""
+        stream = self._stream
+        if stream is None or self._stopping:
+            return
+        if time.monotonic() - self._last_read < self._idle_timeout:
+            self._watch_idle()
+            return
+        self._stream = None  # first: its finished callback is then no "device lost"
+        self._opening = None  # the next recv() opens the device again
+        self.idle_closes += 1
+        with self._lock:
+            self._chunks.clear()
+            self._buffered = 0
+        self._guard = PaceGuard(SAMPLE_RATE)
+        task = asyncio.ensure_future(asyncio.to_thread(close_stream, stream))
+        task.add_done_callback(lambda _: None)
 
     def _take(self) -> Pcm | None:
         with self._lock:
@@ -227,6 +262,8 @@ class MicrophoneTrack(MediaStreamTrack):
         return frame
 
     def _device_lost(self) -> None:
+        if self._stream is None:
+            return  # closed on purpose (idle), or never opened
         if not self._stopping and self._status.state is not AudioState.FALLBACK:
             self._set_status(
                 AudioState.FALLBACK, f"The {self._device_name} went away: {NO_MIC_HEARS}"

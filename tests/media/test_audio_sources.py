@@ -238,6 +238,43 @@ async def test_a_microphone_delivers_its_samples_in_20ms_frames(null_audio: Path
     assert streams[0].closed
 
 
+async def test_between_calls_the_microphone_is_closed_and_opens_again(null_audio: Path) -> None:
+    streams: list[FakeInput] = []
+
+    def fake(device: AudioDevice, callback: Any, finished: Any) -> FakeInput:
+        streams.append(FakeInput(callback, finished))
+        return streams[-1]
+
+    mic = MicrophoneTrack(NULL_DEVICE, stream_factory=fake, idle_timeout=0.2)
+    mic.start()
+    await started(streams)
+    streams[0].feed(np.ones(FRAME_SAMPLES, dtype=np.int16))
+    assert frame_to_pcm(await asyncio.wait_for(mic.recv(), 1.0)).all()
+    # A call ends: nobody reads. The device closes, and that is no "device lost".
+    for _ in range(100):
+        if streams[0].closed:
+            break
+        await asyncio.sleep(0.02)
+    assert streams[0].closed, "the microphone stayed open with nobody reading"
+    assert mic.idle_closes == 1
+    streams[0].finished()  # PortAudio reports the stream it was asked to close
+    await asyncio.sleep(0.05)
+    assert mic.status.state is not AudioState.FALLBACK
+    # The next call reads again: a fresh stream, and its samples (not stale ones).
+    reading = asyncio.ensure_future(mic.recv())
+    for _ in range(100):
+        if len(streams) == 2 and streams[1].started:
+            break
+        await asyncio.sleep(0.02)
+    assert len(streams) == 2, "the microphone did not open again"
+    streams[1].feed(np.full(FRAME_SAMPLES, 7, dtype=np.int16))
+    frame = await asyncio.wait_for(reading, 1.0)
+    assert (frame_to_pcm(frame) == 7).all()
+    assert mic.status.state is AudioState.LIVE
+    mic.stop()
+    assert streams[1].closed
+
+
 async def test_a_slow_reader_loses_old_samples_not_memory(null_audio: Path) -> None:
     streams: list[FakeInput] = []
 
