@@ -47,6 +47,7 @@ from callapp.call.session import CallSession
 from callapp.call.state import CallPhase, CallSnapshot
 from callapp.call.stats import CallStats
 from callapp.media.audio_sources import open_audio_source
+from callapp.media.devices import list_audio_devices, portaudio_problem
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--speaker",
         metavar="DEVICE",
         help="play the peer's audio here: an index or part of a name, or none (default: default)",
+    )
+    parser.add_argument(
+        "--list-audio-devices",
+        action="store_true",
+        help="print the microphones and speakers (index, name) for --audio/--speaker, and exit",
     )
     parser.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
     parser.add_argument("--fps", type=float, default=30.0)
@@ -416,8 +422,33 @@ async def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def audio_device_lines() -> list[str]:
+    """``--list-audio-devices``: one line per sound device, or why there is none."""
+    lines = []
+    for device in list_audio_devices():
+        ways = "/".join(w for w, ok in (("in", device.is_input), ("out", device.is_output)) if ok)
+        marks = [
+            mark
+            for mark, ok in (
+                ("default in", device.is_default_input),
+                ("default out", device.is_default_output),
+            )
+            if ok
+        ]
+        extra = f"  [{', '.join(marks)}]" if marks else ""
+        lines.append(f"{device.index:>3}  {ways:<6}  {device.name} ({device.host_api}){extra}")
+    if not lines:
+        problem = portaudio_problem()
+        lines.append("no sound devices" + (f" (PortAudio: {problem})" if problem else ""))
+    return lines
+
+
 def main(argv: list[str]) -> int:
     """Entry point of ``callapp call``; returns the exit code."""
+    if "--list-audio-devices" in argv:  # needs no server, unlike everything else
+        for line in audio_device_lines():
+            say(line)
+        return EXIT_OK
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.seconds is not None and args.seconds <= 0:

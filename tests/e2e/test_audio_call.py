@@ -25,7 +25,7 @@ from callapp.call.session import CallSession
 from callapp.call.state import CallPhase
 from callapp.media.pcm import SAMPLE_RATE, frame_to_pcm, level_dbfs
 from callapp.signaling.server import SignalingServer
-from tests.media.audio_null import alsa_null_config, require_alsa
+from tests.media.audio_null import NULL_DEVICE, alsa_null_config, require_alsa
 
 from .conftest import Procs
 
@@ -143,3 +143,15 @@ async def test_muting_silences_the_far_side_within_half_a_second(null_audio: Pat
         finally:
             await a.close()
             await b.close()
+
+
+def test_list_audio_devices_names_what_audio_and_speaker_accept(
+    null_audio: Path, procs: Procs
+) -> None:
+    listing = procs.call("list", "--list-audio-devices")  # no server needed
+    assert listing.wait_exit(30) == 0, listing.output
+    lines = listing.output.splitlines()
+    null = [line for line in lines if NULL_DEVICE in line]
+    assert null, listing.output
+    assert "in/out" in null[0]
+    assert any("[default in, default out]" in line for line in lines), listing.output
