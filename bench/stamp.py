@@ -18,13 +18,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from callapp.media.clock import Pacer
 from callapp.media.frames import VIDEO_TIME_BASE, plane_views
-from callapp.media.testpattern import PatternRenderer
+from callapp.media.testpattern import PatternRenderer, TestPatternTrack
 
 ROWS, COLS = 4, 16
 BITS = ROWS * COLS
@@ -99,29 +96,12 @@ def read(frame: VideoFrame) -> tuple[int, float] | None:
     return index, full / TICKS_PER_S
 
 
-class StampTrack(MediaStreamTrack):
-    """The test pattern at ``fps``, each frame stamped at the instant it is handed out."""
-
-    kind = "video"
-
-    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0) -> None:
-        super().__init__()
-        self.renderer = PatternRenderer(width, height)
-        self._pacer = Pacer(fps)
-        self._started: float | None = None
+class StampTrack(TestPatternTrack):
+    """The test pattern, each frame stamped at the instant it is handed out."""
 
     async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        due = await self._pacer.next()
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._started is None:
-            self._started = due
-        frame = self.renderer.render(self._pacer.index, due - self._started, time.time())
-        stamp(frame, self._pacer.index, time.monotonic())
-        frame.pts = self._pacer.pts()
-        frame.time_base = VIDEO_TIME_BASE
+        frame = await super().recv()
+        stamp(frame, self.frames_sent - 1, time.monotonic())
         return frame
 
 
