@@ -30,7 +30,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, Procs, log, silent_stun, start_signaling, summary
+from bench.common import (
+    BenchError,
+    Procs,
+    log,
+    silent_stun,
+    start_gui_probe,
+    start_signaling,
+    summary,
+)
 
 CASES = ("no_ice_servers", "silent_stun")
 
@@ -91,21 +99,12 @@ def _gui(procs: Procs, url: str, room: str, tmp: Path, *, preimport: bool) -> di
         name=f"gui-A-{room}",
     )
     a.wait_line(r"^joined room", within=60)
-    b = procs.python(
-        "-m",
-        "bench.gui_probe",
-        "--",
-        "--server",
+    b = start_gui_probe(
+        procs,
         url,
-        "--room",
         room,
-        "--video",
-        "test",
-        "--allow-loopback",
-        "--settings",
-        str(tmp / f"{room}.ini"),
-        "--quit-after",
-        "60",
+        tmp / f"{room}.ini",
+        quit_after=60,
         name=f"gui-B-{room}",
         env={"BENCH_GUI_PREIMPORT": "1"} if preimport else None,
     )

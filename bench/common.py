@@ -328,6 +328,38 @@ class Procs:
             proc.stop()
 
 
+def start_gui_probe(
+    procs: Procs,
+    url: str,
+    room: str,
+    settings: Path,
+    *extra: str,
+    quit_after: float,
+    name: str,
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """The real ``callapp`` window (offscreen) joining ``room``, under :mod:`bench.gui_probe`."""
+    return procs.python(
+        "-m",
+        "bench.gui_probe",
+        "--",
+        "--server",
+        url,
+        "--room",
+        room,
+        "--video",
+        "test",
+        "--allow-loopback",
+        "--settings",
+        str(settings),
+        "--quit-after",
+        str(quit_after),
+        *extra,
+        name=name,
+        env=env,
+    )
+
+
 def start_signaling(
     procs: Procs, *extra: str, name: str = "signaling", **kwargs: Any
 ) -> tuple[Proc, str]:

@@ -40,6 +40,7 @@ from bench.common import (
     log,
     percentile,
     pss_bytes,
+    start_gui_probe,
     start_signaling,
     summary,
 )
@@ -49,6 +50,23 @@ from bench.common import (
 class Window:
     start: float
     end: float
+
+
+def _measure(
+    pids: dict[str, int], start_at: float, seconds: float
+) -> tuple[dict[str, float], dict[str, dict[str, float | None]], Window]:
+    """CPU and RSS of ``pids`` over ``seconds`` from ``start_at`` (monotonic), and that window."""
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    meter = CpuMeter(pids)
+    sampler = RssSampler(pids)
+    meter.start()
+    sampler.start()
+    window = Window(time.monotonic(), 0.0)
+    time.sleep(seconds)
+    cpu = meter.stop()
+    rss = sampler.stop()
+    window.end = time.monotonic()
+    return cpu, rss, window
 
 
 def _rate_and_freeze(times: list[float], window: Window) -> tuple[float, float | None]:
@@ -135,16 +153,7 @@ def headless_call(
             a.wait_line(r"^phase: connected", within=60)[0],
             b.wait_line(r"^phase: connected", within=60)[0],
         )
-        time.sleep(max(0.0, connected + warm - time.monotonic()))
-        meter = CpuMeter({"A": a.pid, "B": b.pid})
-        sampler = RssSampler({"A": a.pid, "B": b.pid})
-        meter.start()
-        sampler.start()
-        window = Window(time.monotonic(), 0.0)
-        time.sleep(seconds)
-        cpu = meter.stop()
-        rss = sampler.stop()
-        window.end = time.monotonic()
+        cpu, rss, window = _measure({"A": a.pid, "B": b.pid}, connected + warm, seconds)
         pss = {"A": pss_bytes(a.pid), "B": pss_bytes(b.pid)}
         for proc in (a, b):
             if proc.wait(call_seconds + 30) != 0:
@@ -241,23 +250,14 @@ def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str,
         a.wait_line(r"^joined room", within=60)
         paints_json = tmp / "paints.json"
         stats_json = tmp / "gui-stats.json"
-        b = procs.python(
-            "-m",
-            "bench.gui_probe",
-            "--",
-            "--server",
+        b = start_gui_probe(
+            procs,
             url,
-            "--room",
             room,
-            "--video",
-            "test",
-            "--allow-loopback",
-            "--settings",
-            str(tmp / "gui.ini"),
-            "--quit-after",
-            "120",
+            tmp / "gui.ini",
             "--stats-json",
             str(stats_json),
+            quit_after=120,
             name="gui",
             env={"BENCH_GUI_PROBE_JSON": str(paints_json)},
         )
@@ -265,16 +265,7 @@ def gui_call(*, seconds: float, warm: float, size: str = "640x480") -> dict[str,
             a.wait_line(r"^phase: connected", within=60)[0],
             b.wait_line(r"^probe: remote_painted", within=60)[0],
         )
-        time.sleep(max(0.0, connected + warm - time.monotonic()))
-        meter = CpuMeter({"headless": a.pid, "gui": b.pid})
-        sampler = RssSampler({"headless": a.pid, "gui": b.pid})
-        meter.start()
-        sampler.start()
-        window = Window(time.monotonic(), 0.0)
-        time.sleep(seconds)
-        cpu = meter.stop()
-        rss = sampler.stop()
-        window.end = time.monotonic()
+        cpu, rss, window = _measure({"headless": a.pid, "gui": b.pid}, connected + warm, seconds)
         pss = pss_bytes(b.pid)
         b.signal(2)  # SIGINT: the window closes cleanly
         b.wait(30)
