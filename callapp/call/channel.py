@@ -2,7 +2,7 @@
 
 :class:`SignalingChannel` is the small interface :class:`CallSession` drives.
 :class:`callapp.signaling.client.SignalingClient` satisfies it as it is; the
-in-memory hub of :mod:`callapp.call.memory` satisfies it for tests without
+in-memory hub of ``tests/call/memory.py`` satisfies it for tests without
 sockets. ``events()`` yields :mod:`callapp.signaling.messages` values
 (``PeerJoined``, ``Ready``, ``PeerLeft``, ``Relayed``, ``Error``) and
 lifecycle events, which :func:`lifecycle` maps onto this module's
@@ -41,7 +41,7 @@ class SignalingChannel(Protocol):
         """Connect and wait for the welcome."""
         ...
 
-    async def join(self, room: str) -> Any:
+    async def join(self, room: str, capacity: int | None = None) -> Any:
         """Join ``room``; returns the ``created``/``joined`` message."""
         ...
 

@@ -23,7 +23,8 @@ import sys
 from typing import Any, NoReturn
 
 from callapp import eventloop
-from callapp.signaling.messages import MAX_MESSAGE_BYTES
+from callapp.signaling.messages import MAX_MESSAGE_BYTES, MAX_ROOM_CAPACITY, MIN_ROOM_CAPACITY
+from callapp.signaling.rooms import DEFAULT_MAX_ROOM_CAPACITY, DEFAULT_ROOM_CAPACITY
 from callapp.signaling.server import VERSION, SignalingServer
 from callapp.signaling.tls import TlsError, server_context
 
@@ -45,6 +46,18 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _room_capacity(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not MIN_ROOM_CAPACITY <= value <= MAX_ROOM_CAPACITY:
+        raise argparse.ArgumentTypeError(
+            f"rooms hold {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY} people, not {value}"
+        )
     return value
 
 
@@ -96,10 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--room-capacity",
-        type=_positive_int,
-        default=2,
+        type=_room_capacity,
+        default=DEFAULT_ROOM_CAPACITY,
         metavar="N",
-        help="members that make a room complete (default: %(default)s)",
+        help=(
+            "members that make a room complete, for rooms whose creator asks for no "
+            "capacity (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--max-room-capacity",
+        type=_room_capacity,
+        default=DEFAULT_MAX_ROOM_CAPACITY,
+        metavar="N",
+        help=(
+            f"largest capacity ({MIN_ROOM_CAPACITY}-{MAX_ROOM_CAPACITY}) a client creating "
+            "a room may ask for; at least --room-capacity (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--ice-server",
@@ -160,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.cert is None) != (args.key is None):
         parser.error("--cert and --key go together")
+    if args.room_capacity > args.max_room_capacity:
+        parser.error(
+            f"--room-capacity {args.room_capacity} is above --max-room-capacity "
+            f"{args.max_room_capacity}; raise --max-room-capacity too"
+        )
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -176,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
         room_capacity=args.room_capacity,
+        max_room_capacity=args.max_room_capacity,
         max_rooms=args.max_rooms,
         ice_servers=args.ice_server,
         max_message_bytes=args.max_message_bytes,

@@ -5,6 +5,7 @@
     client = SignalingClient("ws://127.0.0.1:8765")
     welcome = await client.connect()
     reply = await client.join("room-1")          # Created or Joined
+    reply = await client.join("group", capacity=4)   # a room for 4, if it creates it
     async for event in client.events():
         match event:
             case Ready(peers=peers): ...
@@ -18,10 +19,12 @@ everything else the server sends arrives through
 :meth:`~SignalingClient.events`, in the order the server sent it.
 
 When the link drops the client emits :class:`Disconnected`, reconnects with
-exponential backoff, rejoins the room it was in and emits
-:class:`Reconnected` with its new connection id (the server gives every
-connection a fresh one). It emits :class:`ClientClosed`, always the last
-event, when :meth:`~SignalingClient.close` is called or when it gives up.
+exponential backoff, rejoins the room it was in (asking for that room's
+capacity, so that a room a restarted server makes again has its old size)
+and emits :class:`Reconnected` with its new connection id (the server gives
+every connection a fresh one). It emits :class:`ClientClosed`, always the
+last event, when :meth:`~SignalingClient.close` is called or when it gives
+up.
 
 Every failure raises a subclass of :class:`SignalingError`, whose message is
 fit to show to a user.
@@ -53,6 +56,8 @@ from websockets.uri import parse_uri
 
 from callapp.signaling.messages import (
     MAX_MESSAGE_BYTES,
+    MAX_ROOM_CAPACITY,
+    MIN_ROOM_CAPACITY,
     Created,
     Error,
     ErrorCode,
@@ -70,12 +75,14 @@ from callapp.signaling.messages import (
     UnknownServerMessage,
     Welcome,
     encode_request,
+    is_valid_room_capacity,
     is_valid_room_name,
     parse_server_message,
 )
 
 # Server messages are re-exported, so that users need only this module.
 __all__ = [
+    "BadCapacity",
     "BadRoom",
     "BadServerUrl",
     "ClientClosed",
@@ -140,6 +147,20 @@ class BadRoom(SignalingError):
     def __init__(self, room: str) -> None:
         super().__init__(f"Bad room name {room!r}: use 1-64 letters, digits, '-', '_' or '.'")
         self.room = room
+
+
+class BadCapacity(SignalingError):
+    """The room capacity asked for is not allowed.
+
+    Either it is not an integer from 2 to 8 (checked before sending), or the
+    server allows less (its ``bad-message`` answer; ``reason`` is then the
+    server's own words, such as "this server allows rooms of 2 to 4 people").
+    """
+
+    def __init__(self, capacity: object, reason: str) -> None:
+        super().__init__(f"Room capacity {capacity!r} is not allowed: {reason}")
+        self.capacity = capacity
+        self.reason = reason
 
 
 class ServerError(SignalingError):
@@ -258,6 +279,7 @@ def _describe_close(exc: ConnectionClosed) -> str:
 class _PendingJoin:
     ref: str
     room: str
+    capacity: int | None
     future: asyncio.Future[Created | Joined]
 
 
@@ -297,6 +319,9 @@ class SignalingClient:
         ice_servers: ``RTCIceServer`` objects from the latest ``welcome``.
         room: The room joined, or :obj:`None`. Kept while reconnecting, so
             that it can be rejoined.
+        room_capacity: The capacity of :attr:`room` from the server's latest
+            ``created``/``joined``, or :obj:`None` when in no room. A rejoin
+            asks for it, whoever created the room.
         welcome: The latest ``welcome``, or :obj:`None`.
     """
 
@@ -330,6 +355,7 @@ class SignalingClient:
         self.connection_id: str | None = None
         self.ice_servers: tuple[dict[str, Any], ...] = ()
         self.room: str | None = None
+        self.room_capacity: int | None = None
         self.welcome: Welcome | None = None
 
         self._ws: ClientConnection | None = None
@@ -385,15 +411,21 @@ class SignalingClient:
         self._attach(ws, welcome)
         return welcome
 
-    async def join(self, room: str) -> Created | Joined:
+    async def join(self, room: str, capacity: int | None = None) -> Created | Joined:
         """Join ``room`` (leaving the current room if the join succeeds).
 
-        Returns ``Created`` when first in, else ``Joined`` with every member
-        in join order; joining the current room again returns ``Joined``.
+        ``capacity`` (2-8, callapp extension) is the room's size should this
+        join create it; an existing room keeps its own, and :obj:`None`
+        leaves it to the server's default. Returns ``Created`` when first
+        in, else ``Joined`` with every member in join order; joining the
+        current room again returns ``Joined``. Either carries the room's
+        ``capacity`` (2 from a server without the extension).
         ``PeerJoined``/``Ready`` that follow arrive through :meth:`events`.
 
         Raises:
             BadRoom: ``room`` is not a valid name (checked before sending).
+            BadCapacity: ``capacity`` is not an integer from 2 to 8 (checked
+                before sending), or is above what the server allows.
             RoomFull: The room is at capacity; the client stays where it was.
             SignalingTimeout: No answer within ``request_timeout``.
             ServerError: Any other ``error`` answer (``busy``, ...).
@@ -401,8 +433,12 @@ class SignalingClient:
         """
         if not is_valid_room_name(room):
             raise BadRoom(room)
+        if capacity is not None and not is_valid_room_capacity(capacity):
+            raise BadCapacity(
+                capacity, f"rooms hold {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY} people"
+            )
         async with self._lock:
-            return await self._join(room)
+            return await self._join(room, capacity)
 
     async def leave(self) -> None:
         """Leave the current room, if any. The server sends no answer.
@@ -412,6 +448,7 @@ class SignalingClient:
         """
         async with self._lock:
             self.room = None
+            self.room_capacity = None
             ws = self._ws
             if ws is not None:
                 with contextlib.suppress(ConnectionClosed):
@@ -609,6 +646,10 @@ class SignalingClient:
                     return
                 if message.code == ErrorCode.BAD_ROOM:
                     pending.future.set_exception(BadRoom(pending.room))
+                elif message.code == ErrorCode.BAD_MESSAGE and pending.capacity is not None:
+                    # The join is well formed but for its capacity: above
+                    # what this server allows.
+                    pending.future.set_exception(BadCapacity(pending.capacity, message.message))
                 else:
                     pending.future.set_exception(ServerError(message.code, message.message))
             case PeerJoined() | Ready() | PeerLeft() | Relayed() | Error():
@@ -682,22 +723,26 @@ class SignalingClient:
         if room is None:
             return None
         try:
-            return await self._join(room)
-        except (RoomFull, BadRoom, ServerError, SignalingTimeout) as exc:
+            # A capacity this client could not ask for (a newer server's
+            # larger room) is left to the server's default.
+            capacity = self.room_capacity if is_valid_room_capacity(self.room_capacity) else None
+            return await self._join(room, capacity)
+        except (RoomFull, BadRoom, BadCapacity, ServerError, SignalingTimeout) as exc:
             logger.warning("could not rejoin room %r: %s", room, exc)
             self.room = None
+            self.room_capacity = None
             return None
 
-    async def _join(self, room: str) -> Created | Joined:
+    async def _join(self, room: str, capacity: int | None = None) -> Created | Joined:
         ws = self._ws
         if ws is None:
             raise ConnectionLost(self._not_connected())
         self._next_ref += 1
         ref = f"join-{self._next_ref}"
         future: asyncio.Future[Created | Joined] = asyncio.get_running_loop().create_future()
-        self._pending = _PendingJoin(ref, room, future)
+        self._pending = _PendingJoin(ref, room, capacity, future)
         try:
-            await ws.send(encode_request(Join(room=room, id=ref)))
+            await ws.send(encode_request(Join(room=room, capacity=capacity, id=ref)))
             async with asyncio.timeout(self.request_timeout):
                 reply = await future
         except TimeoutError:
@@ -712,6 +757,7 @@ class SignalingClient:
         finally:
             self._pending = None
         self.room = room
+        self.room_capacity = reply.capacity
         return reply
 
     def _fail_pending(self, exc: SignalingError) -> None:

@@ -39,6 +39,14 @@ MAX_MESSAGE_BYTES: Final = 65_536
 #: Far below Python's recursion limit, so whatever parses also encodes again.
 MAX_JSON_DEPTH: Final = 128
 
+#: Members that complete a room whose creator chose no capacity (protocol v1's rooms).
+DEFAULT_ROOM_CAPACITY: Final = 2
+
+#: Smallest and largest ``capacity`` a ``join`` may carry (callapp extension).
+#: A server may allow less than :data:`MAX_ROOM_CAPACITY`; never more.
+MIN_ROOM_CAPACITY: Final = 2
+MAX_ROOM_CAPACITY: Final = 8
+
 _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -108,15 +116,31 @@ def is_valid_room_name(name: object) -> bool:
     return isinstance(name, str) and _ROOM_NAME.fullmatch(name) is not None
 
 
+def is_valid_room_capacity(capacity: object) -> bool:
+    """True for an :class:`int` (not a :class:`bool`) from 2 to 8, what a ``join`` may ask."""
+    return (
+        isinstance(capacity, int)
+        and not isinstance(capacity, bool)
+        and MIN_ROOM_CAPACITY <= capacity <= MAX_ROOM_CAPACITY
+    )
+
+
 # --------------------------------------------------------------------------
 # Requests: client -> server on the native endpoint (/ws)
 
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """``{"type": "join", "room": NAME}``."""
+    """``{"type": "join", "room": NAME, "capacity"?: N}``.
+
+    ``capacity`` (callapp extension, 2-8) is the size the joiner asks for
+    should this join create the room; :obj:`None` (the field absent or
+    ``null``) leaves it to the server's default. It never changes an existing
+    room.
+    """
 
     room: str
+    capacity: int | None = None
     id: JsonValue = ABSENT
 
 
@@ -153,15 +177,26 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Created:
+    """``{"type": "created", "room", "connectionId", "capacity"}``.
+
+    ``capacity`` (callapp extension) is the room's: the members that make it
+    complete and full. A server that does not send it is taken to have
+    protocol v1's default, :data:`DEFAULT_ROOM_CAPACITY`.
+    """
+
     room: str
     connection_id: str
+    capacity: int = DEFAULT_ROOM_CAPACITY
 
 
 @dataclass(frozen=True, slots=True)
 class Joined:
+    """``{"type": "joined", "room", "connectionId", "peers", "capacity"}``; see :class:`Created`."""
+
     room: str
     connection_id: str
     peers: tuple[str, ...]
+    capacity: int = DEFAULT_ROOM_CAPACITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +343,9 @@ def parse_request(frame: str | bytes) -> Request:
 
     Size and rate are the caller's to check first (see PROTOCOL.md's order).
     Raises :class:`ProtocolError` with ``bad-message`` for binary frames,
-    ``bad-json``, ``bad-message`` (schema, unknown type) or ``bad-room``.
+    ``bad-json``, ``bad-message`` (schema, unknown type, a ``capacity`` that
+    is not an integer from 2 to 8) or ``bad-room``. Whether this server
+    allows the capacity asked for is the router's to say.
     """
     obj = _load_object(frame)
     ref = obj.get("id", ABSENT)
@@ -323,7 +360,14 @@ def parse_request(frame: str | bytes) -> Request:
                 "room names are 1-64 ASCII letters, digits, '-', '_' or '.'",
                 ref,
             )
-        return Join(room=room, id=ref)
+        capacity = obj.get("capacity")
+        if capacity is not None and not is_valid_room_capacity(capacity):
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"'capacity' must be an integer from {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY}",
+                ref,
+            )
+        return Join(room=room, capacity=capacity, id=ref)
     if kind == "leave":
         return Leave(id=ref)
     if kind == "message":
@@ -394,13 +438,19 @@ def to_json_object(message: ServerMessage) -> dict[str, Any]:
                 "iceServers": list(message.ice_servers),
             }
         case Created():
-            return {"type": "created", "room": message.room, "connectionId": message.connection_id}
+            return {
+                "type": "created",
+                "room": message.room,
+                "connectionId": message.connection_id,
+                "capacity": message.capacity,
+            }
         case Joined():
             return {
                 "type": "joined",
                 "room": message.room,
                 "connectionId": message.connection_id,
                 "peers": list(message.peers),
+                "capacity": message.capacity,
             }
         case PeerJoined():
             return {
@@ -492,6 +542,8 @@ def encode_request(request: Request) -> str:
     match request:
         case Join():
             obj = {"type": "join", "room": request.room}
+            if request.capacity is not None:
+                obj["capacity"] = request.capacity
         case Leave():
             obj = {"type": "leave"}
         case Send():
@@ -521,6 +573,23 @@ def _peers(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(peers)
 
 
+def _capacity(obj: dict[str, Any]) -> int:
+    """The ``capacity`` of ``created``/``joined``: the v1 default when absent or ``null``.
+
+    Any integer of at least 2 is accepted, so that a newer server may allow
+    larger rooms than this client would ask for.
+    """
+    capacity = obj.get("capacity")
+    if capacity is None:
+        return DEFAULT_ROOM_CAPACITY
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < MIN_ROOM_CAPACITY:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f"'capacity' must be an integer of at least {MIN_ROOM_CAPACITY}",
+        )
+    return capacity
+
+
 def parse_server_message(frame: str | bytes) -> ServerMessage | UnknownServerMessage:
     """Parse a frame from the server (client side).
 
@@ -546,13 +615,16 @@ def parse_server_message(frame: str | bytes) -> ServerMessage | UnknownServerMes
         )
     if kind == "created":
         return Created(
-            room=_field(obj, "room", str), connection_id=_field(obj, "connectionId", str)
+            room=_field(obj, "room", str),
+            connection_id=_field(obj, "connectionId", str),
+            capacity=_capacity(obj),
         )
     if kind == "joined":
         return Joined(
             room=_field(obj, "room", str),
             connection_id=_field(obj, "connectionId", str),
             peers=_peers(obj),
+            capacity=_capacity(obj),
         )
     if kind == "peer-joined":
         return PeerJoined(

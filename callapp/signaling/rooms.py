@@ -1,17 +1,28 @@
 """Rooms and relaying, sans-I/O: (connection, request) in, deliveries out.
 
-:class:`RoomRouter` is the whole of protocol v1's room and relay semantics.
-It keeps which connections are live and which room each is in, and answers
-every event with a list of :class:`Deliver` values, in the order they must be
-sent. It never performs I/O, never reads a clock and never raises because of
-what a peer sent: peer mistakes become ``error`` deliveries. Calling it
-wrongly (an event for a connection it does not know) raises ``ValueError``.
+:class:`RoomRouter` is the whole of protocol v1's room and relay semantics,
+with callapp's room capacity extension. It keeps which connections are live,
+which room each is in and each room's capacity, and answers every event with
+a list of :class:`Deliver` values, in the order they must be sent. It never
+performs I/O, never reads a clock and never raises because of what a peer
+sent: peer mistakes become ``error`` deliveries. Calling it wrongly (an
+event for a connection it does not know) raises ``ValueError``.
 
-Transitions of one connection::
+A room's capacity is fixed when it is created: the join's ``capacity`` if
+it has one, else the router's default. The room is complete (``ready`` to
+every member) when it reaches that capacity, and ``full`` from then on.
+
+Transitions of one connection (``cap(R)`` is room R's capacity)::
 
     event                 not in a room                 in room R
-    join R2 (room free)   -> in R2: created/joined      -> leaves R (peer-left), in R2
-    join R2 (full)        full, stays                   full, stays in R
+    join R2 asking more   bad-message, stays            bad-message, stays in R
+      than max_room_capacity
+    join R2 (new room)    -> in R2, created; cap(R2)    -> leaves R (peer-left), in
+                          = capacity asked or default   R2, created; cap(R2) likewise
+    join R2 (n < cap(R2)  -> in R2: joined (capacity    -> leaves R (peer-left), in
+      members)            asked is ignored)             R2: joined
+    join R2 (full: n =    full, stays                   full, stays in R
+      cap(R2))
     join R2 (new, at      busy, stays                   busy, stays in R (unless
       max_rooms)                                        alone in R: R is freed)
     join R (same room)    -                             joined with current peers
@@ -19,6 +30,9 @@ Transitions of one connection::
     message to ID         relayed (or unknown-peer)     relayed (or unknown-peer)
     message to room       not-in-room                   relayed to R's other members
     disconnect            forgotten                     peer-left to R; forgotten
+
+A join that brings room R to ``cap(R)`` members also sends ``ready`` to
+every member of R.
 """
 
 from __future__ import annotations
@@ -26,6 +40,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from callapp.signaling.messages import (
+    DEFAULT_ROOM_CAPACITY,
+    MAX_ROOM_CAPACITY,
+    MIN_ROOM_CAPACITY,
     Created,
     Error,
     ErrorCode,
@@ -42,7 +59,17 @@ from callapp.signaling.messages import (
     ServerMessage,
 )
 
-DEFAULT_ROOM_CAPACITY = 2
+__all__ = [
+    "DEFAULT_MAX_ROOM_CAPACITY",
+    "DEFAULT_ROOM_CAPACITY",
+    "MAX_ROOM_CAPACITY",
+    "MIN_ROOM_CAPACITY",
+    "Deliver",
+    "RoomRouter",
+]
+
+#: The largest capacity a join may ask for, unless the router is told otherwise.
+DEFAULT_MAX_ROOM_CAPACITY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +83,46 @@ class Deliver:
 class RoomRouter:
     """Room membership and message routing for one signaling server.
 
-    ``capacity`` is the number of members that makes a room complete (and
-    full); ``max_rooms`` caps how many rooms may exist at once (``busy``).
+    Args:
+        capacity: The capacity of a room whose creator asked for none: the
+            members that make it complete (and full).
+        max_rooms: How many rooms may exist at once; a join that would
+            create one more is answered ``busy``. :obj:`None`: no limit.
+        max_room_capacity: The largest ``capacity`` a join may ask for
+            (2-8); a join asking for more is answered ``bad-message``, with
+            a message saying what this server allows.
+
+    Raises:
+        ValueError: If ``capacity`` is below 2, ``max_room_capacity`` is
+            outside 2-8, or ``capacity`` is above ``max_room_capacity``.
     """
 
-    def __init__(self, capacity: int = DEFAULT_ROOM_CAPACITY, max_rooms: int | None = None) -> None:
-        if capacity < 2:
-            raise ValueError("a room needs a capacity of at least 2")
+    def __init__(
+        self,
+        capacity: int = DEFAULT_ROOM_CAPACITY,
+        max_rooms: int | None = None,
+        max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
+    ) -> None:
+        if capacity < MIN_ROOM_CAPACITY:
+            raise ValueError(f"a room needs a capacity of at least {MIN_ROOM_CAPACITY}")
+        if not MIN_ROOM_CAPACITY <= max_room_capacity <= MAX_ROOM_CAPACITY:
+            raise ValueError(
+                f"max_room_capacity must be {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY}, "
+                f"not {max_room_capacity}"
+            )
+        if capacity > max_room_capacity:
+            raise ValueError(
+                f"the default room capacity ({capacity}) is above "
+                f"max_room_capacity ({max_room_capacity})"
+            )
         self.capacity = capacity
         self.max_rooms = max_rooms
+        self.max_room_capacity = max_room_capacity
         self._room_of: dict[str, str | None] = {}
         # Members in join order: the first is the caller.
         self._rooms: dict[str, list[str]] = {}
+        # Fixed by the join that created the room; forgotten with it.
+        self._capacity: dict[str, int] = {}
 
     # -- queries -----------------------------------------------------------
 
@@ -80,6 +135,14 @@ class RoomRouter:
     def members(self, room: str) -> tuple[str, ...]:
         """Members of ``room`` in join order (empty for a room that does not exist)."""
         return tuple(self._rooms.get(room, ()))
+
+    def capacity_of(self, room: str) -> int | None:
+        """The capacity ``room`` was created with (:obj:`None` if it does not exist)."""
+        return self._capacity.get(room)
+
+    def room_names(self) -> tuple[str, ...]:
+        """The rooms that exist (each has at least one member), oldest first."""
+        return tuple(self._rooms)
 
     @property
     def connection_count(self) -> int:
@@ -124,11 +187,22 @@ class RoomRouter:
 
     def _join(self, joiner: str, request: Join) -> list[Deliver]:
         room = request.room
+        asked = request.capacity
+        # Checked before any room rule, so that the answer does not depend on
+        # whether the room exists (where the capacity would be ignored).
+        if asked is not None and not MIN_ROOM_CAPACITY <= asked <= self.max_room_capacity:
+            error = Error(
+                ErrorCode.BAD_MESSAGE,
+                f"this server allows rooms of {MIN_ROOM_CAPACITY} to "
+                f"{self.max_room_capacity} people",
+                request.id,
+            )
+            return [Deliver(joiner, error)]
         current = self._room_of[joiner]
         members = self._rooms.get(room)
         if current == room and members is not None:
-            return [Deliver(joiner, Joined(room, joiner, tuple(members)))]
-        if members is not None and len(members) >= self.capacity:
+            return [Deliver(joiner, Joined(room, joiner, tuple(members), self._capacity[room]))]
+        if members is not None and len(members) >= self._capacity[room]:
             return [Deliver(joiner, Full(room))]
         if members is None and self.max_rooms is not None:
             # A joiner alone in its current room frees that room as it moves,
@@ -143,15 +217,17 @@ class RoomRouter:
         deliveries = self._leave_room(joiner)
         if members is None:
             members = self._rooms[room] = []
+            self._capacity[room] = self.capacity if asked is None else asked
+        capacity = self._capacity[room]
         members.append(joiner)
         self._room_of[joiner] = room
         peers = tuple(members)
         if len(members) == 1:
-            deliveries.append(Deliver(joiner, Created(room, joiner)))
+            deliveries.append(Deliver(joiner, Created(room, joiner, capacity)))
         else:
-            deliveries.append(Deliver(joiner, Joined(room, joiner, peers)))
+            deliveries.append(Deliver(joiner, Joined(room, joiner, peers, capacity)))
             deliveries.extend(Deliver(m, PeerJoined(room, joiner)) for m in peers if m != joiner)
-        if len(members) == self.capacity:
+        if len(members) == capacity:
             deliveries.extend(Deliver(m, Ready(room, peers)) for m in peers)
         return deliveries
 
@@ -164,6 +240,7 @@ class RoomRouter:
         self._room_of[leaver] = None
         if not members:
             del self._rooms[room]
+            del self._capacity[room]
         return [Deliver(m, PeerLeft(room, leaver)) for m in members]
 
     def _send(self, sender: str, request: Send) -> list[Deliver]:

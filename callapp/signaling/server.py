@@ -74,7 +74,12 @@ from callapp.signaling.messages import (
 )
 from callapp.signaling.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callapp.signaling.metrics import SignalingMetrics
-from callapp.signaling.rooms import DEFAULT_ROOM_CAPACITY, Deliver, RoomRouter
+from callapp.signaling.rooms import (
+    DEFAULT_MAX_ROOM_CAPACITY,
+    DEFAULT_ROOM_CAPACITY,
+    Deliver,
+    RoomRouter,
+)
 
 __all__ = ["SERVER_NAME", "VERSION", "WEB_ROOT", "SignalingServer"]
 
@@ -195,7 +200,13 @@ class SignalingServer:
         host: Interface to bind; ``127.0.0.1`` keeps the server local.
         port: TCP port; ``0`` picks a free one (read it back from
             :attr:`port` after :meth:`start`).
-        room_capacity: Members that make a room complete (and full).
+        room_capacity: Members that make a room complete (and full) when
+            its creator's ``join`` asks for no ``capacity``; at most
+            ``max_room_capacity``.
+        max_room_capacity: The largest ``capacity`` (2-8) a ``join`` may
+            ask for (it sizes the room only if the join creates it); more is
+            answered ``bad-message`` ("this server allows rooms of 2 to N
+            people") and joins nothing.
         max_rooms: Rooms that may exist at once; a join that would create one
             more is answered ``busy``. :obj:`None` means no limit.
         ice_servers: ``RTCIceServer`` objects sent in every ``welcome``.
@@ -228,7 +239,8 @@ class SignalingServer:
         clock: Time source of the rate and abuse limits (tests fake it).
 
     Raises:
-        ValueError: If a limit is out of range.
+        ValueError: If a limit is out of range (``room_capacity`` above
+            ``max_room_capacity`` included).
     """
 
     def __init__(
@@ -237,6 +249,7 @@ class SignalingServer:
         port: int = 0,
         *,
         room_capacity: int = DEFAULT_ROOM_CAPACITY,
+        max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
         max_rooms: int | None = None,
         ice_servers: Iterable[Mapping[str, Any]] = (),
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -293,7 +306,9 @@ class SignalingServer:
         self.web_root = (web_root or WEB_ROOT).resolve()
         self._clock = clock
 
-        self.router = RoomRouter(capacity=room_capacity, max_rooms=max_rooms)
+        self.router = RoomRouter(
+            capacity=room_capacity, max_rooms=max_rooms, max_room_capacity=max_room_capacity
+        )
         self.metrics = SignalingMetrics(
             connections=lambda: self.router.connection_count,
             rooms=lambda: self.router.room_count,

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from callapp.signaling.cli import main
 from callapp.signaling.client import ServerUnreachable, SignalingClient
-from tests.signaling.conftest import TIMEOUT, http_get, open_ws, recv_json
+from tests.signaling.conftest import TIMEOUT, http_get, open_ws, recv_json, send_json
 
 SCRIPT = Path(sys.executable).parent / "callapp-signaling"
 URL_LINE = re.compile(r"(wss?)://127\.0\.0\.1:(\d+)/ws")
@@ -99,7 +99,15 @@ async def test_sigint_exits_0(running: list[Running]) -> None:
     [
         (["--port", "abc"], "not a port number"),
         (["--port", "70000"], "ports are 0-65535"),
-        (["--room-capacity", "0"], "must be at least 1"),
+        (["--room-capacity", "0"], "rooms hold 2 to 8 people, not 0"),
+        (["--room-capacity", "1"], "rooms hold 2 to 8 people, not 1"),
+        (["--max-room-capacity", "9"], "rooms hold 2 to 8 people, not 9"),
+        (["--max-room-capacity", "four"], "not an integer: 'four'"),
+        (["--room-capacity", "5"], "--room-capacity 5 is above --max-room-capacity 4"),
+        (
+            ["--room-capacity", "6", "--max-room-capacity", "5"],
+            "--room-capacity 6 is above --max-room-capacity 5",
+        ),
         (["--ice-server", "http://x"], "not a stun:/turn: URL"),
         (["--log-level", "loud"], "invalid choice"),
         (["--cert", "c.pem"], "--cert and --key go together"),
@@ -116,6 +124,39 @@ def test_bad_arguments_exit_2_with_one_line(
     assert err.count("\n") == 1, err
     assert err.startswith("callapp-signaling: error: ")
     assert fragment in err
+
+
+def test_help_describes_the_capacity_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-room-capacity N largest capacity (2-8) a client creating a room" in text
+    assert "(default: 4)" in text
+    assert "--room-capacity N members that make a room complete" in text
+
+
+async def test_max_room_capacity_bounds_what_creators_ask_for(running: list[Running]) -> None:
+    run = await start_cli("--room-capacity", "3", "--max-room-capacity", "6")
+    running.append(run)
+    ws = await open_ws(run.url)
+    me = (await recv_json(ws))["connectionId"]
+    await send_json(ws, {"type": "join", "room": "default"})
+    assert await recv_json(ws) == {
+        "type": "created",
+        "room": "default",
+        "connectionId": me,
+        "capacity": 3,
+    }
+    await send_json(ws, {"type": "join", "room": "six", "capacity": 6})
+    assert (await recv_json(ws))["capacity"] == 6
+    await send_json(ws, {"type": "join", "room": "seven", "capacity": 7, "id": 1})
+    assert await recv_json(ws) == {
+        "type": "error",
+        "code": "bad-message",
+        "message": "this server allows rooms of 2 to 6 people",
+        "ref": 1,
+    }
 
 
 async def test_bad_arguments_in_a_subprocess() -> None:

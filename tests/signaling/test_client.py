@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from callapp.signaling.client import (
+    BadCapacity,
     BadRoom,
     BadServerUrl,
     ClientClosed,
@@ -193,6 +194,101 @@ async def test_full_bad_room_and_busy(make_server: ServerFactory, clients: list[
     assert isinstance(await a_events.next(), PeerJoined)
     assert isinstance(await a_events.next(), Ready)
     assert await a_events.next() == Relayed(ident(c), "hi")
+
+
+async def test_join_with_a_capacity(server: SignalingServer, clients: list[Any]) -> None:
+    a = await connected(server, clients)
+    b = await connected(server, clients)
+    c = await connected(server, clients)
+    a_events, b_events, c_events = Events(a), Events(b), Events(c)
+    assert await a.join("trio", capacity=3) == Created("trio", ident(a), 3)
+    assert (a.room, a.room_capacity) == ("trio", 3)
+    # A later joiner's capacity is ignored; the reply says the room's.
+    assert await b.join("trio", capacity=2) == Joined("trio", ident(b), (ident(a), ident(b)), 3)
+    assert b.room_capacity == 3
+    assert await a_events.next() == PeerJoined("trio", ident(b))
+    peers = (ident(a), ident(b), ident(c))
+    assert await c.join("trio") == Joined("trio", ident(c), peers, 3)
+    # No ready at two members: the first after b's peer-joined is c's.
+    assert await a_events.next() == PeerJoined("trio", ident(c))
+    assert await a_events.next() == Ready("trio", peers)
+    assert await b_events.next() == PeerJoined("trio", ident(c))
+    assert await b_events.next() == Ready("trio", peers)
+    assert await c_events.next() == Ready("trio", peers)
+    await c.leave()
+    assert (c.room, c.room_capacity) == (None, None)
+
+
+@pytest.mark.parametrize("capacity", [1, 9, 0, True, 3.0, "3"], ids=repr)
+async def test_a_capacity_outside_2_to_8_is_refused_before_sending(capacity: Any) -> None:
+    # Never connected: a request that were sent would fail with ConnectionLost.
+    client = SignalingClient("ws://127.0.0.1:9")
+    with pytest.raises(BadCapacity, match="rooms hold 2 to 8 people") as refused:
+        await client.join("g", capacity=capacity)
+    assert refused.value.capacity == capacity
+    assert isinstance(refused.value, SignalingError)
+    await client.close()
+
+
+async def test_a_capacity_above_the_servers_maximum(
+    server: SignalingServer, clients: list[Any]
+) -> None:
+    client = await connected(server, clients)
+    events = Events(client)
+    await client.join("small")
+    with pytest.raises(BadCapacity) as refused:
+        await client.join("big", capacity=5)
+    assert refused.value.reason == "this server allows rooms of 2 to 4 people"
+    assert refused.value.capacity == 5
+    assert str(refused.value) == (
+        "Room capacity 5 is not allowed: this server allows rooms of 2 to 4 people"
+    )
+    assert (client.room, client.room_capacity) == ("small", 2)
+    assert server.router.room_of(ident(client)) == "small"
+    # The answer was matched to the join, not left as an event.
+    await client.send("still here", to=ident(client))
+    assert await events.next() == Relayed(ident(client), "still here")
+
+
+async def test_a_rejoin_asks_for_the_rooms_capacity(
+    make_server: ServerFactory, clients: list[Any]
+) -> None:
+    first = await make_server()
+    port = first.port
+    creator = await connected(first, clients)
+    member = await connected(first, clients)
+    events = Events(member)
+    await creator.join("trio", capacity=3)
+    # The member asked for nothing, yet knows the room's capacity...
+    await member.join("trio")
+    assert member.room_capacity == 3
+    await creator.close()
+    assert await events.next() == PeerLeft("trio", ident(creator))
+    await first.stop()
+    assert isinstance(await events.next(), Disconnected)
+    # ...and asks for it when it makes the room again on a new server.
+    await make_server(port=port)
+    reconnected = await events.next()
+    assert isinstance(reconnected, Reconnected)
+    assert reconnected.rejoined == Created("trio", ident(member), 3)
+    assert (member.room, member.room_capacity) == ("trio", 3)
+
+
+async def test_a_rejoin_the_new_server_cannot_hold_leaves_the_room(
+    make_server: ServerFactory, clients: list[Any]
+) -> None:
+    first = await make_server(max_room_capacity=6)
+    port = first.port
+    client = await connected(first, clients)
+    events = Events(client)
+    assert await client.join("six", capacity=6) == Created("six", ident(client), 6)
+    await first.stop()
+    assert isinstance(await events.next(), Disconnected)
+    await make_server(port=port)  # allows rooms of 2 to 4 people
+    reconnected = await events.next()
+    assert isinstance(reconnected, Reconnected)
+    assert reconnected.rejoined is None
+    assert (client.room, client.room_capacity) == (None, None)
 
 
 async def test_client_talks_to_an_apigw_client(server: SignalingServer, clients: list[Any]) -> None:

@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 
 from callapp.signaling.messages import (
     ABSENT,
+    DEFAULT_ROOM_CAPACITY,
     MAX_JSON_DEPTH,
+    MAX_ROOM_CAPACITY,
+    MIN_ROOM_CAPACITY,
     PROTOCOL_VERSION,
     ApigwPing,
     ApigwSend,
@@ -43,6 +46,7 @@ from callapp.signaling.messages import (
     encode_apigw,
     encode_apigw_answer,
     encode_request,
+    is_valid_room_capacity,
     is_valid_room_name,
     new_connection_id,
     parse_apigw_request,
@@ -339,6 +343,55 @@ def test_invalid_room_names_are_bad_room(room: Any) -> None:
     assert not is_valid_room_name(room)
 
 
+# --------------------------------------------------------------------------
+# join's capacity (callapp extension)
+
+
+def test_join_without_capacity_asks_for_none() -> None:
+    request = parse_request(frame({"type": "join", "room": "r"}))
+    assert isinstance(request, Join)
+    assert request.capacity is None
+    assert request == Join(room="r")
+
+
+def test_a_null_capacity_is_no_capacity() -> None:
+    request = parse_request(frame({"type": "join", "room": "r", "capacity": None, "id": 1}))
+    assert request == Join(room="r", capacity=None, id=1)
+
+
+@pytest.mark.parametrize("capacity", range(MIN_ROOM_CAPACITY, MAX_ROOM_CAPACITY + 1))
+def test_join_capacities_2_to_8_parse(capacity: int) -> None:
+    request = parse_request(frame({"type": "join", "room": "g", "capacity": capacity, "id": 9}))
+    assert request == Join(room="g", capacity=capacity, id=9)
+    assert isinstance(request, Join)
+    assert type(request.capacity) is int
+    assert is_valid_room_capacity(capacity)
+
+
+@pytest.mark.parametrize(
+    "capacity",
+    [1, 0, -2, 9, 100, 2**70, True, False, 3.0, 2.5, "4", "", [4], {"n": 4}],
+    ids=repr,
+)
+def test_a_capacity_that_is_not_an_integer_from_2_to_8_is_bad_message(capacity: Any) -> None:
+    error = protocol_error(
+        parse_request, frame({"type": "join", "room": "g", "capacity": capacity, "id": "c"})
+    )
+    assert error.code is ErrorCode.BAD_MESSAGE
+    assert error.ref == "c"
+    assert "'capacity' must be an integer from 2 to 8" in error.message
+    assert not is_valid_room_capacity(capacity)
+
+
+def test_the_room_name_is_checked_before_the_capacity() -> None:
+    error = protocol_error(parse_request, frame({"type": "join", "room": "a b", "capacity": 0}))
+    assert error.code is ErrorCode.BAD_ROOM
+
+
+def test_room_capacity_bounds() -> None:
+    assert (MIN_ROOM_CAPACITY, DEFAULT_ROOM_CAPACITY, MAX_ROOM_CAPACITY) == (2, 2, 8)
+
+
 def test_room_names_are_case_sensitive() -> None:
     upper = parse_request(frame({"type": "join", "room": "Room"}))
     lower = parse_request(frame({"type": "join", "room": "room"}))
@@ -434,10 +487,30 @@ SERVER_MESSAGES: list[tuple[ServerMessage, dict[str, Any]]] = [
             "iceServers": [],
         },
     ),
-    (Created("r", ID_A), {"type": "created", "room": "r", "connectionId": ID_A}),
+    (Created("r", ID_A), {"type": "created", "room": "r", "connectionId": ID_A, "capacity": 2}),
+    (
+        Created("r", ID_A, capacity=8),
+        {"type": "created", "room": "r", "connectionId": ID_A, "capacity": 8},
+    ),
     (
         Joined("r", ID_B, (ID_A, ID_B)),
-        {"type": "joined", "room": "r", "connectionId": ID_B, "peers": [ID_A, ID_B]},
+        {
+            "type": "joined",
+            "room": "r",
+            "connectionId": ID_B,
+            "peers": [ID_A, ID_B],
+            "capacity": 2,
+        },
+    ),
+    (
+        Joined("g", ID_B, (ID_A, ID_B), capacity=3),
+        {
+            "type": "joined",
+            "room": "g",
+            "connectionId": ID_B,
+            "peers": [ID_A, ID_B],
+            "capacity": 3,
+        },
     ),
     (PeerJoined("r", ID_B), {"type": "peer-joined", "room": "r", "connectionId": ID_B}),
     (Ready("r", (ID_A, ID_B)), {"type": "ready", "room": "r", "peers": [ID_A, ID_B]}),
@@ -474,6 +547,41 @@ def test_server_message_json_shape(message: ServerMessage, expected: dict[str, A
 def test_server_messages_parse_back(message: ServerMessage, expected: dict[str, Any]) -> None:
     assert parse_server_message(encode(message)) == message
     assert parse_server_message(json.dumps(expected)) == message
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"type": "created", "room": "r", "connectionId": ID_A}, Created("r", ID_A, 2)),
+        (
+            {"type": "created", "room": "r", "connectionId": ID_A, "capacity": None},
+            Created("r", ID_A, 2),
+        ),
+        (
+            {"type": "joined", "room": "r", "connectionId": ID_B, "peers": [ID_A, ID_B]},
+            Joined("r", ID_B, (ID_A, ID_B), 2),
+        ),
+        # A newer server may allow larger rooms than a join may ask for here.
+        (
+            {"type": "created", "room": "r", "connectionId": ID_A, "capacity": 12},
+            Created("r", ID_A, 12),
+        ),
+    ],
+    ids=repr,
+)
+def test_reply_capacity_is_2_when_absent_and_may_exceed_8(
+    obj: dict[str, Any], expected: ServerMessage
+) -> None:
+    assert parse_server_message(frame(obj)) == expected
+
+
+@pytest.mark.parametrize("capacity", [1, 0, -3, True, 3.0, "3", [3]], ids=repr)
+def test_a_malformed_reply_capacity_is_bad_message(capacity: Any) -> None:
+    for obj in (
+        {"type": "created", "room": "r", "connectionId": ID_A, "capacity": capacity},
+        {"type": "joined", "room": "r", "connectionId": ID_A, "peers": [], "capacity": capacity},
+    ):
+        assert protocol_error(parse_server_message, frame(obj)).code is ErrorCode.BAD_MESSAGE
 
 
 def test_welcome_carries_protocol_version_1() -> None:
@@ -615,6 +723,8 @@ def test_server_error_without_ref_parses_with_absent_ref() -> None:
     [
         (Join("r"), {"type": "join", "room": "r"}),
         (Join("r", id=1), {"type": "join", "room": "r", "id": 1}),
+        (Join("r", capacity=3), {"type": "join", "room": "r", "capacity": 3}),
+        (Join("g", capacity=8, id="j"), {"type": "join", "room": "g", "capacity": 8, "id": "j"}),
         (Leave(), {"type": "leave"}),
         (Leave(id=None), {"type": "leave", "id": None}),
         (Send(data={"type": "BYE"}), {"type": "message", "data": {"type": "BYE"}}),

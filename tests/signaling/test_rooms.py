@@ -22,7 +22,12 @@ from callapp.signaling.messages import (
     parse_request,
     to_json_object,
 )
-from callapp.signaling.rooms import DEFAULT_ROOM_CAPACITY, Deliver, RoomRouter
+from callapp.signaling.rooms import (
+    DEFAULT_MAX_ROOM_CAPACITY,
+    DEFAULT_ROOM_CAPACITY,
+    Deliver,
+    RoomRouter,
+)
 
 Out = list[tuple[str, dict[str, Any]]]
 
@@ -36,8 +41,15 @@ ERIN = "erin-EEEEEEEEEEEEEEEE"
 class Wire:
     """A RoomRouter behind the parse/encode steps a server performs."""
 
-    def __init__(self, capacity: int = DEFAULT_ROOM_CAPACITY, max_rooms: int | None = None):
-        self.router = RoomRouter(capacity=capacity, max_rooms=max_rooms)
+    def __init__(
+        self,
+        capacity: int = DEFAULT_ROOM_CAPACITY,
+        max_rooms: int | None = None,
+        max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
+    ):
+        self.router = RoomRouter(
+            capacity=capacity, max_rooms=max_rooms, max_room_capacity=max_room_capacity
+        )
 
     def connect(self, *ids: str) -> None:
         for connection_id in ids:
@@ -68,10 +80,13 @@ class Wire:
         return out
 
     def state(self) -> dict[str, Any]:
-        """Who is connected, in which room, and each room's members."""
+        """Who is connected, in which room, and each room's members and capacity."""
         return {
             "connections": self.router.connection_count,
-            "rooms": self.router.room_count,
+            "rooms": {
+                room: (self.router.members(room), self.router.capacity_of(room))
+                for room in self.router.room_names()
+            },
             "room_of": {
                 c: self.router.room_of(c)
                 for c in (ALICE, BOB, CAROL, DAVE, ERIN)
@@ -80,12 +95,18 @@ class Wire:
         }
 
 
-def created(room: str, me: str) -> dict[str, Any]:
-    return {"type": "created", "room": room, "connectionId": me}
+def created(room: str, me: str, capacity: int = 2) -> dict[str, Any]:
+    return {"type": "created", "room": room, "connectionId": me, "capacity": capacity}
 
 
-def joined(room: str, me: str, *peers: str) -> dict[str, Any]:
-    return {"type": "joined", "room": room, "connectionId": me, "peers": list(peers)}
+def joined(room: str, me: str, *peers: str, capacity: int = 2) -> dict[str, Any]:
+    return {
+        "type": "joined",
+        "room": room,
+        "connectionId": me,
+        "peers": list(peers),
+        "capacity": capacity,
+    }
 
 
 def peer_joined(room: str, who: str) -> dict[str, Any]:
@@ -261,7 +282,7 @@ def test_leave_tells_those_who_stay_and_not_the_leaver(pair: Wire) -> None:
 
 
 def test_leave_in_a_group_tells_every_remaining_member_once() -> None:
-    wire = Wire(capacity=4)
+    wire = Wire(capacity=4, max_room_capacity=4)
     wire.connect(ALICE, BOB, CAROL, DAVE)
     for who in (ALICE, BOB, CAROL, DAVE):
         wire.join(who, "g")
@@ -320,14 +341,14 @@ def test_the_one_who_stayed_becomes_the_caller(pair: Wire) -> None:
 @pytest.mark.parametrize("capacity", [3, 4, 5])
 def test_ready_only_when_the_room_reaches_capacity(capacity: int) -> None:
     people = [f"p{i}-{'X' * 16}" for i in range(capacity + 1)]
-    wire = Wire(capacity=capacity)
+    wire = Wire(capacity=capacity, max_room_capacity=8)
     wire.connect(*people)
-    assert wire.join(people[0], "g") == [(people[0], created("g", people[0]))]
+    assert wire.join(people[0], "g") == [(people[0], created("g", people[0], capacity))]
     for n in range(1, capacity):
         newcomer = people[n]
         out = wire.join(newcomer, "g")
         inside = people[: n + 1]
-        expected: Out = [(newcomer, joined("g", newcomer, *inside))]
+        expected: Out = [(newcomer, joined("g", newcomer, *inside, capacity=capacity))]
         expected += [(m, peer_joined("g", newcomer)) for m in people[:n]]
         if n + 1 == capacity:
             expected += [(m, ready("g", *inside)) for m in inside]
@@ -352,6 +373,177 @@ def test_a_group_becomes_ready_again_when_refilled() -> None:
 def test_capacity_below_two_is_misuse() -> None:
     with pytest.raises(ValueError, match="capacity"):
         RoomRouter(capacity=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"max_room_capacity": 1}, "max_room_capacity must be 2 to 8, not 1"),
+        ({"max_room_capacity": 9}, "max_room_capacity must be 2 to 8, not 9"),
+        ({"capacity": 5}, r"default room capacity \(5\) is above max_room_capacity \(4\)"),
+        ({"capacity": 3, "max_room_capacity": 2}, r"\(3\) is above max_room_capacity \(2\)"),
+    ],
+)
+def test_capacity_settings_out_of_range_are_misuse(options: dict[str, int], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        RoomRouter(**options)
+
+
+def test_capacity_settings_in_range() -> None:
+    router = RoomRouter()
+    assert (router.capacity, router.max_room_capacity) == (2, 4)
+    assert DEFAULT_MAX_ROOM_CAPACITY == 4
+    router = RoomRouter(capacity=8, max_room_capacity=8)
+    assert (router.capacity, router.max_room_capacity) == (8, 8)
+
+
+# --------------------------------------------------------------------------
+# The room's creator chooses its capacity (callapp extension)
+
+
+def test_the_creator_chooses_the_capacity_and_ready_waits_for_it(wire: Wire) -> None:
+    wire.connect(ERIN)
+    assert wire.join(ALICE, "g", capacity=3) == [(ALICE, created("g", ALICE, capacity=3))]
+    assert wire.router.capacity_of("g") == 3
+    # Two of three: no ready yet, whatever the default capacity (2) says.
+    assert wire.join(BOB, "g") == [
+        (BOB, joined("g", BOB, ALICE, BOB, capacity=3)),
+        (ALICE, peer_joined("g", BOB)),
+    ]
+    assert wire.join(CAROL, "g") == [
+        (CAROL, joined("g", CAROL, ALICE, BOB, CAROL, capacity=3)),
+        (ALICE, peer_joined("g", CAROL)),
+        (BOB, peer_joined("g", CAROL)),
+        (ALICE, ready("g", ALICE, BOB, CAROL)),
+        (BOB, ready("g", ALICE, BOB, CAROL)),
+        (CAROL, ready("g", ALICE, BOB, CAROL)),
+    ]
+    assert wire.join(DAVE, "g") == [(DAVE, full("g"))]
+    assert wire.router.members("g") == (ALICE, BOB, CAROL)
+
+
+def test_a_later_joiners_capacity_is_ignored(wire: Wire) -> None:
+    wire.join(ALICE, "g", capacity=3)
+    # Neither smaller nor larger changes the room.
+    assert wire.join(BOB, "g", capacity=2)[0] == (BOB, joined("g", BOB, ALICE, BOB, capacity=3))
+    out = wire.join(CAROL, "g", capacity=4)
+    assert out[0] == (CAROL, joined("g", CAROL, ALICE, BOB, CAROL, capacity=3))
+    assert [to for to, obj in out if obj["type"] == "ready"] == [ALICE, BOB, CAROL]
+    assert wire.join(DAVE, "g", capacity=4) == [(DAVE, full("g"))]
+    assert wire.router.capacity_of("g") == 3
+
+
+def test_a_default_room_ignores_a_later_joiners_capacity(wire: Wire) -> None:
+    wire.join(ALICE, "r")
+    assert wire.join(BOB, "r", capacity=4) == [
+        (BOB, joined("r", BOB, ALICE, BOB)),
+        (ALICE, peer_joined("r", BOB)),
+        (ALICE, ready("r", ALICE, BOB)),
+        (BOB, ready("r", ALICE, BOB)),
+    ]
+    assert wire.join(CAROL, "r", capacity=4) == [(CAROL, full("r"))]
+
+
+def test_rejoining_ones_room_reports_its_capacity_and_ignores_a_new_one(wire: Wire) -> None:
+    wire.join(ALICE, "g", capacity=4)
+    before = wire.state()
+    assert wire.join(ALICE, "g", capacity=2) == [(ALICE, joined("g", ALICE, ALICE, capacity=4))]
+    assert wire.state() == before
+
+
+def test_a_forgotten_room_takes_its_next_creators_capacity(wire: Wire) -> None:
+    wire.join(ALICE, "g", capacity=4)
+    wire.leave(ALICE)
+    assert wire.router.capacity_of("g") is None
+    assert wire.join(BOB, "g") == [(BOB, created("g", BOB))]
+    assert wire.router.capacity_of("g") == 2
+    wire.close(BOB)
+    assert wire.join(CAROL, "g", capacity=3) == [(CAROL, created("g", CAROL, capacity=3))]
+
+
+def test_rooms_of_different_capacities_side_by_side(wire: Wire) -> None:
+    wire.join(ALICE, "pair")
+    wire.join(BOB, "trio", capacity=3)
+    assert wire.join(CAROL, "pair")[-1] == (CAROL, ready("pair", ALICE, CAROL))
+    assert [obj["type"] for _, obj in wire.join(DAVE, "trio")] == ["joined", "peer-joined"]
+    assert wire.state()["rooms"] == {"pair": ((ALICE, CAROL), 2), "trio": ((BOB, DAVE), 3)}
+    assert wire.router.room_names() == ("pair", "trio")
+
+
+def test_the_default_capacity_is_the_routers() -> None:
+    wire = Wire(capacity=3)
+    wire.connect(ALICE, BOB)
+    assert wire.join(ALICE, "g") == [(ALICE, created("g", ALICE, capacity=3))]
+    assert wire.join(BOB, "g", capacity=2) == [
+        (BOB, joined("g", BOB, ALICE, BOB, capacity=3)),
+        (ALICE, peer_joined("g", BOB)),
+    ]
+
+
+@pytest.mark.parametrize("capacity", [2, 3, 4])
+def test_capacities_up_to_the_servers_maximum_are_allowed(wire: Wire, capacity: int) -> None:
+    assert wire.join(ALICE, "g", capacity=capacity) == [
+        (ALICE, created("g", ALICE, capacity=capacity))
+    ]
+
+
+@pytest.mark.parametrize("capacity", [5, 8])
+def test_a_capacity_above_the_servers_maximum_is_refused_plainly(pair: Wire, capacity: int) -> None:
+    """Nothing joined, nobody told, wherever the joiner is and whether or not R exists."""
+    pair.join(CAROL, "x")
+    before = pair.state()
+    for who, room in [(DAVE, "new"), (CAROL, "new"), (CAROL, "r"), (ALICE, "r"), (DAVE, "x")]:
+        out = pair.send(who, {"type": "join", "room": room, "capacity": capacity, "id": [room]})
+        assert out == [
+            (
+                who,
+                {
+                    "type": "error",
+                    "code": "bad-message",
+                    "message": "this server allows rooms of 2 to 4 people",
+                    "ref": [room],
+                },
+            )
+        ]
+        assert pair.state() == before
+
+
+def test_the_maximum_follows_the_routers_setting() -> None:
+    wire = Wire(max_room_capacity=6)
+    wire.connect(ALICE, BOB)
+    assert wire.join(ALICE, "g", capacity=6) == [(ALICE, created("g", ALICE, capacity=6))]
+    out = wire.join(BOB, "h", capacity=7)
+    assert out[0][1]["message"] == "this server allows rooms of 2 to 6 people"
+
+
+def test_a_refused_capacity_is_answered_before_busy() -> None:
+    wire = Wire(max_rooms=1)
+    wire.connect(ALICE, BOB)
+    wire.join(ALICE, "r")
+    assert error_code(wire.join(BOB, "s", capacity=5)) == (BOB, "bad-message", "absent")
+    assert error_code(wire.join(BOB, "s", capacity=3)) == (BOB, "busy", "absent")
+
+
+@pytest.mark.parametrize("capacity", [1, 0, 9, True, 3.0, "3", [3]], ids=repr)
+def test_a_malformed_capacity_is_bad_message_and_changes_nothing(pair: Wire, capacity: Any) -> None:
+    before = pair.state()
+    out = pair.join(CAROL, "r", capacity=capacity, id=5)
+    assert error_code(out) == (CAROL, "bad-message", 5)
+    assert pair.state() == before
+
+
+@pytest.mark.parametrize("capacity", [0, 1, 9, -4])
+def test_a_join_value_outside_2_to_8_is_answered_not_raised(wire: Wire, capacity: int) -> None:
+    """Built in code rather than parsed: the router still answers, never raises."""
+    out = wire.router.handle(ALICE, Join("g", capacity=capacity, id=1))
+    assert len(out) == 1
+    assert out[0].to == ALICE
+    assert to_json_object(out[0].message)["code"] == "bad-message"
+    assert wire.router.room_count == 0
+
+
+def test_a_null_capacity_means_the_default(wire: Wire) -> None:
+    assert wire.join(ALICE, "r", capacity=None) == [(ALICE, created("r", ALICE))]
 
 
 # --------------------------------------------------------------------------
@@ -389,9 +581,10 @@ def test_busy_leaves_the_joiner_in_its_room() -> None:
 def test_moving_out_of_a_room_one_is_alone_in_is_not_busy() -> None:
     wire = Wire(max_rooms=1)
     wire.connect(ALICE)
-    wire.join(ALICE, "r1")
+    wire.join(ALICE, "r1", capacity=3)
     assert wire.join(ALICE, "r2") == [(ALICE, created("r2", ALICE))]
     assert wire.router.room_count == 1
+    assert wire.router.capacity_of("r1") is None
 
 
 # --------------------------------------------------------------------------

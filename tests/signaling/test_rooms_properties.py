@@ -1,10 +1,13 @@
 """RoomRouter under random event sequences, checked against a model after every step.
 
 Hypothesis drives connect/join/leave/send (to an id or the room)/disconnect
-over a few connections and rooms, with capacities 2..4 and an optional
-max_rooms. A plain-dict model of PROTOCOL.md's rules predicts what each step
-must deliver; the router's own state and every delivery are checked against
-it and against the protocol's invariants.
+over a few connections and rooms, with a default capacity of 2..4, a
+max_room_capacity of up to 2 more, and an optional max_rooms. Joins ask for
+random capacities (none; allowed; above the server's maximum; outside 2..8
+altogether), so rooms of different capacities live side by side. A
+plain-dict model of PROTOCOL.md's rules and of docs/protocol.md's capacity
+extension predicts what each step must deliver; the router's own state and
+every delivery are checked against it and against the protocol's invariants.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ ROOMS = ("r0", "r1", "R0")  # "R0" and "r0" are different rooms
 
 connections = st.sampled_from(CONNECTIONS)
 rooms = st.sampled_from(ROOMS)
+# Mostly none or a plausible size; sometimes outside 2..8 (a Join built in code).
+asked_capacities = st.none() | st.integers(min_value=2, max_value=6) | st.sampled_from([0, 1, 9])
 
 
 class RouterMachine(RuleBasedStateMachine):
@@ -51,21 +56,29 @@ class RouterMachine(RuleBasedStateMachine):
         super().__init__()
         self.router: RoomRouter | None = None
         self.capacity = 2
+        self.max_room_capacity = 4
         self.max_rooms: int | None = None
-        # The model: live connections -> room (or None); rooms -> members in join order.
+        # The model: live connections -> room (or None); rooms -> members in
+        # join order; rooms -> the capacity they were created with.
         self.room_of: dict[str, str | None] = {}
         self.rooms: dict[str, list[str]] = {}
+        self.capacity_of: dict[str, int] = {}
         self.serial = 0
 
     # -- set-up ----------------------------------------------------------------
 
     @initialize(
-        capacity=st.integers(min_value=2, max_value=4), max_rooms=st.sampled_from([None, 1, 2])
+        capacity=st.integers(min_value=2, max_value=4),
+        headroom=st.integers(min_value=0, max_value=2),
+        max_rooms=st.sampled_from([None, 1, 2]),
     )
-    def start(self, capacity: int, max_rooms: int | None) -> None:
+    def start(self, capacity: int, headroom: int, max_rooms: int | None) -> None:
         self.capacity = capacity
+        self.max_room_capacity = capacity + headroom
         self.max_rooms = max_rooms
-        self.router = RoomRouter(capacity=capacity, max_rooms=max_rooms)
+        self.router = RoomRouter(
+            capacity=capacity, max_rooms=max_rooms, max_room_capacity=self.max_room_capacity
+        )
 
     @property
     def r(self) -> RoomRouter:
@@ -107,6 +120,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.room_of[leaver] = None
         if not members:
             del self.rooms[room]
+            del self.capacity_of[room]
         return [Deliver(m, PeerLeft(room, leaver)) for m in members]
 
     @staticmethod
@@ -133,22 +147,30 @@ class RouterMachine(RuleBasedStateMachine):
         self.room_of[c] = None
 
     @precondition(lambda self: self.router is not None)
-    @rule(c=connections, room=rooms)
-    def join(self, c: str, room: str) -> None:
+    @rule(c=connections, room=rooms, asked=asked_capacities)
+    def join(self, c: str, room: str, asked: int | None) -> None:
         if c not in self.room_of:
-            self._misuse(c, lambda: self.r.handle(c, Join(room)))
+            self._misuse(c, lambda: self.r.handle(c, Join(room, capacity=asked)))
             return
         self.serial += 1
-        out = self.r.handle(c, Join(room, id=self.serial))
+        before = self._snapshot()
+        out = self.r.handle(c, Join(room, capacity=asked, id=self.serial))
         self._check_common(None, out)
         current = self.room_of[c]
         members = self.rooms.get(room)
 
+        if asked is not None and not 2 <= asked <= self.max_room_capacity:
+            # Refused whatever the room rules would say; nothing changes.
+            message = _message(out)
+            assert out == [Deliver(c, Error(ErrorCode.BAD_MESSAGE, message, self.serial))]
+            assert f"2 to {self.max_room_capacity} people" in message
+            assert self._snapshot() == before
+            return
         if current == room:
             assert members is not None
-            assert out == [Deliver(c, Joined(room, c, tuple(members)))]
+            assert out == [Deliver(c, Joined(room, c, tuple(members), self.capacity_of[room]))]
             return
-        if members is not None and len(members) >= self.capacity:
+        if members is not None and len(members) >= self.capacity_of[room]:
             assert out == [Deliver(c, Full(room))]
             return
         if members is None and self.max_rooms is not None:
@@ -160,16 +182,20 @@ class RouterMachine(RuleBasedStateMachine):
         old_members = [m for m in self.rooms.get(current, []) if m != c] if current else []
         expected = self._departure(c)
         self._check_one_peer_left_each(out, c, old_members)
+        if room not in self.rooms:
+            # Only the join that creates the room sets its capacity.
+            self.capacity_of[room] = self.capacity if asked is None else asked
+        capacity = self.capacity_of[room]
         members = self.rooms.setdefault(room, [])
         members.append(c)
         self.room_of[c] = room
         peers = tuple(members)
         if len(peers) == 1:
-            expected.append(Deliver(c, Created(room, c)))
+            expected.append(Deliver(c, Created(room, c, capacity)))
         else:
-            expected.append(Deliver(c, Joined(room, c, peers)))
+            expected.append(Deliver(c, Joined(room, c, peers, capacity)))
             expected += [Deliver(m, PeerJoined(room, c)) for m in peers[:-1]]
-        if len(peers) == self.capacity:
+        if len(peers) == capacity:
             expected += [Deliver(m, Ready(room, peers)) for m in peers]
         assert out == expected
 
@@ -241,11 +267,17 @@ class RouterMachine(RuleBasedStateMachine):
     def rooms_match_the_model(self) -> None:
         assert self.r.connection_count == len(self.room_of)
         assert self.r.room_count == len(self.rooms)
+        assert self.r.room_names() == tuple(self.rooms)
         for room in ROOMS:
             members = self.r.members(room)
             assert list(members) == self.rooms.get(room, [])
-            # No room over capacity; no empty room kept.
-            assert len(members) <= self.capacity
+            # Each room has the capacity it was created with, within the
+            # server's bounds, and is never over it; no empty room is kept.
+            capacity = self.r.capacity_of(room)
+            assert capacity == self.capacity_of.get(room)
+            if capacity is not None:
+                assert 2 <= capacity <= self.max_room_capacity
+                assert len(members) <= capacity
             assert (len(members) > 0) == (room in self.rooms)
             # Only live members.
             assert all(self.r.is_connected(m) for m in members)

@@ -135,13 +135,14 @@ async def test_welcome(make_server: ServerFactory) -> None:
 
 async def test_room_flow_and_relay_both_ways(server: SignalingServer) -> None:
     a, a_id, created = await joined(server, "room-1")
-    assert created == {"type": "created", "room": "room-1", "connectionId": a_id}
+    assert created == {"type": "created", "room": "room-1", "connectionId": a_id, "capacity": 2}
     b, b_id, reply = await joined(server, "room-1")
     assert reply == {
         "type": "joined",
         "room": "room-1",
         "connectionId": b_id,
         "peers": [a_id, b_id],
+        "capacity": 2,
     }
     assert await recv_json(a) == {"type": "peer-joined", "room": "room-1", "connectionId": b_id}
     ready = {"type": "ready", "room": "room-1", "peers": [a_id, b_id]}
@@ -169,6 +170,104 @@ async def test_room_flow_and_relay_both_ways(server: SignalingServer) -> None:
     await c.close()
     assert (await recv_json(a))["type"] == "ready"
     assert await recv_json(a) == {"type": "peer-left", "room": "room-1", "connectionId": c_id}
+
+
+# -- room capacity chosen by the creator (callapp extension) --------------------
+
+
+async def test_the_creator_chooses_the_capacity(server: SignalingServer) -> None:
+    a, a_id = await native(server)
+    await send_json(a, {"type": "join", "room": "trio", "capacity": 3})
+    assert await recv_json(a) == {
+        "type": "created",
+        "room": "trio",
+        "connectionId": a_id,
+        "capacity": 3,
+    }
+    b, b_id = await native(server)
+    # A later joiner's capacity is ignored.
+    await send_json(b, {"type": "join", "room": "trio", "capacity": 2})
+    assert await recv_json(b) == {
+        "type": "joined",
+        "room": "trio",
+        "connectionId": b_id,
+        "peers": [a_id, b_id],
+        "capacity": 3,
+    }
+    assert await recv_json(a) == {"type": "peer-joined", "room": "trio", "connectionId": b_id}
+    c, c_id, reply = await joined(server, "trio")
+    assert (reply["peers"], reply["capacity"]) == ([a_id, b_id, c_id], 3)
+    # Had a ready gone out at two members, a and b would read it first.
+    ready = {"type": "ready", "room": "trio", "peers": [a_id, b_id, c_id]}
+    assert await recv_json(a) == {"type": "peer-joined", "room": "trio", "connectionId": c_id}
+    assert await recv_json(a) == ready
+    assert await recv_json(b) == {"type": "peer-joined", "room": "trio", "connectionId": c_id}
+    assert await recv_json(b) == ready
+    assert await recv_json(c) == ready
+    d, _ = await native(server)
+    await send_json(d, {"type": "join", "room": "trio", "capacity": 4})
+    assert await recv_json(d) == {"type": "full", "room": "trio"}
+
+
+async def test_a_capacity_above_the_servers_maximum_is_refused(server: SignalingServer) -> None:
+    a, a_id = await native(server)
+    await send_json(a, {"type": "join", "room": "big", "capacity": 5, "id": "j1"})
+    assert await recv_json(a) == {
+        "type": "error",
+        "code": "bad-message",
+        "message": "this server allows rooms of 2 to 4 people",
+        "ref": "j1",
+    }
+    assert server.router.room_of(a_id) is None
+    assert server.router.room_count == 0
+    # Nothing was joined: the room does not exist, and a is still usable.
+    _b, b_id, reply = await joined(server, "big")
+    assert reply == {"type": "created", "room": "big", "connectionId": b_id, "capacity": 2}
+    await send_json(a, {"type": "join", "room": "own", "capacity": 4})
+    assert (await recv_json(a))["capacity"] == 4
+
+
+async def test_max_room_capacity_is_a_server_setting(make_server: ServerFactory) -> None:
+    server = await make_server(max_room_capacity=6, room_capacity=3)
+    assert server.router.max_room_capacity == 6
+    ws, _, reply = await joined(server, "default")
+    assert reply["capacity"] == 3
+    await send_json(ws, {"type": "join", "room": "six", "capacity": 6})
+    assert (await recv_json(ws))["capacity"] == 6
+    await send_json(ws, {"type": "join", "room": "seven", "capacity": 7, "id": 1})
+    reply = await recv_json(ws)
+    assert (reply["code"], reply["message"]) == (
+        "bad-message",
+        "this server allows rooms of 2 to 6 people",
+    )
+
+
+@pytest.mark.parametrize("capacity", ["3", 3.0, True, 1, 9, [3]], ids=repr)
+async def test_a_malformed_capacity_is_bad_message(
+    server: SignalingServer, capacity: object
+) -> None:
+    ws, me = await native(server)
+    await send_json(ws, {"type": "join", "room": "g", "capacity": capacity, "id": 2})
+    reply = await recv_json(ws)
+    assert (reply["type"], reply["code"], reply["ref"]) == ("error", "bad-message", 2)
+    assert "2 to 8" in reply["message"]
+    assert server.router.room_of(me) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"room_capacity": 5}, "above max_room_capacity"),
+        ({"max_room_capacity": 9}, "2 to 8"),
+        ({"max_room_capacity": 1}, "2 to 8"),
+        ({"room_capacity": 1}, "at least 2"),
+    ],
+)
+def test_capacity_settings_are_checked_at_construction(
+    options: dict[str, int], fragment: str
+) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        SignalingServer(**options)  # type: ignore[arg-type]
 
 
 async def test_native_and_apigw_talk_both_ways(server: SignalingServer) -> None:
