@@ -215,12 +215,13 @@ async def test_candidates_that_arrive_before_the_offer_wait_for_it(
 
 
 async def server_message(signaling: ClientConnection, kind: str) -> dict[str, Any]:
-    """The next message of type ``kind`` (others, such as trickled ICE, are skipped)."""
+    """The next message of type ``kind`` (others, such as trickled ICE and the
+    page's PRESENCE, are skipped)."""
     async with asyncio.timeout(15):
         while True:
             message: dict[str, Any] = json.loads(await signaling.recv())
             if message["type"] == kind and (
-                kind != "message" or message["data"].get("type") != "ICE"
+                kind != "message" or message["data"].get("type") not in ("ICE", "PRESENCE")
             ):
                 return message
 

@@ -1,74 +1,173 @@
-// callapp browser client: joins a room on this server's /ws (protocol v1) and
-// calls the other member peer to peer with WebRTC, trickling ICE candidates.
+// callapp browser client: joins a room on this server's /ws (protocol v1 plus
+// callapp's room capacity) and calls every other member peer to peer, one
+// RTCPeerConnection per remote peer (a mesh), trickling ICE candidates.
 //
-// Caller rule: on "ready", the first id in `peers` makes the offer. On
-// "peer-left" or BYE the RTCPeerConnection is closed and we wait again; the
-// next "ready" starts a fresh call. Tests read `window.callapp`.
+// Who offers: the earlier member in join order offers to the later one.
+// - Rooms of 2 (protocol v1): "ready" is the cue, and starts a fresh call.
+// - Group rooms (capacity above 2): each member already inside offers to a
+//   newcomer on "peer-joined"; the newcomer waits for one offer from each.
+// "peer-left" or a BYE ends only that peer's connection and tile.
+//
+// Call messages in signaling `data`: SDP, ICE, BYE (PROTOCOL.md), PRESENCE
+// (name and badges) and CHAT. Chat prefers the offerer's "chat" data channel
+// and falls back to signaling. Tests read and drive `window.callapp`.
 // (ES modules are always strict mode.)
 
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const MIN_CAPACITY = 2;
+const MAX_CAPACITY = 8;
+const MAX_PEERS = MAX_CAPACITY - 1; // more connections than the largest room needs: refuse
+const DEFAULT_NAME = "Guest";
+const MAX_NAME = 64; // code points
+const MAX_CHAT = 1000; // code points
+const KEEP_CHAT = 200; // lines kept on screen
+const KEEP_PRESENCE = 64; // senders whose presence we remember
+const NAME_KEY = "callapp.name";
 const STATS_INTERVAL_MS = 500;
 const MAX_EARLY_CANDIDATES = 64;
+// Control characters, and the bidi overrides that could make a name read backwards.
+const UNSHOWABLE = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/gu;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("join-form"),
   room: $("room"),
+  capacity: $("capacity"),
   join: $("join"),
+  name: $("name"),
   status: $("status"),
-  remoteVideo: $("remote-video"),
+  videos: $("videos"),
+  localTile: $("local-tile"),
+  tileTemplate: $("tile-template"),
   localVideo: $("local-video"),
   localCaption: $("local-caption"),
+  localName: $("local-name"),
   mute: $("mute"),
   camera: $("camera"),
+  screen: $("screen"),
   unmuteRemote: $("unmute-remote"),
   hangup: $("hangup"),
+  chatLog: $("chat-log"),
+  chatForm: $("chat-form"),
+  chatInput: $("chat-input"),
+  chatError: $("chat-error"),
   connectionId: $("connection-id"),
 };
 
 const ERROR_TEXT = {
   "bad-room": "That room name is not allowed: use 1-64 letters, digits, '-', '_' or '.'.",
+  "bad-capacity": `A room holds ${MIN_CAPACITY} to ${MAX_CAPACITY} people.`,
   busy: "The server is busy. Try again later.",
   "rate-limited": "Too many messages; the server dropped one.",
   "unknown-peer": "The peer is no longer connected.",
   "not-in-room": "You are not in a room.",
   "too-large": "A message was too large for the server.",
 };
+// How the status tells why a connection ended (see endPeer).
+const ENDED_TEXT = {
+  left: "left",
+  "hung up": "hung up",
+  gone: "is no longer connected",
+  failed: "could not be reached",
+};
+const NO_PRESENCE = Object.freeze({
+  name: DEFAULT_NAME,
+  muted: false,
+  cameraOff: false,
+  screen: false,
+  recording: false,
+});
 
-// The test hooks, and the one place the page's state lives.
+let ws = null;
+let welcome = null; // Promise resolved by the server's "welcome"
+let leaving = false; // our own close of the socket, not a lost server
+let inbox = Promise.resolve(); // server messages, handled one at a time
+let localStream = null; // camera and microphone
+let screenTrack = null; // while sharing the screen
+const peers = new Map(); // connection id -> peer (see startPeer), in the order calls began
+const presence = new Map(); // connection id -> {name, muted, cameraOff, screen, recording}
+const early = new Map(); // sender id -> candidates that came before any call with them
+
+// The test hooks, and the page's state. The single-peer fields (peerId, role,
+// frames...) describe the first connection: the only one in a call of two.
 const app = {
   state: "idle", // idle | connecting | waiting | calling | connected | error
   status: "",
   errorCode: null, // last error: full, bad-room, server-lost, media, failed, ...
   connectionId: null,
   room: null,
-  peerId: null,
-  role: null, // caller | callee
-  calls: 0, // peer connections created so far
-  framesReceived: 0, // remote video frames decoded in this call (getStats)
-  framesRendered: 0, // remote video frames painted in this call (requestVideoFrameCallback)
-  framesSent: 0, // local video frames encoded in this call (getStats)
-  iceServers: [],
-  localCandidates: [],
-  remoteCandidates: [],
-  selectedPair: null,
+  capacity: MIN_CAPACITY, // the room's, from created/joined (absent: 2)
+  members: [], // the room's members in join order, us included
+  name: DEFAULT_NAME,
   muted: false,
   cameraOff: false,
+  sharing: false,
+  calls: 0, // peer connections created so far
+  iceServers: [],
+  chat: [], // {from, name, text, via: "channel" | "signaling" | "self", paths}
+  chatError: "",
   log: [],
+  get peers() {
+    return [...peers.values()].map(describePeer);
+  },
+  get peerId() {
+    return first()?.id ?? null;
+  },
+  get role() {
+    return first()?.role ?? null; // caller | callee
+  },
+  get framesReceived() {
+    return first()?.framesReceived ?? 0; // remote video frames decoded (getStats)
+  },
+  get framesRendered() {
+    return first()?.framesRendered ?? 0; // remote frames painted (requestVideoFrameCallback)
+  },
+  get framesSent() {
+    return first()?.framesSent ?? 0; // local video frames encoded (getStats)
+  },
+  get localCandidates() {
+    return first()?.localCandidates ?? [];
+  },
+  get remoteCandidates() {
+    return first()?.remoteCandidates ?? [];
+  },
+  get selectedPair() {
+    return first()?.selectedPair ?? null;
+  },
+  get screenTrack() {
+    return screenTrack;
+  },
   join,
   hangUp,
   setMuted,
   setCameraOff,
+  setSharing,
+  setName,
+  sendChat,
 };
 window.callapp = app;
 
-let ws = null;
-let welcome = null; // Promise resolved by the server's "welcome"
-let leaving = false; // our own close of the socket, not a lost server
-let inbox = Promise.resolve(); // server messages, handled one at a time
-let localStream = null;
-let call = null; // {pc, peer, pending: [], remote: MediaStream, statsTimer, tracksAdded}
-const early = new Map(); // sender id -> candidates that came before any call with them
+function first() {
+  return peers.values().next().value;
+}
+
+function describePeer(peer) {
+  const sender = videoSender(peer);
+  return {
+    id: peer.id,
+    role: peer.role,
+    state: peer.pc.connectionState,
+    ...presenceOf(peer.id),
+    channel: peer.channel ? peer.channel.readyState : "none",
+    framesReceived: peer.framesReceived,
+    framesRendered: peer.framesRendered,
+    framesSent: peer.framesSent,
+    frameWidth: peer.frameWidth,
+    frameHeight: peer.frameHeight,
+    sendingVideo: sender && sender.track ? sender.track.label : null,
+    negotiations: peer.negotiations,
+  };
+}
 
 function note(text) {
   app.log.push(text);
@@ -82,11 +181,14 @@ function setState(state, status, errorCode = null) {
   if (errorCode) app.errorCode = errorCode;
   ui.status.textContent = status;
   ui.status.dataset.state = state;
-  const inRoom = app.room !== null;
-  ui.hangup.disabled = !inRoom && call === null;
+  ui.hangup.disabled = app.room === null && peers.size === 0;
   ui.join.disabled = state === "connecting";
   note(`${state}: ${status}`);
 }
+
+const inRoom = () => (app.room ? ` in “${app.room}”` : "");
+const isGroup = () => app.capacity > 2;
+const nameOf = (id) => presenceOf(id).name;
 
 // ---- signaling -------------------------------------------------------------
 
@@ -120,18 +222,27 @@ function send(message) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
 }
 
+// The peer's id doubles as the request id, so an "unknown-peer" error says who is gone.
 function sendToPeer(peer, data) {
-  send({ type: "message", to: peer, data });
+  send({ type: "message", to: peer, data, id: peer });
+}
+
+// Everyone we talk to: the room's other members, and anyone in a call with us.
+function everyone() {
+  const ids = new Set(app.members.filter((id) => id !== app.connectionId));
+  for (const id of peers.keys()) ids.add(id);
+  return ids;
 }
 
 function onSignalingLost() {
   ws = null;
+  app.members = [];
   if (leaving) return;
   app.room = null;
-  if (call && app.state === "connected") {
+  if (anyConnected()) {
     setState("connected", "Lost the signaling server; the call goes on.", "server-lost");
   } else {
-    closeCall();
+    closeAllPeers();
     setState("error", "Lost the connection to the signaling server.", "server-lost");
   }
 }
@@ -144,29 +255,32 @@ async function onServerMessage(message) {
       ui.connectionId.textContent = message.connectionId;
       break;
     case "created":
-      app.room = message.room;
+      enterRoom(message, [app.connectionId]);
       setState("waiting", `Waiting for a peer to join “${message.room}”…`);
       break;
     case "joined":
-      app.room = message.room;
-      if (!call) setState("waiting", `Joined “${message.room}”; waiting for a peer…`);
+      enterRoom(message, message.peers);
+      if (peers.size > 0) break;
+      if (isGroup() && app.members.length > 1) {
+        setState("calling", `Joined “${message.room}”; waiting for the others to call…`);
+      } else {
+        setState("waiting", `Joined “${message.room}”; waiting for a peer…`);
+      }
       break;
     case "peer-joined":
-      if (!call) setState("waiting", "A peer joined; setting up the call…");
+      addMember(message.connectionId);
+      if (isGroup()) await callPeer(message.connectionId); // we were here first
+      else if (peers.size === 0) setState("waiting", "A peer joined; setting up the call…");
       break;
     case "ready":
-      await onReady(message.peers || []);
+      if (Array.isArray(message.peers)) app.members = [...message.peers];
+      if (!isGroup()) await onReady(app.members); // group calls began on peer-joined
       break;
     case "full":
       setState("error", `Room “${message.room}” is full.`, "full");
       break;
     case "peer-left":
-      early.delete(message.connectionId);
-      // After a BYE the call is already over and the status says so.
-      if (app.peerId === message.connectionId) {
-        closeCall();
-        setState("waiting", `Peer left. Waiting for a peer to join “${app.room}”…`);
-      }
+      onPeerLeft(message.connectionId);
       break;
     case "message":
       await onPeerMessage(message.from, message.data);
@@ -179,35 +293,53 @@ async function onServerMessage(message) {
   }
 }
 
+function enterRoom(message, members) {
+  app.room = message.room;
+  app.members = Array.isArray(members) ? [...members] : [app.connectionId];
+  // A server without the capacity extension has rooms of 2.
+  const capacity = message.capacity;
+  app.capacity = Number.isInteger(capacity) && capacity >= MIN_CAPACITY ? capacity : MIN_CAPACITY;
+}
+
+function addMember(id) {
+  if (!app.members.includes(id)) app.members.push(id);
+}
+
+function onPeerLeft(id) {
+  app.members = app.members.filter((member) => member !== id);
+  early.delete(id);
+  if (peers.has(id)) {
+    endPeer(id, "left");
+  } else if (peers.size === 0 && app.state === "calling") {
+    // We were waiting for their offer. (After a BYE the status already says so.)
+    setState("waiting", `Peer left. Waiting for a peer to join “${app.room}”…`);
+  }
+  presence.delete(id);
+}
+
 function onServerError(message) {
-  const text = ERROR_TEXT[message.code] || message.message || "The server reported an error.";
-  if (message.code === "unknown-peer" && call) {
-    closeCall();
-    setState("waiting", `${text} Waiting for a peer…`, message.code);
+  const ref = message.ref;
+  if (message.code === "unknown-peer" && typeof ref === "string" && peers.has(ref)) {
+    endPeer(ref, "gone");
+  } else if (message.code === "bad-message" && ref === "join") {
+    const text = "The server cannot make a room of that size; choose fewer people.";
+    setState("error", text, "bad-capacity");
   } else if (message.code === "bad-room" || message.code === "busy") {
-    setState("error", text, message.code);
+    setState("error", ERROR_TEXT[message.code], message.code);
   } else {
     note(`server error ${message.code}: ${message.message}`);
   }
 }
 
-// ---- the call ----------------------------------------------------------------
+// ---- the calls ---------------------------------------------------------------
 
-async function onReady(peers) {
-  const others = peers.filter((id) => id !== app.connectionId);
-  if (others.length === 0) return;
-  closeCall();
-  if (peers[0] === app.connectionId) {
-    const pc = newCall(others[0], "caller");
-    setState("calling", "Calling…");
-    addLocalMedia(pc);
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    sendToPeer(call.peer, { type: "SDP", payload: { type: offer.type, sdp: offer.sdp } });
-  } else {
-    app.peerId = peers[0];
-    setState("calling", "Peer found; waiting for their call…");
-  }
+// Rooms of 2: every "ready" starts a fresh call; the earlier member offers.
+async function onReady(members) {
+  const mine = members.indexOf(app.connectionId);
+  if (mine < 0 || members.length < 2) return;
+  closeAllPeers();
+  for (const id of members.slice(mine + 1)) await callPeer(id);
+  if (mine > 0 && peers.size === 0) setState("calling", "Peer found; waiting for their call…");
 }
 
 function peerConnection() {
@@ -220,27 +352,44 @@ function peerConnection() {
   }
 }
 
-function newCall(peer, role) {
+// A new connection with `id`; presence goes out first, so our name reaches
+// them before the offer or answer does.
+function startPeer(id, role) {
+  if (peers.size >= MAX_PEERS) {
+    note(`refused a call with ${id}: already in ${peers.size} calls`);
+    return null;
+  }
   const pc = peerConnection();
-  const remote = new MediaStream();
-  const pending = early.get(peer) || [];
-  early.clear();
-  call = { pc, peer, pending, remote, statsTimer: null, tracksAdded: false };
+  const pending = early.get(id) || [];
+  early.delete(id);
+  const peer = {
+    id,
+    role, // caller | callee
+    pc,
+    pending, // remote candidates waiting for the remote description
+    remote: new MediaStream(),
+    channel: null, // the "chat" RTCDataChannel
+    tile: null,
+    statsTimer: null,
+    framesReceived: 0,
+    framesRendered: 0,
+    framesSent: 0,
+    frameWidth: 0,
+    frameHeight: 0,
+    localCandidates: [],
+    remoteCandidates: pending.map((init) => init.candidate),
+    selectedPair: null,
+    tracksAdded: false,
+    negotiations: 0, // local descriptions set: screen sharing must not add any
+  };
+  peers.set(id, peer);
   app.calls += 1;
-  app.peerId = peer;
-  app.role = role;
-  app.framesReceived = 0;
-  app.framesRendered = 0;
-  app.framesSent = 0;
-  app.localCandidates = [];
-  app.remoteCandidates = pending.map((init) => init.candidate);
-  app.selectedPair = null;
-  const current = () => call !== null && call.pc === pc;
+  sendToPeer(id, presenceMessage());
 
   pc.onicecandidate = ({ candidate }) => {
-    if (!current() || !candidate || !candidate.candidate) return;
-    app.localCandidates.push(candidate.candidate);
-    sendToPeer(peer, {
+    if (!isCurrent(peer) || !candidate || !candidate.candidate) return;
+    peer.localCandidates.push(candidate.candidate);
+    sendToPeer(id, {
       type: "ICE",
       payload: {
         candidate: candidate.candidate,
@@ -250,33 +399,70 @@ function newCall(peer, role) {
     });
   };
   pc.ontrack = ({ track }) => {
-    if (!current()) return;
-    remote.addTrack(track);
-    note(`receiving ${track.kind}`);
+    if (!isCurrent(peer)) return;
+    peer.remote.addTrack(track);
+    note(`receiving ${track.kind} from ${id}`);
+  };
+  pc.ondatachannel = ({ channel }) => {
+    if (isCurrent(peer) && channel.label === "chat") openChat(peer, channel);
   };
   pc.onconnectionstatechange = () => {
-    if (!current()) return;
-    const state = pc.connectionState;
-    note(`peer connection ${state}`);
-    if (state === "connected") setState("connected", `In a call in “${app.room}”.`);
-    else if (state === "disconnected") setState("calling", "Connection lost; reconnecting…");
-    else if (state === "failed") setState("error", "The connection to the peer failed.", "failed");
+    if (!isCurrent(peer)) return;
+    note(`peer connection with ${id} ${pc.connectionState}`);
+    renderTile(peer);
+    refreshCallState();
   };
 
-  ui.remoteVideo.srcObject = remote;
-  playRemote();
-  watchFrames(pc);
-  call.statsTimer = setInterval(() => pollStats(pc).catch(() => {}), STATS_INTERVAL_MS);
-  return pc;
+  addTile(peer);
+  watchFrames(peer);
+  peer.statsTimer = setInterval(() => pollStats(peer).catch(() => {}), STATS_INTERVAL_MS);
+  return peer;
 }
 
-function addLocalMedia(pc) {
-  if (call.tracksAdded) return;
-  call.tracksAdded = true;
+const isCurrent = (peer) => peers.get(peer.id) === peer;
+const anyConnected = () => [...peers.values()].some((p) => p.pc.connectionState === "connected");
+
+// We are the earlier member: make the data channel and the offer.
+async function callPeer(id) {
+  if (id === app.connectionId || peers.has(id)) return;
+  const peer = startPeer(id, "caller");
+  if (!peer) return;
+  if (!anyConnected()) setState("calling", "Calling…");
+  await step(peer, async () => {
+    openChat(peer, peer.pc.createDataChannel("chat")); // ordered, the default
+    addLocalMedia(peer);
+    const offer = await peer.pc.createOffer();
+    await peer.pc.setLocalDescription(offer);
+    peer.negotiations += 1;
+    sendToPeer(id, { type: "SDP", payload: { type: offer.type, sdp: offer.sdp } });
+  });
+}
+
+// One negotiation step. If the peer was closed meanwhile (a hang-up), its
+// failure does not matter; otherwise that one call ends, not the others.
+async function step(peer, action) {
+  try {
+    await action();
+  } catch (error) {
+    if (!isCurrent(peer)) return;
+    note(`call with ${peer.id} failed: ${error.name}: ${error.message}`);
+    endPeer(peer.id, "failed");
+  }
+}
+
+function addLocalMedia(peer) {
+  if (peer.tracksAdded) return;
+  peer.tracksAdded = true;
+  const { pc } = peer;
   const kinds = new Set();
-  for (const track of localStream ? localStream.getTracks() : []) {
+  for (const track of localStream ? localStream.getAudioTracks() : []) {
     pc.addTrack(track, localStream);
-    kinds.add(track.kind);
+    kinds.add("audio");
+  }
+  const video = outgoingVideo(); // the screen, if we are sharing it
+  if (video) {
+    pc.addTrack(video, localStream);
+    kinds.add("video");
   }
   // Without a camera or microphone, still ask to receive the peer's.
   for (const kind of ["audio", "video"]) {
@@ -296,36 +482,52 @@ async function onPeerMessage(from, data) {
       await onCandidate(from, data.payload || {});
       break;
     case "BYE":
-      if (call && call.peer === from) {
-        closeCall();
-        setState("waiting", "Peer hung up. Waiting for a peer…");
-      }
+      endPeer(from, "hung up");
+      break;
+    case "PRESENCE":
+      onPresence(from, data.payload);
+      break;
+    case "CHAT":
+      // Only from people in our room or in a call with us: anyone may know our id.
+      if (everyone().has(from)) onChat(from, data.payload, "signaling");
       break;
     default:
-      break;
+      break; // unknown call messages are ignored, so both sides can grow
   }
 }
 
 async function onDescription(from, description) {
+  if (typeof description.sdp !== "string") return;
   if (description.type === "offer") {
-    if (!call || call.peer !== from) {
-      closeCall();
-      newCall(from, "callee");
-      setState("calling", "Answering…");
+    let peer = peers.get(from);
+    if (peer && peer.pc.signalingState !== "stable") {
+      closePeer(peer); // offers crossed: start over as the answerer
+      peer = null;
     }
-    const pc = call.pc;
-    await pc.setRemoteDescription({ type: "offer", sdp: description.sdp });
-    addLocalMedia(pc);
-    await flushCandidates();
-    const answer = await pc.createAnswer();
-    await pc.setLocalDescription(answer);
-    sendToPeer(from, { type: "SDP", payload: { type: answer.type, sdp: answer.sdp } });
+    if (!peer) {
+      peer = startPeer(from, "callee");
+      if (!peer) return;
+      if (!anyConnected()) setState("calling", "Answering…");
+    }
+    const { pc } = peer;
+    await step(peer, async () => {
+      await pc.setRemoteDescription({ type: "offer", sdp: description.sdp });
+      addLocalMedia(peer);
+      await flushCandidates(peer);
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      peer.negotiations += 1;
+      sendToPeer(from, { type: "SDP", payload: { type: answer.type, sdp: answer.sdp } });
+    });
   } else if (description.type === "answer") {
-    if (!call || call.peer !== from || call.pc.signalingState !== "have-local-offer") {
+    const peer = peers.get(from);
+    if (!peer || peer.pc.signalingState !== "have-local-offer") {
       return note("ignored an answer we did not ask for");
     }
-    await call.pc.setRemoteDescription({ type: "answer", sdp: description.sdp });
-    await flushCandidates();
+    await step(peer, async () => {
+      await peer.pc.setRemoteDescription({ type: "answer", sdp: description.sdp });
+      await flushCandidates(peer);
+    });
   }
 }
 
@@ -336,20 +538,21 @@ async function onCandidate(from, payload) {
     sdpMid: payload.sdpMid ?? null,
     sdpMLineIndex: payload.sdpMLineIndex ?? null,
   };
-  if (!call || call.peer !== from) {
+  const peer = peers.get(from);
+  if (!peer) {
     // Ahead of its offer: keep it for the call that offer will start.
     const kept = early.get(from) || [];
     if (kept.length < MAX_EARLY_CANDIDATES) early.set(from, [...kept, init]);
     return;
   }
-  app.remoteCandidates.push(init.candidate);
-  if (call.pc.remoteDescription) await addCandidate(call.pc, init);
-  else call.pending.push(init);
+  peer.remoteCandidates.push(init.candidate);
+  if (peer.pc.remoteDescription) await addCandidate(peer.pc, init);
+  else peer.pending.push(init);
 }
 
-async function flushCandidates() {
-  const { pc, pending } = call;
-  call.pending = [];
+async function flushCandidates(peer) {
+  const { pc, pending } = peer;
+  peer.pending = [];
   for (const init of pending) await addCandidate(pc, init);
 }
 
@@ -361,41 +564,115 @@ async function addCandidate(pc, init) {
   }
 }
 
-function closeCall() {
-  app.peerId = null;
-  app.role = null;
-  if (!call) return;
-  clearInterval(call.statsTimer);
-  call.pc.close();
-  for (const track of call.remote.getTracks()) track.stop();
-  call = null;
-  ui.remoteVideo.srcObject = null;
-  ui.unmuteRemote.hidden = true;
+function closePeer(peer) {
+  if (!isCurrent(peer)) return;
+  peers.delete(peer.id);
+  clearInterval(peer.statsTimer);
+  if (peer.channel) peer.channel.onmessage = null;
+  peer.pc.close();
+  for (const track of peer.remote.getTracks()) track.stop();
+  peer.tile.remove();
+  markFirstTile();
+  if (peers.size === 0) ui.unmuteRemote.hidden = true;
 }
 
-// ---- frames and stats ---------------------------------------------------------
+function closeAllPeers() {
+  for (const peer of [...peers.values()]) closePeer(peer);
+}
 
-function watchFrames(pc) {
-  const video = ui.remoteVideo;
+function byeToAll() {
+  for (const id of peers.keys()) sendToPeer(id, { type: "BYE" });
+}
+
+// One call is over; the others go on.
+function endPeer(id, why) {
+  const peer = peers.get(id);
+  if (!peer) return;
+  const ended = `${nameOf(id)} ${ENDED_TEXT[why]}.`;
+  closePeer(peer);
+  if (peers.size > 0) return refreshCallState(ended);
+  if (why === "failed") return setState("error", "The connection to the peer failed.", "failed");
+  const code = why === "gone" ? "unknown-peer" : null;
+  setState("waiting", `${ended} Waiting for a peer to join${inRoom()}…`, code);
+}
+
+// The page's state from all its connections: connected if any is.
+function refreshCallState(lead = "") {
+  const states = [...peers.values()].map((peer) => peer.pc.connectionState);
+  const say = (text) => (lead ? `${lead} ${text}` : text);
+  const connected = states.filter((state) => state === "connected").length;
+  if (connected > 1) setState("connected", say(`In a call with ${connected} people${inRoom()}.`));
+  else if (connected === 1) setState("connected", say(`In a call${inRoom()}.`));
+  else if (states.includes("disconnected")) {
+    setState("calling", say("Connection lost; reconnecting…"));
+  } else if (states.length && states.every((state) => state === "failed")) {
+    setState("error", say("The connection to the peer failed."), "failed");
+  } else if (lead) setState(app.state, say(app.status));
+}
+
+// ---- tiles, frames and stats ------------------------------------------------
+
+function addTile(peer) {
+  const tile = ui.tileTemplate.content.firstElementChild.cloneNode(true);
+  tile.dataset.peer = peer.id;
+  const video = tile.querySelector("video");
+  video.srcObject = peer.remote;
+  ui.videos.insertBefore(tile, ui.localTile);
+  peer.tile = tile;
+  renderTile(peer);
+  markFirstTile();
+  playRemote(video);
+}
+
+// The first remote tile keeps the id the two-person page had, for scripts that use it.
+function markFirstTile() {
+  const videos = ui.videos.querySelectorAll(".remote video");
+  videos.forEach((video, index) => {
+    if (index === 0) video.id = "remote-video";
+    else video.removeAttribute("id");
+  });
+}
+
+function renderTile(peer) {
+  if (!peer.tile) return;
+  const shown = presenceOf(peer.id);
+  peer.tile.dataset.state = peer.pc.connectionState;
+  peer.tile.querySelector(".name").textContent = shown.name;
+  const badges = [
+    shown.muted && "muted",
+    shown.cameraOff && "camera off",
+    shown.screen && "sharing screen",
+    shown.recording && "recording",
+  ].filter(Boolean);
+  const spans = badges.map((text) =>
+    Object.assign(document.createElement("span"), { className: "badge", textContent: text }),
+  );
+  peer.tile.querySelector(".badges").replaceChildren(...spans);
+}
+
+function watchFrames(peer) {
+  const video = peer.tile.querySelector("video");
   if (!("requestVideoFrameCallback" in video)) return;
   const onFrame = () => {
-    if (!call || call.pc !== pc) return;
-    app.framesRendered += 1;
+    if (!isCurrent(peer)) return;
+    peer.framesRendered += 1;
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
 }
 
-async function pollStats(pc) {
-  if (!call || call.pc !== pc) return;
-  const report = await pc.getStats();
+async function pollStats(peer) {
+  if (!isCurrent(peer)) return;
+  const report = await peer.pc.getStats();
   const pairs = {};
   let selected = null;
   report.forEach((stat) => {
     if (stat.type === "inbound-rtp" && stat.kind === "video") {
-      app.framesReceived = stat.framesDecoded || 0;
+      peer.framesReceived = stat.framesDecoded || 0;
+      peer.frameWidth = stat.frameWidth || 0;
+      peer.frameHeight = stat.frameHeight || 0;
     } else if (stat.type === "outbound-rtp" && stat.kind === "video") {
-      app.framesSent = stat.framesEncoded || 0;
+      peer.framesSent = stat.framesEncoded || 0;
     } else if (stat.type === "candidate-pair") {
       pairs[stat.id] = stat;
     } else if (stat.type === "transport" && stat.selectedCandidatePairId) {
@@ -408,23 +685,162 @@ async function pollStats(pc) {
       const c = report.get(id);
       return c ? `${c.candidateType} ${c.protocol} ${c.address}:${c.port}` : id;
     };
-    app.selectedPair = {
+    peer.selectedPair = {
       local: describe(pair.localCandidateId),
       remote: describe(pair.remoteCandidateId),
     };
   }
 }
 
-function playRemote() {
-  ui.remoteVideo.play().catch(() => {
+function playRemote(video) {
+  video.play().catch(() => {
     // Autoplay with sound refused until the user interacts: play muted, offer sound.
-    ui.remoteVideo.muted = true;
+    video.muted = true;
     ui.unmuteRemote.hidden = false;
-    ui.remoteVideo.play().catch(() => {});
+    video.play().catch(() => {});
   });
 }
 
-// ---- local media ----------------------------------------------------------------
+// ---- presence ---------------------------------------------------------------
+
+// Names are shown to others: no control characters, 1-64 code points, else "Guest".
+function cleanName(value) {
+  if (typeof value !== "string") return DEFAULT_NAME;
+  const name = value.replace(UNSHOWABLE, "").trim();
+  const length = [...name].length;
+  return length >= 1 && length <= MAX_NAME ? name : DEFAULT_NAME;
+}
+
+const presenceOf = (id) => presence.get(id) || NO_PRESENCE;
+
+function presenceMessage() {
+  return {
+    type: "PRESENCE",
+    payload: {
+      name: app.name,
+      muted: app.muted,
+      cameraOff: app.cameraOff,
+      screen: app.sharing,
+      recording: false,
+    },
+  };
+}
+
+function sendPresence() {
+  const message = presenceMessage();
+  for (const id of everyone()) sendToPeer(id, message);
+}
+
+function onPresence(from, payload) {
+  if (!payload || typeof payload !== "object") return;
+  // Anyone may send one before calling us by id, so keep a bounded number.
+  if (!presence.has(from) && presence.size >= KEEP_PRESENCE) {
+    presence.delete(presence.keys().next().value);
+  }
+  presence.set(from, {
+    name: cleanName(payload.name),
+    muted: payload.muted === true,
+    cameraOff: payload.cameraOff === true,
+    screen: payload.screen === true,
+    recording: payload.recording === true,
+  });
+  const peer = peers.get(from);
+  if (peer) renderTile(peer);
+}
+
+function setName(value) {
+  app.name = cleanName(value);
+  ui.name.value = app.name;
+  ui.localName.textContent = `(${app.name})`;
+  try {
+    localStorage.setItem(NAME_KEY, app.name);
+  } catch {
+    // Storage may be off (private mode); the name still holds for this page.
+  }
+  sendPresence();
+}
+
+function storedName() {
+  try {
+    return localStorage.getItem(NAME_KEY);
+  } catch {
+    return null;
+  }
+}
+
+// ---- chat ---------------------------------------------------------------------
+
+function openChat(peer, channel) {
+  peer.channel = channel;
+  channel.onmessage = ({ data }) => {
+    if (!isCurrent(peer) || typeof data !== "string") return;
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return note("ignored a chat frame that is not JSON");
+    }
+    if (message && message.type === "CHAT") onChat(peer.id, message.payload, "channel");
+  };
+}
+
+// Send to every peer: over its data channel when open, else through the server.
+function sendChat(value) {
+  const text = String(value ?? "").trim();
+  const length = [...text].length;
+  if (length === 0) return showChatError("Type a message first.");
+  if (length > MAX_CHAT) {
+    const error = `A message can be at most ${MAX_CHAT} characters; this one has ${length}.`;
+    return showChatError(error);
+  }
+  const targets = everyone();
+  if (targets.size === 0) return showChatError("There is nobody in the call to send to yet.");
+  const message = { type: "CHAT", payload: { text } };
+  const paths = {};
+  for (const id of targets) {
+    const channel = peers.get(id)?.channel;
+    if (channel && channel.readyState === "open") {
+      channel.send(JSON.stringify(message));
+      paths[id] = "channel";
+    } else {
+      sendToPeer(id, message);
+      paths[id] = "signaling";
+    }
+  }
+  showChatError("");
+  addChatLine({ from: null, name: "You", text, via: "self", paths });
+  return true;
+}
+
+function onChat(from, payload, via) {
+  if (!payload || typeof payload.text !== "string") return;
+  const text = payload.text.trim();
+  const length = [...text].length;
+  if (length === 0 || length > MAX_CHAT) {
+    return note(`ignored a chat message of ${length} characters`);
+  }
+  addChatLine({ from, name: nameOf(from), text, via });
+}
+
+function addChatLine(entry) {
+  app.chat.push(entry);
+  if (app.chat.length > KEEP_CHAT) app.chat.shift();
+  const line = document.createElement("li");
+  line.textContent = `${entry.name}: ${entry.text}`; // untrusted: text, never HTML
+  if (entry.from === null) line.className = "mine";
+  ui.chatLog.append(line);
+  while (ui.chatLog.children.length > KEEP_CHAT) ui.chatLog.firstElementChild.remove();
+  ui.chatLog.scrollTop = ui.chatLog.scrollHeight; // the panel, not the page
+}
+
+function showChatError(text) {
+  app.chatError = text;
+  ui.chatError.textContent = text;
+  ui.chatError.hidden = text === "";
+  return false;
+}
+
+// ---- local media and screen sharing -------------------------------------------
 
 async function startLocalMedia() {
   if (localStream) return;
@@ -450,8 +866,6 @@ async function startLocalMedia() {
   ui.localCaption.textContent = "You";
   ui.localVideo.srcObject = localStream;
   applyTrackSwitches();
-  ui.mute.disabled = localStream.getAudioTracks().length === 0;
-  ui.camera.disabled = localStream.getVideoTracks().length === 0;
 }
 
 function stopLocalMedia() {
@@ -459,48 +873,123 @@ function stopLocalMedia() {
   for (const track of localStream.getTracks()) track.stop();
   localStream = null;
   ui.localVideo.srcObject = null;
-  ui.mute.disabled = true;
-  ui.camera.disabled = true;
+  applyTrackSwitches();
 }
+
+const cameraTrack = () => (localStream ? localStream.getVideoTracks()[0] || null : null);
+const outgoingVideo = () => screenTrack || cameraTrack();
 
 function applyTrackSwitches() {
   if (localStream) {
     for (const track of localStream.getAudioTracks()) track.enabled = !app.muted;
     for (const track of localStream.getVideoTracks()) track.enabled = !app.cameraOff;
   }
-  ui.mute.textContent = app.muted ? "Unmute" : "Mute";
-  ui.mute.setAttribute("aria-pressed", String(app.muted));
-  ui.camera.textContent = app.cameraOff ? "Camera on" : "Camera off";
-  ui.camera.setAttribute("aria-pressed", String(app.cameraOff));
+  const label = (button, on, text) => {
+    button.textContent = text;
+    button.setAttribute("aria-pressed", String(on));
+  };
+  label(ui.mute, app.muted, app.muted ? "Unmute" : "Mute");
+  label(ui.camera, app.cameraOff, app.cameraOff ? "Camera on" : "Camera off");
+  label(ui.screen, app.sharing, app.sharing ? "Stop sharing" : "Share screen");
+  ui.mute.disabled = !localStream || localStream.getAudioTracks().length === 0;
+  ui.camera.disabled = cameraTrack() === null;
+  // Sharing swaps the camera's track on each connection, so it needs a camera track.
+  ui.screen.disabled = cameraTrack() === null || !navigator.mediaDevices?.getDisplayMedia;
 }
 
 function setMuted(muted) {
   app.muted = Boolean(muted);
   applyTrackSwitches();
+  sendPresence();
 }
 
 function setCameraOff(off) {
   app.cameraOff = Boolean(off);
   applyTrackSwitches();
+  sendPresence();
+}
+
+// The screen replaces the camera's track on every connection, without
+// renegotiating; stopping (here, or the browser's own "Stop sharing", which
+// ends the track) puts the camera back.
+async function setSharing(on) {
+  if (Boolean(on) === app.sharing) return app.sharing;
+  if (on) {
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    } catch (error) {
+      note(`getDisplayMedia failed: ${error.name}`);
+      setState(app.state, "Screen sharing did not start (not allowed, or cancelled).", "screen");
+      return false;
+    }
+    screenTrack = stream.getVideoTracks()[0];
+    screenTrack.addEventListener("ended", () => setSharing(false).catch(fail));
+    app.sharing = true;
+  } else {
+    const track = screenTrack;
+    screenTrack = null;
+    app.sharing = false;
+    if (track) track.stop();
+  }
+  await sendVideo(outgoingVideo());
+  applyTrackSwitches();
+  sendPresence();
+  return app.sharing;
+}
+
+async function sendVideo(track) {
+  for (const peer of peers.values()) {
+    const sender = videoSender(peer);
+    if (!sender) continue;
+    try {
+      await sender.replaceTrack(track);
+    } catch (error) {
+      note(`could not switch the video sent to ${peer.id}: ${error.name}`);
+    }
+  }
+}
+
+function videoSender(peer) {
+  // receiver.track always has the m-line's kind, even when the sender has no track.
+  const transceiver = peer.pc.getTransceivers().find((t) => t.receiver.track.kind === "video");
+  return transceiver ? transceiver.sender : null;
 }
 
 // ---- user actions -------------------------------------------------------------
 
-async function join(room) {
+function parseCapacity(value) {
+  if (value === null || value === undefined || value === "") return null;
+  const capacity = Number(value);
+  return Number.isInteger(capacity) && capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY
+    ? capacity
+    : NaN;
+}
+
+// `capacity` (2-8) is asked for only when given: it sizes a room we create.
+async function join(room, capacity = ui.capacity.value) {
   room = String(room).trim();
   ui.room.value = room;
   if (!ROOM_NAME.test(room)) {
     setState("error", ERROR_TEXT["bad-room"], "bad-room");
     return;
   }
+  const asked = parseCapacity(capacity);
+  if (Number.isNaN(asked)) {
+    setState("error", ERROR_TEXT["bad-capacity"], "bad-capacity");
+    return;
+  }
+  ui.capacity.value = asked === null ? "" : String(asked);
   if (room === app.room && ws) return; // already there
   const url = new URL(location.href);
   url.searchParams.set("room", room);
+  if (asked === null) url.searchParams.delete("capacity");
+  else url.searchParams.set("capacity", String(asked));
   history.replaceState(null, "", url);
   app.errorCode = null;
-  if (call && app.room !== room) {
-    sendToPeer(call.peer, { type: "BYE" }); // moving to another room ends this call
-    closeCall();
+  if (peers.size > 0 && app.room !== room) {
+    byeToAll(); // moving to another room ends these calls
+    closeAllPeers();
   }
   setState("connecting", "Connecting…");
   await startLocalMedia();
@@ -509,14 +998,20 @@ async function join(room) {
   } catch {
     return; // onSignalingLost has said so
   }
-  send({ type: "join", room });
+  const request = { type: "join", room, id: "join" };
+  if (asked !== null) request.capacity = asked;
+  send(request);
 }
 
 function hangUp() {
-  if (call) sendToPeer(call.peer, { type: "BYE" });
-  closeCall();
+  byeToAll();
+  closeAllPeers();
   if (app.room !== null) send({ type: "leave" });
   app.room = null;
+  app.members = [];
+  if (screenTrack) screenTrack.stop();
+  screenTrack = null;
+  app.sharing = false;
   stopLocalMedia();
   setState("idle", "You left the call. Join a room to call again.");
 }
@@ -525,27 +1020,45 @@ ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
   join(ui.room.value).catch(fail);
 });
+ui.name.addEventListener("change", () => setName(ui.name.value));
 ui.hangup.addEventListener("click", hangUp);
 ui.mute.addEventListener("click", () => setMuted(!app.muted));
 ui.camera.addEventListener("click", () => setCameraOff(!app.cameraOff));
+ui.screen.addEventListener("click", async () => {
+  ui.screen.disabled = true; // one screen picker at a time
+  await setSharing(!app.sharing).catch(fail);
+  applyTrackSwitches();
+});
 ui.unmuteRemote.addEventListener("click", () => {
-  ui.remoteVideo.muted = false;
   ui.unmuteRemote.hidden = true;
-  playRemote();
+  for (const video of ui.videos.querySelectorAll(".remote video")) {
+    video.muted = false;
+    playRemote(video);
+  }
+});
+ui.chatForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (sendChat(ui.chatInput.value)) ui.chatInput.value = "";
 });
 window.addEventListener("pagehide", () => {
   leaving = true;
-  if (call) sendToPeer(call.peer, { type: "BYE" });
+  byeToAll();
 });
 
+// Errors reach the screen in plain words; the details go to the console.
 function fail(error) {
   console.error(error);
-  setState("error", `Something went wrong: ${error.message || error}`, "internal");
+  note(`internal error: ${error && error.message}`);
+  setState("error", "Something went wrong in this page. Reload it to join again.", "internal");
 }
 
-const initialRoom = new URLSearchParams(location.search).get("room");
-if (initialRoom !== null) {
-  join(initialRoom).catch(fail);
+const params = new URLSearchParams(location.search);
+app.name = cleanName(params.get("name") ?? storedName());
+ui.name.value = app.name;
+ui.localName.textContent = `(${app.name})`;
+applyTrackSwitches();
+if (params.get("room") !== null) {
+  join(params.get("room"), params.get("capacity")).catch(fail);
 } else {
   setState("idle", "Enter a room name to join.");
 }
