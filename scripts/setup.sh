@@ -15,6 +15,9 @@ DEBIAN_PACKAGES=(
   # Sound (sounddevice loads PortAudio; the audio tests play into ALSA's
   # "null" device, which needs no sound card and no sound server).
   libportaudio2
+  # Screen-sharing tests draw on Xvfb's root window and add RandR monitors
+  # through these (mss itself needs only libxcb).
+  libx11-6 libxrandr2
 )
 
 missing=()

@@ -5,6 +5,14 @@ Every video source is a ``VideoStreamTrack`` with one ``recv()`` giving
 gives 20 ms ``s16`` mono frames at 48 kHz. Blocking work (camera reads, file
 decoding, recording) runs on threads of its own, sound devices on PortAudio's;
 the event loop only moves finished frames through bounded hand-offs.
+
+A group call captures once: one :class:`SwitchableVideoTrack` and one
+:class:`MutableAudioTrack` per session, each read by a :class:`TrackFanout`
+whose :class:`FanoutTrack` consumers are the legs' senders; one
+:class:`AudioPlayback` mixes every leg's audio into one speaker stream, and a
+:class:`LatestFrameSink` reads each leg's remote video. Frames handed to
+several consumers are shared, never copied, and never changed
+(:func:`frame_view` gives a header of one's own).
 """
 
 from callapp.media.audio_sources import (
@@ -28,11 +36,21 @@ from callapp.media.devices import (
     find_device,
     list_audio_devices,
 )
+from callapp.media.fanout import FanoutTrack, TrackFanout
 from callapp.media.file import FileTrack
-from callapp.media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, luma_view, plane_views
+from callapp.media.frames import (
+    VIDEO_CLOCK_RATE,
+    VIDEO_TIME_BASE,
+    black_frame,
+    frame_view,
+    luma_view,
+    plane_views,
+)
 from callapp.media.jitter import JitterBuffer, JitterStats
-from callapp.media.playback import AudioPlayback, PlaybackCapture, WavWriter
+from callapp.media.playback import DEFAULT_INPUT, AudioPlayback, PlaybackCapture, WavWriter
+from callapp.media.reading import read_track
 from callapp.media.recorder import Recorder, RecordingError
+from callapp.media.screen import Screen, ScreenTrack, ScreenUnavailable, list_screens
 from callapp.media.sinks import LatestFrameSink
 from callapp.media.sources import open_video_source
 from callapp.media.switcher import SwitchableVideoTrack
@@ -40,6 +58,7 @@ from callapp.media.testpattern import TestPatternTrack
 from callapp.media.tone import SilenceTrack, ToneTrack
 
 __all__ = [
+    "DEFAULT_INPUT",
     "VIDEO_CLOCK_RATE",
     "VIDEO_TIME_BASE",
     "AudioDevice",
@@ -52,6 +71,7 @@ __all__ = [
     "CameraState",
     "CameraStatus",
     "CameraTrack",
+    "FanoutTrack",
     "FileTrack",
     "JitterBuffer",
     "JitterStats",
@@ -61,16 +81,24 @@ __all__ = [
     "PlaybackCapture",
     "Recorder",
     "RecordingError",
+    "Screen",
+    "ScreenTrack",
+    "ScreenUnavailable",
     "SilenceTrack",
     "SwitchableVideoTrack",
     "TestPatternTrack",
     "ToneTrack",
+    "TrackFanout",
     "WavWriter",
+    "black_frame",
     "find_device",
+    "frame_view",
     "list_audio_devices",
     "list_cameras",
+    "list_screens",
     "luma_view",
     "open_audio_source",
     "open_video_source",
     "plane_views",
+    "read_track",
 ]

@@ -37,7 +37,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 from av.container import InputContainer
 
-from callapp.media.clock import Pacer
+from callapp.media.clock import Pacer, wait_event
 from callapp.media.decoding import LoopingFileTrack, open_media_file, source_file_path
 from callapp.media.devices import (
     AudioDevice,
@@ -195,10 +195,7 @@ class MicrophoneTrack(MediaStreamTrack):
                 pcm = self._take()
                 return self._frame(pcm if pcm is not None else _zeros())
             self._ready.clear()
-            asyncio.get_running_loop()  # raise before making a coroutine nobody awaits
-            try:
-                await asyncio.wait_for(self._ready.wait(), self._stall_timeout)
-            except TimeoutError:
+            if not await wait_event(self._ready, self._stall_timeout):
                 self._set_status(
                     AudioState.FALLBACK,
                     f"The {self._device_name} stopped sending: {NO_MIC_HEARS}",

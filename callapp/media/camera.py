@@ -18,7 +18,6 @@ on the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import threading
@@ -34,7 +33,7 @@ from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from callapp.media.clock import Pacer, Timeline
+from callapp.media.clock import Pacer, Timeline, wait_event
 from callapp.media.frames import VIDEO_TIME_BASE, check_size
 from callapp.media.testpattern import PatternRenderer
 
@@ -228,9 +227,7 @@ class CameraTrack(VideoStreamTrack):
                 return self._camera_frame(image, captured)
             if self._status.state is CameraState.FALLBACK:
                 return await self._pattern_frame()
-            try:
-                await asyncio.wait_for(self._frame_ready.wait(), self._stall_timeout)
-            except TimeoutError:
+            if not await wait_event(self._frame_ready, self._stall_timeout):
                 if self._status.state is CameraState.STARTING:
                     message = f"Camera {self.device} is slow to start: sending a test pattern"
                 else:
@@ -247,8 +244,7 @@ class CameraTrack(VideoStreamTrack):
         due = self._pacer.advance()
         delay = due - time.monotonic()
         if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._frame_ready.wait(), delay)
+            await wait_event(self._frame_ready, delay)
         if self.readyState != "live":
             raise MediaStreamError
         item = self._take()

@@ -4,7 +4,8 @@ aiortc's ``VideoStreamTrack.next_timestamp`` paces from ``time.time()`` (the
 wall clock, which can jump) at a fixed 30 fps and, after a stall, returns
 frames back to back until it has caught up. :class:`Pacer` paces from
 ``time.monotonic()`` at any rate and skips ahead instead of bursting;
-:class:`Timeline` turns monotonic instants into strictly increasing pts.
+:class:`Timeline` turns monotonic instants into strictly increasing pts;
+:func:`wait_event` is the one bounded wait for an event in a ``recv()``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,24 @@ from collections.abc import Callable
 from callapp.media.frames import VIDEO_CLOCK_RATE
 
 Clock = Callable[[], float]
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` have passed; True if it was set.
+
+    Every bounded wait inside a track's ``recv()`` goes through here, not
+    ``asyncio.wait_for``: on Python 3.11, a cancellation that arrives as the
+    event is set is swallowed by ``wait_for`` (it returns as if nothing had
+    happened), so the task reading the track, a fan-out pump whose last
+    consumer left, say, would go on reading. ``asyncio.timeout`` lets the
+    cancellation through. Must run in a task.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class Pacer:

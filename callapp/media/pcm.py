@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -33,6 +34,9 @@ SILENCE_DBFS = -120.0
 
 Pcm = npt.NDArray[np.int16]
 """Samples shaped ``(samples, channels)``, interleaved in memory (C order)."""
+
+WidePcm = npt.NDArray[np.int32]
+"""Samples as :data:`Pcm`, widened to 32 bits: a sum of ``int16`` blocks before clipping."""
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
@@ -122,11 +126,35 @@ def level_dbfs(pcm: Pcm) -> float:
     return max(SILENCE_DBFS, 20.0 * math.log10(rms))
 
 
-def ramp(pcm: Pcm, start: float, end: float) -> Pcm:
-    """``pcm`` scaled by a gain going linearly from ``start`` to ``end`` (a new array).
+def mix(
+    blocks: Sequence[Pcm], samples: int, channels: int, *, start: float = 1.0, end: float = 1.0
+) -> Pcm:
+    """The sum of ``blocks`` (each shaped ``(samples, channels)``), times a gain ramp, clipped.
+
+    Summed in ``int32``, so nothing wraps around (30000 + 30000 comes out as
+    32767, not -5536); the gain (going from ``start`` to ``end``, see
+    :func:`ramp`) scales the sum before it is clipped to ``int16``, so a low
+    volume quiets a loud mix instead of clipping it first. No blocks give
+    silence; one block at unit gain comes back as it is (no copy).
+    """
+    unity = start == end == 1.0
+    if len(blocks) == 1 and unity:
+        return blocks[0]
+    total: WidePcm = np.zeros((samples, channels), dtype=np.int32)
+    for block in blocks:
+        total += block
+    if unity:
+        clipped: Pcm = np.clip(total, -32768, 32767).astype(np.int16)
+        return clipped
+    return ramp(total, start, end)
+
+
+def ramp(pcm: Pcm | WidePcm, start: float, end: float) -> Pcm:
+    """``pcm`` scaled by a gain going linearly from ``start`` to ``end``, as new ``int16``.
 
     Changing gain along a ramp rather than in one step is what keeps mute,
-    volume changes and concealment free of clicks.
+    volume changes and concealment free of clicks. Results beyond ``int16``
+    are clipped, so ``pcm`` may be a wide sum (:func:`mix`).
     """
     n = pcm.shape[0]
     if start == end:

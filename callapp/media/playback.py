@@ -1,17 +1,24 @@
-"""Playing a remote audio track: a jitter buffer in front of a speaker.
+"""Playing remote audio tracks: one jitter buffer per track, mixed into one speaker.
 
 aiortc decodes remote audio into 20 ms frames but has nothing to play them
-with. :class:`AudioPlayback` reads the track in a task, queues each frame in a
+with. :class:`AudioPlayback` is a session's one speaker stream with any
+number of inputs (one per call leg, by key): a task per input reads its track
+and queues each frame in that input's own
 :class:`~callapp.media.jitter.JitterBuffer`, and a PortAudio output stream
-pulls 10 ms blocks from it in its callback, on PortAudio's thread (the buffer
-is shared under a lock; the callback does no allocation beyond numpy's and
-never waits for the event loop).
+pulls 10 ms blocks in its callback, on PortAudio's thread: the next block of
+every input, summed in ``int32``, scaled by the volume, clipped to ``int16``
+(:func:`~callapp.media.pcm.mix`). The buffers are shared under one lock; the
+callback does no allocation beyond numpy's and never waits for the event
+loop. An input whose audio has not arrived gives its fade-out, then silence
+(its buffer conceals, see :mod:`~callapp.media.jitter`), so one late leg
+never holds up the others; an input removed gives one last block faded to
+nothing, so leaving does not click.
 
 Without a speaker (none found, it fails to open, it goes away, or ``none``
 was asked for) the call goes on: a clock on the event loop pulls the same
 blocks in real time and throws them away, and :attr:`AudioPlayback.status`
-says so in words. Either way every block played (or discarded) is handed to
-``capture``, which is how tests and recordings hear what the user heard.
+says so in words. Either way every block played (or discarded), the mix, is
+handed to ``capture``, which is how tests and recordings hear what the user heard.
 """
 
 from __future__ import annotations
@@ -19,19 +26,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
 import threading
 import wave
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from callapp.media.clock import Pacer
@@ -57,9 +65,11 @@ from callapp.media.pcm import (
     Pcm,
     frame_to_pcm,
     level_dbfs,
+    mix,
     ramp,
     to_channels,
 )
+from callapp.media.reading import read_track
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +77,10 @@ logger = logging.getLogger(__name__)
 BLOCK_SAMPLES = 480
 #: Most a volume may be raised to (2 = +6 dB); samples are clipped beyond full scale.
 MAX_VOLUME = 2.0
+#: The key of the input given to the constructor.
+DEFAULT_INPUT = "default"
+#: Channels every input is mixed in (what aiortc's Opus decoder gives).
+MIX_CHANNELS = 2
 NOT_PLAYED = "the other person's audio is not played"
 
 Capture = Callable[[Pcm], None]
@@ -87,21 +101,38 @@ def open_portaudio_output(
     )
 
 
+@dataclass(eq=False)
+class _Input:
+    """One track being played: its buffer (shared with the audio thread) and its reader."""
+
+    key: str
+    track: MediaStreamTrack
+    jitter: JitterBuffer
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    resampler: av.AudioResampler | None = field(default=None, repr=False)
+
+
 class AudioPlayback:
-    """Plays ``track`` on a speaker through a jitter buffer; see the module docstring.
+    """Mixes its inputs' audio onto one speaker, each through its own jitter buffer.
+
+    See the module docstring. ``track``, if given, is the first input, under
+    :data:`DEFAULT_INPUT` (with ``jitter`` as its buffer): ``AudioPlayback(track)``
+    plays one track. :meth:`add_input` and :meth:`remove_input` change the
+    inputs at any time, before or after :meth:`start`.
 
     ``device`` is an index, a name (or part of one), None for the default
     speaker, or ``"none"`` to play nothing (blocks are still captured).
-    ``volume`` scales what is played, 0 to :data:`MAX_VOLUME`; changes fade
-    over one block. ``capture(samples)`` gets a copy of each block, shaped
-    ``(480, 2)``, on PortAudio's thread or the event loop's: keep it short.
-    ``on_status`` runs on the event loop thread. Stopping the sink does not
-    stop the track.
+    ``volume`` scales the mix, 0 to :data:`MAX_VOLUME`; changes fade over
+    one block. ``capture(samples)`` gets each block of the mix, shaped
+    ``(480, 2)``, on PortAudio's thread or the event loop's: keep it short,
+    and copy the block to keep it. ``on_status`` runs on the event loop
+    thread. Everything else is called on the event loop thread. Neither
+    removing an input nor stopping the sink stops a track.
     """
 
     def __init__(
         self,
-        track: MediaStreamTrack,
+        track: MediaStreamTrack | None = None,
         *,
         device: int | str | None = None,
         volume: float = 1.0,
@@ -110,12 +141,10 @@ class AudioPlayback:
         stream_factory: OutputStreamFactory = open_portaudio_output,
         jitter: JitterBuffer | None = None,
     ) -> None:
-        self.track = track
         self.device = device
         self.on_status = on_status
         self.capture = capture
         self._stream_factory = stream_factory
-        self._jitter = jitter or JitterBuffer(2)
         self._volume = _clamp_volume(volume)
         self._applied_volume = self._volume
         self._status = AudioStatus(AudioState.STARTING, device_label(device), "Opening the speaker")
@@ -126,12 +155,15 @@ class AudioPlayback:
         # must not pull 100 ms at once while the first frames are on their way.
         self._guard = PaceGuard(SAMPLE_RATE, slack=0.05)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
         self._clock: asyncio.Task[None] | None = None
-        self._resampler: av.AudioResampler | None = None
+        # Both guarded by _lock: the audio thread pulls from them.
+        self._inputs: dict[str, _Input] = {}
+        self._leaving: list[_Input] = []  # removed; one last, faded block to play
         self._stopping = False
         self._callback_failed = False
         self.frames_received = 0
+        """Frames read from all inputs, removed ones included."""
         self.samples_played = 0
         """Samples handed to the speaker (or discarded in its place), silence included."""
         self.device_underflows = 0
@@ -139,6 +171,11 @@ class AudioPlayback:
         self.level = SILENCE_DBFS
         """Level of the last block played, in dBFS."""
         self.error: BaseException | None = None
+        """What the last input that failed raised (its track ended otherwise than normally)."""
+        if track is not None:
+            self.add_input(DEFAULT_INPUT, track, jitter=jitter)
+        elif jitter is not None:
+            raise ValueError("jitter is the buffer of the track given with it")
 
     # -- observing -------------------------------------------------------------
 
@@ -147,13 +184,33 @@ class AudioPlayback:
         return self._status
 
     @property
+    def inputs(self) -> tuple[str, ...]:
+        """The keys of the inputs playing now, in the order they were added."""
+        return tuple(self._inputs)
+
+    @property
     def stats(self) -> JitterStats:
-        return self._jitter.stats
+        """Jitter-buffer counters: the one input's own, or a sum over the inputs playing now."""
+        inputs = list(self._inputs.values())
+        if len(inputs) == 1:
+            return inputs[0].jitter.stats
+        total = JitterStats()
+        for counter in dataclasses.fields(JitterStats):
+            name = counter.name
+            setattr(total, name, sum(getattr(i.jitter.stats, name) for i in inputs))
+        return total
+
+    def input_stats(self, key: str) -> JitterStats:
+        """The jitter-buffer counters of input ``key`` (KeyError if it is not playing)."""
+        return self._inputs[key].jitter.stats
 
     @property
     def delay(self) -> float:
-        """Seconds of audio waiting in the jitter buffer (the device adds its own latency)."""
-        return self._jitter.delay
+        """Seconds of audio waiting in the fullest input's jitter buffer (0 without inputs).
+
+        The device adds its own latency.
+        """
+        return max((i.jitter.delay for i in self._inputs.values()), default=0.0)
 
     @property
     def played_seconds(self) -> float:
@@ -169,50 +226,93 @@ class AudioPlayback:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._opening is not None and not self._stopping
 
     # -- control ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the speaker and start reading the track; idempotent. On the event loop thread."""
-        if self._task is None:
+        """Open the speaker and start reading every input; idempotent."""
+        if self._opening is None and not self._stopping:
             self._loop = asyncio.get_running_loop()
             self._report()
-            self._task = self._loop.create_task(self._run(), name="audio-playback")
+            self._opening = self._loop.create_task(self._open_output(), name="audio-output")
+            for item in self._inputs.values():
+                self._start_input(item)
+
+    def add_input(
+        self, key: str, track: MediaStreamTrack, *, jitter: JitterBuffer | None = None
+    ) -> None:
+        """Mix ``track`` in from its next frame on, through its own jitter buffer.
+
+        ``jitter`` replaces the default ``JitterBuffer(2)``. Reading starts
+        now if the sink has started, else at :meth:`start`. The track plays
+        until :meth:`remove_input`; once it ends, its input is silent. Raises
+        ValueError if ``key`` is playing already (remove it first) or the
+        track is not audio, RuntimeError after :meth:`stop`.
+        """
+        if self._stopping:
+            raise RuntimeError("add_input() after stop()")
+        if track.kind != "audio":
+            raise ValueError(f"can play an audio track, not a {track.kind!r} one")
+        if key in self._inputs:
+            raise ValueError(f"an input {key!r} is playing already")
+        item = _Input(key, track, jitter or JitterBuffer(MIX_CHANNELS))
+        with self._lock:
+            self._inputs[key] = item
+        if self._opening is not None:
+            self._start_input(item)
+
+    def remove_input(self, key: str) -> None:
+        """Stop reading input ``key``; its next block fades out and it is gone. No-op if absent.
+
+        The other inputs play on without a gap; the track is not stopped.
+        """
+        with self._lock:
+            item = self._inputs.pop(key, None)
+            if item is None:
+                return
+            self._leaving.append(item)
+        if item.task is not None:
+            item.task.cancel()
 
     async def stop(self) -> None:
-        """Stop reading and close the speaker (the track keeps running)."""
+        """Stop reading every input and close the speaker (the tracks keep running)."""
         self._stopping = True
-        for task in (self._task, self._clock):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        with self._lock:
+            items = [*self._inputs.values(), *self._leaving]
+        tasks = [t for t in (self._opening, self._clock, *(i.task for i in items)) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._close_stream()
         if self._status.state is not AudioState.STOPPED:
             self._set_status(AudioState.STOPPED, "Sound output stopped")
 
     async def wait_ended(self) -> None:
-        """Wait until the track has ended (or the sink was stopped)."""
-        if self._task is not None:
-            await asyncio.wait([self._task])
+        """Wait until every input's track has ended (or was removed, or the sink stopped)."""
+        tasks = [i.task for i in self._inputs.values() if i.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)  # unlike gather, neither raises nor cancels them
 
     # -- event loop side -------------------------------------------------------
 
-    async def _run(self) -> None:
-        await self._open_output()
-        try:
-            while True:
-                frame = await self.track.recv()
-                if isinstance(frame, AudioFrame):
-                    self._push(frame)
-        except MediaStreamError:
-            pass
-        except Exception as exc:
-            logger.exception("playback: reading the audio track failed")
-            self.error = exc
+    def _start_input(self, item: _Input) -> None:
+        assert self._loop is not None
+        item.task = self._loop.create_task(self._read(item), name=f"audio-input-{item.key}")
 
-    def _push(self, frame: AudioFrame) -> None:
+    async def _read(self, item: _Input) -> None:
+        assert self._opening is not None
+        # The speaker first: frames read before it plays would only pile up as delay.
+        await asyncio.wait([self._opening])
+        what = f"playback: reading audio input {item.key!r}"
+        error = await read_track(item.track, lambda frame: self._push(item, frame), what=what)
+        if error is not None:
+            self.error = error
+
+    def _push(self, item: _Input, frame: object) -> None:
+        if not isinstance(frame, AudioFrame):
+            return
         self.frames_received += 1
         pts: int | None = None
         if frame.sample_rate == SAMPLE_RATE and frame.format.name in ("s16", "s16p"):
@@ -220,16 +320,16 @@ class AudioPlayback:
             if frame.pts is not None and frame.time_base is not None:
                 pts = round(frame.pts * frame.time_base * SAMPLE_RATE)
         else:
-            if self._resampler is None:
-                self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
-            parts = [frame_to_pcm(f) for f in self._resampler.resample(frame)]
+            if item.resampler is None:
+                item.resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
+            parts = [frame_to_pcm(f) for f in item.resampler.resample(frame)]
             if not parts:
                 return
             pcm = np.concatenate(parts)
             if frame.pts is not None and frame.time_base is not None:
                 pts = round(Fraction(frame.pts) * frame.time_base * SAMPLE_RATE)
         with self._lock:
-            self._jitter.push(pcm, pts)
+            item.jitter.push(pcm, pts)
 
     async def _open_output(self) -> None:
         if isinstance(self.device, str) and self.device.strip().lower() == "none":
@@ -303,12 +403,16 @@ class AudioPlayback:
     # -- either thread -----------------------------------------------------------
 
     def _pull(self, n: int) -> Pcm:
+        """The next ``n`` samples of the mix, shaped ``(n, MIX_CHANNELS)``."""
         with self._lock:
-            pcm = self._jitter.pull(n)
+            blocks = [to_channels(i.jitter.pull(n), MIX_CHANNELS) for i in self._inputs.values()]
+            blocks += [
+                ramp(to_channels(i.jitter.pull(n), MIX_CHANNELS), 1.0, 0.0) for i in self._leaving
+            ]
+            self._leaving.clear()
         volume, before = self._volume, self._applied_volume
-        if volume != 1.0 or before != 1.0:
-            pcm = ramp(pcm, before, volume)
-            self._applied_volume = volume
+        pcm = mix(blocks, n, MIX_CHANNELS, start=before, end=volume)
+        self._applied_volume = volume
         self.samples_played += n
         self.level = level_dbfs(pcm)
         return pcm

@@ -15,6 +15,11 @@ keeps its shape (``add_track``, ``start``, ``stop``) but:
   stream keeps that first size, later frames of another size are scaled to it;
 * pts come from the frames (the RTP clock), shifted so each track starts at
   the moment its first frame arrived, which keeps audio and video in step;
+* the frames it is given are never changed, since others hold them too (a
+  fan-out's other consumers, the view, aiortc's encoders on their threads):
+  video is encoded from a :func:`~callapp.media.frames.frame_view` carrying
+  the recorder's own pts (pixels shared, not copied), audio from a stamped
+  copy (PyAV has no such view of audio; 20 ms of samples are cheap);
 * any error (opening, encoding, writing, or a track failing with something
   other than its normal end) stops the recording, is reported through
   ``on_error`` on the event loop thread, and is raised again by :meth:`stop`.
@@ -41,6 +46,8 @@ from av import AudioFrame, VideoFrame
 from av.audio.stream import AudioStream
 from av.container import OutputContainer
 from av.video.stream import VideoStream
+
+from callapp.media.frames import frame_view
 
 logger = logging.getLogger(__name__)
 
@@ -281,8 +288,8 @@ class Recorder:
             # FIFO sees a gapless stream; the first frame starts at its arrival.
             if t.offset is None:
                 t.offset = max(0, round(since_start * frame.sample_rate))
-            # Stamp a copy: the frame may be shared (a MediaRelay, the call's
-            # speaker), whose jitter buffer reads its pts while this thread runs.
+            # Stamp a copy: the frame is shared (a fan-out, the call's speaker,
+            # whose jitter buffer reads its pts while this thread runs).
             frame = _restamped(frame, t.offset + t.samples)
             t.samples += frame.samples
         else:
@@ -298,6 +305,8 @@ class Recorder:
                 t.offset = arrival_pts - pts
             pts = max(pts + t.offset, t.last_pts + _MIN_VIDEO_STEP if t.last_pts >= 0 else 0)
             t.last_pts = pts
+            # Our pts on a header of our own: others read the frame's meanwhile.
+            frame = frame_view(frame)
             frame.pts = pts
             frame.time_base = tick
         # Two branches, not one `or`: mypy narrows each pair for encode().

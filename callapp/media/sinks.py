@@ -1,9 +1,13 @@
-"""Consuming a remote video track: keep the newest frame, tell the UI.
+"""Reading a remote video track: count it, keep the newest frame, tell the UI.
 
 aiortc's remote tracks queue every decoded frame without bound; a
 :class:`LatestFrameSink` drains that queue in its own task as fast as frames
-come, keeps only the newest, and calls ``on_frame`` for each on the event loop
-thread. Views that paint slower than frames arrive should paint
+come, keeps only the newest, counts frames and notes when the first and the
+last arrived (call statistics, a frozen picture), and calls ``on_frame`` for
+each on the event loop thread. It is the one reader of a remote video track:
+another consumer (a recorder) subscribes to a
+:class:`~callapp.media.fanout.TrackFanout` of the track instead of reading
+it too. Views that paint slower than frames arrive should paint
 :attr:`LatestFrameSink.latest` on their own schedule rather than every frame.
 """
 
@@ -15,20 +19,23 @@ import time
 from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
+
+from callapp.media.reading import read_track
 
 logger = logging.getLogger(__name__)
 
 
 class LatestFrameSink:
-    """Reads ``track`` until it ends, keeping the newest frame.
+    """Reads ``track`` until it ends, keeping the newest frame and counting.
 
-    ``on_frame(frame)`` runs on the event loop thread for every frame; an
-    exception in it is logged and does not stop the sink. ``on_ended(error)``
-    runs once when the track ends: ``error`` is None for a normal end
-    (MediaStreamError: the remote side or the call stopped it), else whatever
-    ``recv()`` raised. Stopping the sink does not stop the track.
+    ``on_frame(frame)`` runs on the event loop thread for every frame, after
+    the counters include it; an exception in it is logged and does not stop
+    the sink. ``on_ended(error)`` runs once when the track ends (not after
+    :meth:`stop`): ``error`` is None for a normal end (MediaStreamError: the
+    remote side or the call stopped it), else whatever ``recv()`` raised.
+    Anything but a ``VideoFrame`` is skipped with a warning. Stopping the
+    sink does not stop the track.
     """
 
     def __init__(
@@ -43,7 +50,12 @@ class LatestFrameSink:
         self.on_ended = on_ended
         self.latest: VideoFrame | None = None
         """The newest frame received, None before the first."""
-        self.frames_received = 0
+        self.frames = 0
+        """Frames received."""
+        self.size: tuple[int, int] | None = None
+        """``(width, height)`` of the newest frame, None before the first."""
+        self.first_frame_at: float | None = None
+        """``time.monotonic()`` when the first frame arrived (time to first picture)."""
         self.last_frame_at: float | None = None
         """``time.monotonic()`` when the newest frame arrived (to spot a frozen picture)."""
         self.error: BaseException | None = None
@@ -81,28 +93,27 @@ class LatestFrameSink:
             await asyncio.wait([self._task])  # unlike await, neither raises nor cancels it
 
     async def _run(self) -> None:
-        error: BaseException | None = None
-        try:
-            while True:
-                frame = await self.track.recv()
-                if not isinstance(frame, VideoFrame):
-                    logger.warning("sink: %s track sent %r, not video", self.track.kind, frame)
-                    continue
-                self.latest = frame
-                self.frames_received += 1
-                self.last_frame_at = time.monotonic()
-                if self.on_frame is not None:
-                    try:
-                        self.on_frame(frame)
-                    except Exception:
-                        logger.exception("sink: on_frame callback failed")
-        except MediaStreamError:
-            pass  # the track ended: the normal way out
-        except Exception as exc:
-            logger.exception("sink: reading the %s track failed", self.track.kind)
-            error = self.error = exc
+        what = f"sink: reading the {self.track.kind} track"
+        error = self.error = await read_track(self.track, self._take, what=what)
         if self.on_ended is not None:
             try:
                 self.on_ended(error)
             except Exception:
                 logger.exception("sink: on_ended callback failed")
+
+    def _take(self, frame: object) -> None:
+        if not isinstance(frame, VideoFrame):
+            logger.warning("sink: %s track sent %r, not video", self.track.kind, frame)
+            return
+        now = time.monotonic()
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
+        self.latest = frame
+        self.frames += 1
+        self.size = (frame.width, frame.height)
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame)
+            except Exception:
+                logger.exception("sink: on_frame callback failed")

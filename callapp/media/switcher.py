@@ -14,12 +14,20 @@ stamp never repeats or goes back, across switches, enabling and disabling.
 
 Disabled, or with no source, the track sends black frames at ``idle_fps``:
 cheap to make and to encode, and the receiver keeps a live, black picture.
+Each black frame is a fresh :func:`~callapp.media.frames.black_frame` (about
+50 us at 640x480, at most ``idle_fps`` a second), so no frame an encoder
+thread may still hold is ever stamped again.
+
+In a call this is the session's one video source, added to no peer
+connection itself: a :class:`~callapp.media.fanout.TrackFanout` is its one
+consumer and hands its frames to every leg. Its own pump keeps the preview
+running whether or not anything consumes (:meth:`SwitchableVideoTrack.start`
+before and between calls).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,8 +36,15 @@ from aiortc import MediaStreamTrack, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from callapp.media.clock import Pacer
-from callapp.media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, black_frame, check_size
+from callapp.media.clock import Pacer, wait_event
+from callapp.media.frames import (
+    VIDEO_CLOCK_RATE,
+    VIDEO_TIME_BASE,
+    black_frame,
+    check_size,
+    frame_view,
+)
+from callapp.media.reading import read_track
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +67,11 @@ class SwitchableVideoTrack(VideoStreamTrack):
     is called.
 
     The switcher owns its sources: they are stopped when replaced (unless
-    ``stop_previous=False``) and when the switcher stops.
+    ``stop_previous=False``) and when the switcher stops, and each frame a
+    source returns is the switcher's to stamp (sources make a fresh frame per
+    ``recv()``). Once shown to ``on_preview`` a frame is not changed again: if
+    its stamp must move when it is sent, a
+    :func:`~callapp.media.frames.frame_view` carries the new one.
     """
 
     def __init__(
@@ -169,7 +188,7 @@ class SwitchableVideoTrack(VideoStreamTrack):
                 frame = self._fresh
                 if frame is not None:
                     self._fresh = None
-                    return self._send(frame, frame.pts)
+                    return self._send(frame)
                 self._frame_event.clear()
                 await self._frame_event.wait()
                 continue
@@ -177,18 +196,22 @@ class SwitchableVideoTrack(VideoStreamTrack):
             delay = due - time.monotonic()
             if delay > 0:
                 self._state_event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._state_event.wait(), delay)
-                if self._state_event.is_set():
+                if await wait_event(self._state_event, delay):
                     self._idle_pacer.reset()  # idle again later: start a fresh grid
                     continue
-            return self._send(black_frame(*self._size), self._now_pts())
+            black = black_frame(*self._size)
+            black.pts = max(self._now_pts(), self._last_pts + 1)
+            black.time_base = VIDEO_TIME_BASE
+            return self._send(black)
 
-    def _send(self, frame: VideoFrame, pts: int | None) -> VideoFrame:
+    def _send(self, frame: VideoFrame) -> VideoFrame:
+        """Hand ``frame`` out with a pts above every one before (its own, if it is)."""
         # Clamp: a stale source stamp must not go behind a black frame sent since.
-        frame.pts = max(pts if pts is not None else self._now_pts(), self._last_pts + 1)
-        frame.time_base = VIDEO_TIME_BASE
-        self._last_pts = frame.pts
+        pts = max(frame.pts if frame.pts is not None else self._now_pts(), self._last_pts + 1)
+        if pts != frame.pts:
+            frame = frame_view(frame)  # the preview may hold this frame: restamp a view
+            frame.pts = pts
+        self._last_pts = pts
         self.frames_sent += 1
         return frame
 
@@ -213,28 +236,24 @@ class SwitchableVideoTrack(VideoStreamTrack):
             task.cancel()
 
     async def _pump(self, source: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await source.recv()
-            except MediaStreamError:
-                if source is self._source:
-                    self._source_ended(source)
-                return
-            except Exception:
-                # A broken source must not leave recv() waiting forever.
-                logger.exception("switcher: source %s failed", source)
-                source.stop()
-                if source is self._source:
-                    self._source_ended(source)
-                return
-            if not isinstance(frame, VideoFrame):
-                logger.warning("switcher: source %s sent %r, not video", source, type(frame))
-                continue
-            frame.pts = self._map_pts(frame)
-            self._size = (frame.width, frame.height)
-            self._fresh = frame
-            self._frame_event.set()
-            self._set_preview(frame)
+        error = await read_track(source, self._take, what=f"switcher: source {source}")
+        if error is not None:
+            source.stop()  # broken: it must not be read again, nor leave recv() waiting
+        if source is self._source:
+            self._source_ended(source)
+
+    def _take(self, frame: object) -> None:
+        """A frame from the current source: stamp it, keep it as the newest, preview it."""
+        if not isinstance(frame, VideoFrame):
+            logger.warning("switcher: source %s sent %r, not video", self._source, type(frame))
+            return
+        # Before anyone else sees the frame, so stamping it in place is safe.
+        frame.pts = self._map_pts(frame)
+        frame.time_base = VIDEO_TIME_BASE
+        self._size = (frame.width, frame.height)
+        self._fresh = frame
+        self._frame_event.set()
+        self._set_preview(frame)
 
     def _map_pts(self, frame: VideoFrame) -> int:
         now = self._now_pts()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from aiortc import VideoStreamTrack
+from aiortc import MediaStreamTrack, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 
 from callapp.media.clock import Pacer
 from callapp.media.frames import VIDEO_TIME_BASE, black_frame, plane_views
@@ -79,3 +80,70 @@ def grey_level(frame: VideoFrame) -> int:
     """The luma of a flat frame; -1 if the frame is not flat."""
     y = plane_views(frame)[0]
     return int(y[0, 0]) if (y == y[0, 0]).all() else -1
+
+
+class FeedTrack(MediaStreamTrack):
+    """A source the test drives: ``recv()`` returns what :meth:`push` gave, in order.
+
+    :meth:`end` makes the next ``recv()`` after the pushed frames raise
+    (MediaStreamError, or the given error). Counts the ``recv()`` calls
+    begun, the ones cancelled while waiting, and says whether one waits now.
+    """
+
+    def __init__(self, kind: str = "video") -> None:
+        super().__init__()
+        self.kind = kind
+        self._items: asyncio.Queue[VideoFrame | AudioFrame | BaseException] = asyncio.Queue()
+        self.reads = 0
+        self.cancelled = 0
+        self.waiting = False
+
+    def push(self, *frames: VideoFrame | AudioFrame) -> None:
+        for frame in frames:
+            self._items.put_nowait(frame)
+
+    def end(self, error: BaseException | None = None) -> None:
+        self._items.put_nowait(error if error is not None else MediaStreamError())
+
+    async def recv(self) -> VideoFrame | AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        self.reads += 1
+        self.waiting = True
+        try:
+            item = await self._items.get()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.waiting = False
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+async def settle(condition: Callable[[], bool] = lambda: False, *, rounds: int = 200) -> None:
+    """Let ready tasks run (no wall-clock wait) until ``condition()`` holds or ``rounds`` pass.
+
+    With the default condition it just runs ``rounds`` loop iterations: enough
+    for anything that does not wait on a timer to get where it is going.
+    """
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0)
+
+
+async def settle_until(condition: Callable[[], bool], *, rounds: int = 1000) -> None:
+    """As :func:`settle`, but fail if ``condition()`` never holds."""
+    await settle(condition, rounds=rounds)
+    assert condition(), "the condition never held"
+
+
+def flat_frame(grey: int, pts: int | None = None, size: tuple[int, int] = (32, 32)) -> VideoFrame:
+    """A flat grey frame (luma ``grey``) stamped ``pts`` in 1/90000 s."""
+    frame = black_frame(*size)
+    plane_views(frame)[0].fill(grey)
+    frame.pts = pts
+    frame.time_base = VIDEO_TIME_BASE
+    return frame

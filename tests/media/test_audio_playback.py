@@ -23,11 +23,11 @@ from callapp.media.devices import (
     find_device,
     list_audio_devices,
 )
-from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, pcm_to_frame
-from callapp.media.playback import AudioPlayback, PlaybackCapture, WavWriter
+from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, level_dbfs, pcm_to_frame
+from callapp.media.playback import DEFAULT_INPUT, AudioPlayback, PlaybackCapture, WavWriter
 from callapp.media.tone import ToneTrack
 from tests.media.audio_null import NULL_DEVICE
-from tests.media.conftest import dominant_hz
+from tests.media.conftest import FeedTrack, dominant_hz, settle_until
 
 
 class Decoded(MediaStreamTrack):
@@ -244,3 +244,138 @@ def test_wav_writer_writes_what_it_is_given(tmp_path: Path) -> None:
         assert wav.getnframes() == 4800
         data = np.frombuffer(wav.readframes(480), dtype="<i2").reshape(-1, 2)
     assert np.array_equal(data, block)
+
+
+# -- mixing -------------------------------------------------------------------------
+
+
+class Mixer:
+    """An AudioPlayback on a fake speaker whose inputs the test feeds, 20 ms at a time."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.streams: list[FakeOutput] = []
+        self.capture = PlaybackCapture()
+        self.sink = AudioPlayback(stream_factory=self.fake, capture=self.capture)
+        self.tracks = {key: FeedTrack("audio") for key in keys}
+        for key, track in self.tracks.items():
+            self.sink.add_input(key, track)
+        self.index = 0
+
+    def fake(self, device: AudioDevice, channels: int, callback: Any, finished: Any) -> FakeOutput:
+        self.streams.append(FakeOutput(callback, finished))
+        return self.streams[-1]
+
+    async def start(self) -> None:
+        self.sink.start()
+        await wait_for(lambda: bool(self.streams))
+
+    async def step(self, samples: dict[str, Pcm]) -> Pcm:
+        """One frame into each input named, then 20 ms (two device blocks) out; returns those."""
+        before = self.sink.frames_received
+        for key, pcm in samples.items():
+            self.tracks[key].push(pcm_to_frame(pcm, self.index * FRAME_SAMPLES))
+        self.index += 1
+        await settle_until(lambda: self.sink.frames_received == before + len(samples))
+        return np.concatenate([self.streams[0].play(480, 2) for _ in range(2)])
+
+
+def tone_frames(hz: float) -> Callable[[], Pcm]:
+    tone = ToneTrack(hz)
+    return lambda: tone.generate(FRAME_SAMPLES, 0)
+
+
+def strength(samples: Pcm, hz: float) -> float:
+    """Spectral magnitude at ``hz`` in channel 0, relative to the strongest frequency."""
+    spectrum = np.abs(np.fft.rfft(samples[:, 0].astype(np.float64) * np.hanning(len(samples))))
+    return float(spectrum[round(hz * len(samples) / SAMPLE_RATE)] / spectrum.max())
+
+
+async def test_two_inputs_are_mixed_and_one_leaves_without_a_gap(null_audio: Path) -> None:
+    mixer = Mixer(("a", "b"))
+    a, b = tone_frames(440), tone_frames(660)
+    await mixer.start()
+    assert mixer.sink.inputs == ("a", "b")
+    both = np.concatenate([await mixer.step({"a": a(), "b": b()}) for _ in range(50)])
+    mixed = both[-SAMPLE_RATE // 2 :]
+    assert strength(mixed, 440) > 0.7
+    assert strength(mixed, 660) > 0.7
+    # Summed, not one or the other: each tone peaks at 8192.
+    assert np.abs(mixed.astype(np.int32)).max() > 12_000
+    assert np.array_equal(both, mixer.capture.samples()), "capture gets the mix"
+    underruns = mixer.sink.input_stats("a").underruns
+
+    mixer.sink.remove_input("b")
+    assert mixer.sink.inputs == ("a",)
+    alone = np.concatenate([await mixer.step({"a": a()}) for _ in range(25)])
+    blocks = alone.reshape(-1, 480, 2)
+    assert min(level_dbfs(block) for block in blocks) > -20, "a gap after b left"
+    assert mixer.sink.input_stats("a").underruns == underruns
+    # b fades out within its last block, with no click; from then on only a is heard.
+    rest = alone[480:]
+    assert strength(rest, 660) < 0.02
+    assert dominant_hz(rest[:, 0]) == pytest.approx(440, abs=3)
+    across = np.concatenate([both[-480:], alone[:960]])[:, 0].astype(np.int32)
+    # Each tone moves at most ~700 a sample; dropping b at once would jump up to 8192.
+    assert np.abs(np.diff(across)).max() < 1500, "b left with a click"
+    await mixer.sink.stop()
+    assert mixer.sink.input_stats("a").played > 0
+
+
+async def test_an_input_that_starves_does_not_hold_up_the_others(null_audio: Path) -> None:
+    mixer = Mixer(("a", "b"))
+    a, b = tone_frames(440), tone_frames(660)
+    await mixer.start()
+    for _ in range(10):
+        await mixer.step({"a": a(), "b": b()})
+    starved = np.concatenate([await mixer.step({"a": a()}) for _ in range(25)])
+    assert mixer.sink.input_stats("b").underruns == 1, "b ran dry (and stays waiting)"
+    assert mixer.sink.input_stats("a").underruns == 0
+    steady = starved[FRAME_SAMPLES:]  # b's fade-out is over within 10 ms
+    assert min(level_dbfs(block) for block in steady.reshape(-1, 480, 2)) > -20
+    assert dominant_hz(steady[:, 0]) == pytest.approx(440, abs=3)
+    assert strength(steady, 660) < 0.02
+    assert mixer.sink.stats.underruns == 1, "stats sums the inputs"
+    await mixer.sink.stop()
+
+
+async def test_a_loud_mix_clips_instead_of_wrapping_and_volume_comes_first(
+    null_audio: Path,
+) -> None:
+    mixer = Mixer(("a", "b"))
+    await mixer.start()
+
+    def loud(value: int) -> dict[str, Pcm]:
+        return {key: np.full((FRAME_SAMPLES, 1), value, np.int16) for key in ("a", "b")}
+
+    up = np.concatenate([await mixer.step(loud(30_000)) for _ in range(6)])
+    down = np.concatenate([await mixer.step(loud(-30_000)) for _ in range(6)])
+    playing = up[np.flatnonzero(up[:, 0])[0] + 480 :]  # past the 2.5 ms fade-in
+    assert playing.min() == playing.max() == 32_767, "30000 + 30000 wrapped around"
+    assert down[-480:].min() == down[-480:].max() == -32_768
+    mixer.sink.volume = 0.5
+    await mixer.step(loud(30_000))  # ramps to the new volume
+    halved = np.concatenate([await mixer.step(loud(30_000)) for _ in range(4)])
+    # The volume scales the int32 sum, then it is clipped: 60000 * 0.5, not 32767 * 0.5.
+    assert halved[-960:].min() == halved[-960:].max() == 30_000
+    await mixer.sink.stop()
+
+
+async def test_one_track_at_construction_is_the_default_input(null_audio: Path) -> None:
+    track = FeedTrack("audio")
+    sink = AudioPlayback(track, device="none")
+    assert sink.inputs == (DEFAULT_INPUT,)
+    with pytest.raises(ValueError, match="playing already"):
+        sink.add_input(DEFAULT_INPUT, FeedTrack("audio"))
+    with pytest.raises(ValueError, match="audio track"):
+        sink.add_input("video", FeedTrack("video"))
+    sink.remove_input("nobody")  # no-op
+    sink.start()
+    track.push(pcm_to_frame(np.ones((FRAME_SAMPLES, 2), np.int16), 0))
+    await settle_until(lambda: sink.frames_received == 1)
+    assert sink.stats is sink.input_stats(DEFAULT_INPUT)
+    sink.remove_input(DEFAULT_INPUT)
+    assert sink.inputs == ()
+    await sink.stop()
+    assert track.readyState == "live", "the sink never stops a track"
+    with pytest.raises(RuntimeError):
+        sink.add_input("late", FeedTrack("audio"))

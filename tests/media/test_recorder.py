@@ -14,6 +14,8 @@ from callapp.media.frames import VIDEO_TIME_BASE
 from callapp.media.recorder import Recorder, RecordingError
 from callapp.media.testpattern import TestPatternTrack
 
+from .conftest import FeedTrack, flat_frame, settle_until
+
 
 def probe(path: Path) -> dict[str, object]:
     with av.open(str(path)) as container:
@@ -173,3 +175,24 @@ async def test_a_track_whose_clock_jumps_back_is_reanchored(tmp_path: Path) -> N
     # Without re-anchoring, the second half would be squeezed 1 ms apart.
     steps = [b - a for a, b in itertools.pairwise(pts)]
     assert min(steps) >= 20, steps  # Matroska counts milliseconds
+
+
+async def test_recorded_video_frames_keep_their_own_stamps(tmp_path: Path) -> None:
+    """Others hold the frames too (a fan-out's legs, the view): the recorder restamps a view."""
+    source = FeedTrack("video")
+    frames = [flat_frame(20 * i, pts=10**9 + 3000 * i, size=(64, 48)) for i in range(10)]
+    path = tmp_path / "x.mkv"
+    recorder = Recorder(path)
+    recorder.add_track(source)
+    await recorder.start()
+    source.push(*frames)
+    source.end()
+    await settle_until(lambda: source.reads == 11)  # every frame, then the end
+    await recorder.stop()
+
+    assert [f.pts for f in frames] == [10**9 + 3000 * i for i in range(10)]
+    assert all(f.time_base == VIDEO_TIME_BASE for f in frames)
+    pts = probe(path)["video_pts"]
+    assert isinstance(pts, list)
+    assert len(pts) == 10
+    assert pts[0] < 1000, "the file's own timeline starts at the first frame's arrival"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiortc import MediaStreamTrack
@@ -46,9 +47,15 @@ async def test_counts_frames_keeps_the_latest_and_ends_with_the_track() -> None:
         on_frame=lambda f: seen.append(grey_level(f)),
         on_ended=ended.append,
     )
+    assert (sink.frames, sink.size, sink.first_frame_at, sink.last_frame_at) == (0,) + (None,) * 3
+    started = time.monotonic()
     sink.start()
     await sink.wait_ended()
-    assert sink.frames_received == 3
+    assert sink.frames == 3
+    assert sink.size == (16, 16)
+    assert sink.first_frame_at is not None
+    assert sink.last_frame_at is not None
+    assert started <= sink.first_frame_at <= sink.last_frame_at <= time.monotonic()
     assert sink.latest is frames[-1]
     assert seen == [30, 60, 90], "one callback per frame, in order"
     assert ended == [None], "a normal end"
@@ -64,7 +71,7 @@ async def test_an_unexpected_error_surfaces() -> None:
     await sink.wait_ended()
     assert sink.error is boom
     assert ended == [boom]
-    assert sink.frames_received == 1
+    assert sink.frames == 1
 
 
 async def test_a_failing_callback_does_not_stop_the_sink(caplog: pytest.LogCaptureFixture) -> None:
@@ -74,7 +81,7 @@ async def test_a_failing_callback_does_not_stop_the_sink(caplog: pytest.LogCaptu
     sink = LatestFrameSink(ScriptedTrack([flat(1), flat(2)], MediaStreamError()), on_frame=bad)
     sink.start()
     await sink.wait_ended()
-    assert sink.frames_received == 2
+    assert sink.frames == 2
     assert "on_frame callback failed" in caplog.text
 
 
@@ -82,7 +89,7 @@ async def test_stop_leaves_the_track_running_and_ends_the_task() -> None:
     track = FlatTrack(70)
     sink = LatestFrameSink(track)
     sink.start()
-    while sink.frames_received < 2:  # noqa: ASYNC110 (polling a counter the sink owns)
+    while sink.frames < 2:  # noqa: ASYNC110 (polling a counter the sink owns)
         await asyncio.sleep(0.005)
     await sink.stop()
     assert not sink.running

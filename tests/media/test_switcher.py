@@ -8,7 +8,7 @@ from av import VideoFrame
 
 from callapp.media.switcher import SwitchableVideoTrack
 
-from .conftest import FlatTrack, grey_level, is_black
+from .conftest import FeedTrack, FlatTrack, flat_frame, grey_level, is_black, settle_until
 
 BLACK = 16
 
@@ -134,3 +134,24 @@ async def test_a_source_that_raises_is_treated_as_ended() -> None:
     assert grey_level(frame) == BLACK
     assert ended == [source]
     assert source.readyState == "ended"
+
+
+async def test_a_frame_shown_to_the_preview_is_never_restamped() -> None:
+    previews: list[VideoFrame | None] = []
+    source = FeedTrack("video")
+    switcher = SwitchableVideoTrack(source, on_preview=previews.append)
+    # The same source stamp twice: the second must be sent one tick later.
+    source.push(flat_frame(70, pts=0))
+    first = await switcher.recv()
+    source.push(flat_frame(71, pts=0))
+    await settle_until(lambda: len(previews) == 2)
+    second = await switcher.recv()
+    switcher.stop()
+
+    assert first is previews[0], "a frame whose stamp stands is sent as it is"
+    assert second is not previews[1]
+    assert second.pts == first.pts + 1
+    shown = previews[1]
+    assert shown is not None
+    assert shown.pts == first.pts, "the preview's frame kept its stamp"
+    assert grey_level(second) == 71
