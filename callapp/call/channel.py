@@ -67,10 +67,16 @@ class ChannelLost:
 
 @dataclass(frozen=True, slots=True)
 class ChannelRestored:
-    """The channel reconnected, with a new ``connection_id``."""
+    """The channel reconnected, with a new ``connection_id``.
+
+    ``rejoined``: the room was joined again; then ``peers`` are its members
+    in join order (ours last) and ``capacity`` its size, as the join answered.
+    """
 
     connection_id: str
     rejoined: bool
+    peers: tuple[str, ...] = ()
+    capacity: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +97,15 @@ def lifecycle(event: object) -> Lifecycle | None:
         case client.Disconnected(reason=reason):
             return ChannelLost(reason=reason)
         case client.Reconnected(connection_id=connection_id, rejoined=rejoined):
-            return ChannelRestored(connection_id=connection_id, rejoined=rejoined is not None)
+            if rejoined is None:
+                return ChannelRestored(connection_id=connection_id, rejoined=False)
+            peers = getattr(rejoined, "peers", None) or (connection_id,)
+            return ChannelRestored(
+                connection_id=connection_id,
+                rejoined=True,
+                peers=tuple(peers),
+                capacity=rejoined.capacity,
+            )
         case client.ClientClosed(reason=reason):
             return ChannelClosed(reason=reason)
     return None
@@ -105,6 +119,7 @@ _ERROR_MAP: tuple[tuple[type[client.SignalingError], type[errors.CallError]], ..
     (client.ConnectionLost, errors.ServerUnavailable),
     (client.RoomFull, errors.RoomFullError),
     (client.BadRoom, errors.BadRoomError),
+    (client.BadCapacity, errors.RoomCapacityError),
     (client.SignalingError, errors.CallError),
 )
 

@@ -6,6 +6,7 @@ Everything the desktop app does with a call, from a terminal or a test::
     callapp call --server ws://H:P/ws --room demo    # meet in a room
     callapp call --server ws://H:P/ws --to ID        # dial a connection id
     callapp call --server ws://H:P/ws --auto-answer  # wait; answer whoever calls
+    callapp call --server ws://H:P/ws --room team --capacity 4 --name Ana  # a group room
 
 It prints one short line per change, flushed at once so scripts can follow::
 
@@ -14,13 +15,18 @@ It prints one short line per change, flushed at once so scripts can follow::
     phase: calling role=caller peer=Xy7...
     phase: connected role=caller peer=Xy7...
     first frame: 182 ms
+    peer connected: Xy7... (Ana)
+    chat from Ana: hello
+    peer left: Xy7... (Ana): the other person hung up
     call ended: you hung up
     phase: waiting
 
-It exits 0 once ``--calls`` calls (default 1) have had media flowing and
-ended, and non-zero with one ``error: ...`` line otherwise (server
-unreachable, room full, no call connected within ``--timeout``). With
-``--stats-json`` it writes one JSON object about the last call at exit.
+A call lasts while media flows with at least one peer: in a group room
+people come and go and the call goes on. It exits 0 once ``--calls`` calls
+(default 1) have had media flowing and ended, and non-zero with one
+``error: ...`` line otherwise (server unreachable, room full, no call
+connected within ``--timeout``). With ``--stats-json`` it writes the report
+of :mod:`callapp.call.report` at exit.
 """
 
 from __future__ import annotations
@@ -33,9 +39,7 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import av
 
@@ -43,9 +47,9 @@ from callapp import eventloop
 from callapp.call.config import CODECS, CallConfig
 from callapp.call.errors import CallError
 from callapp.call.recording import CallRecording
-from callapp.call.session import CallSession
-from callapp.call.state import CallPhase, CallSnapshot
-from callapp.call.stats import CallStats
+from callapp.call.report import session_report
+from callapp.call.session import MAX_CAPACITY, CallSession
+from callapp.call.state import CallPhase, ChatMessage, LegState, SessionSnapshot
 from callapp.media.audio_sources import open_audio_source
 from callapp.media.devices import list_audio_devices, portaudio_problem
 
@@ -78,8 +82,39 @@ def build_parser() -> argparse.ArgumentParser:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--room", metavar="NAME", help="join this room and call whoever is there")
     who.add_argument("--to", metavar="ID", help="dial this connection id")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        metavar="N",
+        help=f"with --room: make a group room of N people (2-{MAX_CAPACITY}) if it is new",
+    )
+    parser.add_argument("--name", default="Guest", help="your display name (default: Guest)")
+    parser.add_argument(
+        "--chat",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="send TEXT to everyone once the first peer is connected (repeat)",
+    )
+    parser.add_argument("--muted", action="store_true", help="start with the microphone muted")
+    parser.add_argument(
+        "--camera-off", action="store_true", help="start with video off (the peers see black)"
+    )
+    parser.add_argument(
+        "--share-screen",
+        metavar="SPEC",
+        help="once the first peer is connected, send this screen (screen | screen:N)",
+    )
+    parser.add_argument(
+        "--share-for",
+        type=float,
+        metavar="S",
+        help="with --share-screen: go back to the camera after S seconds",
+    )
     parser.add_argument("--auto-answer", action="store_true", help="accept incoming calls")
-    parser.add_argument("--video", default="test", help="camera | camera:N | test | PATH")
+    parser.add_argument(
+        "--video", default="test", help="camera | camera:N | screen | screen:N | test | PATH"
+    )
     parser.add_argument(
         "--audio", default="mic", help="mic | mic:DEVICE | tone:HZ | none | PATH (default: mic)"
     )
@@ -131,7 +166,7 @@ def say_error(reason: str) -> None:
     print(f"error: {reason}", file=sys.stderr, flush=True)
 
 
-def describe(snapshot: CallSnapshot) -> str:
+def describe(snapshot: SessionSnapshot) -> str:
     """One line for a phase: ``phase: connected role=caller peer=ID``."""
     parts = [f"phase: {snapshot.phase.value}"]
     if snapshot.role is not None:
@@ -141,65 +176,18 @@ def describe(snapshot: CallSnapshot) -> str:
     return " ".join(parts)
 
 
-@dataclass
-class CallRecord:
-    """What the CLI measures about one call, for ``--stats-json``."""
+def new_chat(before: SessionSnapshot, after: SessionSnapshot) -> tuple[ChatMessage, ...]:
+    """The chat lines ``after`` has that ``before`` did not (snapshots keep a bounded tail)."""
+    if not before.chat:
+        return after.chat
+    last = before.chat[-1]
+    for index in range(len(after.chat) - 1, -1, -1):
+        if after.chat[index] is last:
+            return after.chat[index + 1 :]
+    return after.chat
 
-    started_at: float
-    role: str | None = None
-    first_frame_at: float | None = None
-    last_frame_at: float | None = None
-    frames_received: int = 0
-    audio_frames_received: int = 0
-    connected_at: float | None = None
-    ended_at: float | None = None
-    end_reason: str | None = None
-    stats: CallStats | None = None
-    stats_at: float | None = None
-    received_times: list[float] = field(default_factory=list)
 
-    def as_json(self, connection_id: str | None) -> dict[str, Any]:
-        stats = self.stats
-        fps = 0.0
-        if self.first_frame_at is not None and self.last_frame_at is not None:
-            span = self.last_frame_at - self.first_frame_at
-            if span > 0:
-                fps = (self.frames_received - 1) / span
-        media_s = (
-            (self.stats_at - self.connected_at)
-            if self.stats_at is not None and self.connected_at is not None
-            else 0.0
-        )
-
-        def rate(total: int | None) -> float:
-            return round(total * 8 / media_s, 1) if total is not None and media_s > 0 else 0.0
-
-        return {
-            "connection_id": connection_id,
-            "role": self.role,
-            "first_frame_ms": (
-                round((self.first_frame_at - self.started_at) * 1000, 1)
-                if self.first_frame_at is not None
-                else None
-            ),
-            "frames_sent": stats.frames_sent if stats else 0,
-            "frames_received": self.frames_received,
-            "audio_frames_sent": stats.audio_frames_sent if stats else 0,
-            "audio_frames_received": self.audio_frames_received,
-            "fps_received": round(fps, 2),
-            "bitrate_sent": rate(stats.bytes_sent if stats else None),
-            "bitrate_received": rate(stats.bytes_received if stats else None),
-            "rtt_ms": round(stats.rtt_ms, 2) if stats and stats.rtt_ms is not None else None,
-            "packet_loss": stats.packet_loss if stats else None,
-            "codec": stats.codec if stats else None,
-            "received_size": list(stats.received_size) if stats and stats.received_size else None,
-            "end_reason": self.end_reason,
-            "duration_s": (
-                round(self.ended_at - self.connected_at, 3)
-                if self.ended_at is not None and self.connected_at is not None
-                else None
-            ),
-        }
+_IN_CALL = (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
 
 
 class Runner:
@@ -208,66 +196,90 @@ class Runner:
     def __init__(self, args: argparse.Namespace, session: CallSession) -> None:
         self.args = args
         self.session = session
-        self.record: CallRecord | None = None
         self.completed = 0
-        self.last: CallRecord | None = None
         self.failure: str | None = None
         self.done = asyncio.Event()
         self.recorder = CallRecording(args.record) if args.record else None
+        #: When the user asked for the call (join or dial): first frames count from here.
+        self.started_at: float | None = None
         self._waiting_since = time.monotonic()
+        self._had_media = False
+        self._first_frame_said = False
         self._hangup: asyncio.TimerHandle | None = None
         self._stats_task: asyncio.Task[None] | None = None
+        self._chat_task: asyncio.Task[None] | None = None
+        self._share_task: asyncio.Task[None] | None = None
         self._previous = session.snapshot
 
     # -- snapshots -----------------------------------------------------------------
 
-    def on_snapshot(self, snapshot: CallSnapshot) -> None:
+    def on_snapshot(self, snapshot: SessionSnapshot) -> None:
         before, self._previous = self._previous, snapshot
         now = time.monotonic()
-        in_call = snapshot.phase in (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
-        was_in_call = before.phase in (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
+        in_call = snapshot.phase in _IN_CALL
+        was_in_call = before.phase in _IN_CALL
+        self._say_legs(before, snapshot)
         if was_in_call and not in_call:
             self._call_ended(snapshot, now)
         if snapshot.phase is not before.phase or snapshot.role is not before.role:
             say(describe(snapshot))
         if snapshot.notice and snapshot.notice != before.notice:
             say(f"notice: {snapshot.notice}")
+        for line in new_chat(before, snapshot):
+            if not line.mine:
+                say(f"chat from {line.sender_name}: {line.text}")
         if snapshot.phase is CallPhase.RINGING and before.phase is not CallPhase.RINGING:
             say(f"incoming call from {snapshot.peer_id}: not answered (see --auto-answer)")
-        if in_call and self.record is None:
+        if in_call and self.started_at is None:
             # A call started without dial/join (an incoming one): time it from now.
-            self.record = CallRecord(started_at=now)
-        if self.record is not None and snapshot.role is not None:
-            self.record.role = snapshot.role.value
-        if snapshot.phase is CallPhase.CONNECTED and before.phase is not CallPhase.CONNECTED:
-            assert self.record is not None
-            self.record.connected_at = now
-            self._stats_task = asyncio.ensure_future(self._sample_stats(self.record))
-            if self.args.seconds is not None:
-                loop = asyncio.get_running_loop()
-                self._hangup = loop.call_later(
-                    self.args.seconds, lambda: asyncio.ensure_future(self._hang_up())
-                )
+            self.started_at = now
+        entered = snapshot.phase is CallPhase.CONNECTED and before.phase is not CallPhase.CONNECTED
+        if entered and not self._had_media:
+            self._call_connected()
         if snapshot.phase is CallPhase.IDLE and before.phase is not CallPhase.CONNECTING:
             self.fail("lost the signaling server")
 
-    def _call_ended(self, snapshot: CallSnapshot, now: float) -> None:
-        record, self.record = self.record, None
+    def _say_legs(self, before: SessionSnapshot, snapshot: SessionSnapshot) -> None:
+        was = {leg.peer_id: leg for leg in before.legs}
+        now = {leg.peer_id: leg for leg in snapshot.legs}
+        for peer_id, leg in now.items():
+            old = was.get(peer_id)
+            if leg.state is LegState.CONNECTED and (old is None or old.state is not leg.state):
+                say(f"peer connected: {peer_id} ({leg.name})")
+        for peer_id, leg in was.items():
+            if peer_id not in now and leg.state is LegState.CONNECTED:
+                reason = snapshot.end_reason.value if snapshot.end_reason else "ended"
+                say(f"peer left: {peer_id} ({leg.name}): {reason}")
+
+    def _call_connected(self) -> None:
+        self._had_media = True
+        self._stats_task = asyncio.ensure_future(self._sample_stats())
+        if self.args.chat:
+            self._chat_task = asyncio.ensure_future(self._send_chat(self.args.chat))
+        if self.args.share_screen:
+            self._share_task = asyncio.ensure_future(
+                self._share(self.args.share_screen, self.args.share_for)
+            )
+        if self.args.seconds is not None:
+            loop = asyncio.get_running_loop()
+            self._hangup = loop.call_later(
+                self.args.seconds, lambda: asyncio.ensure_future(self._hang_up())
+            )
+
+    def _call_ended(self, snapshot: SessionSnapshot, now: float) -> None:
         if self._hangup is not None:
             self._hangup.cancel()
             self._hangup = None
-        if self._stats_task is not None:
-            self._stats_task.cancel()
-            self._stats_task = None
+        for task in (self._stats_task, self._chat_task):
+            if task is not None:
+                task.cancel()
+        self._stats_task = self._chat_task = None
         reason = snapshot.end_reason.value if snapshot.end_reason else "ended"
         say(f"call ended: {reason}")
         self._waiting_since = now
-        if record is None:
-            return
-        record.ended_at = now
-        record.end_reason = snapshot.end_reason.name.lower() if snapshot.end_reason else None
-        self.last = record
-        if record.connected_at is not None:
+        had_media, self._had_media = self._had_media, False
+        self._first_frame_said = False
+        if had_media:
             self.completed += 1
             if self.args.calls and self.completed >= self.args.calls:
                 self.done.set()
@@ -278,42 +290,61 @@ class Runner:
     # -- frames --------------------------------------------------------------------
 
     def on_remote_frame(self, frame: av.VideoFrame) -> None:
-        record = self.record
-        if record is None:
-            return
-        now = time.monotonic()
-        if record.first_frame_at is None:
-            record.first_frame_at = now
-            say(f"first frame: {(now - record.started_at) * 1000:.0f} ms")
-        record.last_frame_at = now
-        record.frames_received += 1
+        if not self._first_frame_said and self.started_at is not None:
+            self._first_frame_said = True
+            say(f"first frame: {(time.monotonic() - self.started_at) * 1000:.0f} ms")
         if self.recorder is not None:
             self.recorder.write(frame)
 
     def on_remote_audio(self, frame: av.AudioFrame) -> None:
-        record = self.record
-        if record is None:
-            return
-        record.audio_frames_received += 1
         if self.recorder is not None:
             self.recorder.write_audio(frame)
 
     # -- actions -------------------------------------------------------------------
 
-    async def _sample_stats(self, record: CallRecord) -> None:
+    async def _sample_stats(self) -> None:
         while True:
-            await self._take_stats(record)
+            await self.take_stats()
             await asyncio.sleep(0.5)
 
-    async def _take_stats(self, record: CallRecord) -> None:
+    async def take_stats(self) -> None:
         with contextlib.suppress(Exception):
-            stats = await self.session.stats()
-            if stats is not None:
-                record.stats, record.stats_at = stats, time.monotonic()
+            await self.session.all_stats()
+
+    async def _send_chat(self, lines: list[str]) -> None:
+        # The data channel opens a moment after media; give it that moment
+        # (the lines go through signaling otherwise, which also works).
+        opened = asyncio.Event()
+
+        def check(snapshot: SessionSnapshot) -> None:
+            if all(leg.chat_open for leg in snapshot.legs):
+                opened.set()
+
+        unsubscribe = self.session.subscribe(check)
+        check(self.session.snapshot)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(opened.wait(), 2.0)
+        unsubscribe()
+        for text in lines:
+            try:
+                await self.session.send_chat(text)
+            except CallError as exc:
+                say(f"notice: {exc}")
+
+    async def _share(self, spec: str, seconds: float | None) -> None:
+        try:
+            await self.session.share_screen(spec)
+        except CallError as exc:
+            say(f"notice: {exc}")
+            return
+        say(f"sharing: {spec}")
+        if seconds is not None:
+            await asyncio.sleep(seconds)
+            await self.session.share_screen(None)
+            say("sharing: stopped")
 
     async def _hang_up(self) -> None:
-        if self.record is not None:
-            await self._take_stats(self.record)
+        await self.take_stats()
         await self.session.hang_up()
 
     def fail(self, reason: str) -> None:
@@ -336,15 +367,21 @@ class Runner:
 
     async def start(self) -> None:
         session = self.session
+        if self.args.muted:
+            await session.set_muted(True)
+        if self.args.camera_off:
+            await session.set_video_enabled(False)
+        if self.args.record:
+            await session.set_recording(True)
         connection_id = await session.connect()
         say(f"connection id: {connection_id}")
         self._waiting_since = time.monotonic()
         if self.args.room:
-            self.record = CallRecord(started_at=time.monotonic())
-            await session.join_room(self.args.room)
+            self.started_at = time.monotonic()
+            await session.join_room(self.args.room, capacity=self.args.capacity)
             say(f"joined room: {self.args.room}")
         elif self.args.to:
-            self.record = CallRecord(started_at=time.monotonic())
+            self.started_at = time.monotonic()
             await session.dial(self.args.to)
 
 
@@ -364,6 +401,7 @@ async def run(args: argparse.Namespace) -> int:
     width, height = args.size
     config = CallConfig(
         server_url=url,
+        name=args.name,
         video=args.video,
         audio=args.audio,
         speaker=args.speaker,
@@ -398,8 +436,7 @@ async def run(args: argparse.Namespace) -> int:
         runner.fail(str(exc))
     finally:
         timeout_task.cancel()
-        if runner.record is not None and runner.record.connected_at is not None:
-            await runner._take_stats(runner.record)
+        await runner.take_stats()
         await session.close()
         if runner.recorder is not None:
             try:
@@ -409,10 +446,13 @@ async def run(args: argparse.Namespace) -> int:
                 runner.fail(f"recording failed: {exc}")
         if server is not None:
             await server.stop()
-    record = runner.last or runner.record
     if args.stats_json:
-        data = record.as_json(session.snapshot.connection_id) if record else {}
-        data.setdefault("connection_id", session.snapshot.connection_id)
+        data = session_report(
+            session.snapshot.connection_id,
+            session.records(),
+            started_at=runner.started_at,
+            chat=session.snapshot.chat,
+        )
         data["completed_calls"] = runner.completed
         text = json.dumps(data, indent=2) + "\n"
         await asyncio.to_thread(Path(args.stats_json).write_text, text)
@@ -453,8 +493,16 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.seconds is not None and args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.share_for is not None and not args.share_screen:
+        parser.error("--share-for goes with --share-screen")
+    if args.share_screen and not args.share_screen.startswith("screen"):
+        parser.error("--share-screen takes screen or screen:N")
+    if args.capacity is not None and not args.room:
+        parser.error("--capacity goes with --room")
+    if args.capacity is not None and not 2 <= args.capacity <= MAX_CAPACITY:
+        parser.error(f"--capacity must be 2 to {MAX_CAPACITY}")
     video = args.video
-    is_device = video in ("test", "camera") or video.startswith("camera:")
+    is_device = video in ("test", "camera", "screen") or video.startswith(("camera:", "screen:"))
     if not is_device and not Path(video).expanduser().is_file():
         parser.error(f"--video {video!r}: not camera, camera:N, test or a video file")
     try:

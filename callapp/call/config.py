@@ -25,6 +25,10 @@ class CallConfig:
     """
 
     server_url: str
+    #: Our display name, sent to the others (cleaned: trimmed, 1-64 characters).
+    name: str = "Guest"
+    #: Video source spec: ``camera``, ``camera:N``, ``test``, ``screen``,
+    #: ``screen:N`` or a video file's path.
     video: str = "test"
     #: Audio source spec: ``mic``, ``mic:DEVICE`` (index or part of a name),
     #: ``tone:HZ``, ``none`` (silence) or an audio file's path. A missing

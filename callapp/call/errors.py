@@ -25,6 +25,10 @@ class RoomFullError(CallError):
     """The room already holds as many people as it can."""
 
 
+class RoomCapacityError(CallError):
+    """The room size asked for is not one the server allows."""
+
+
 class BadRoomError(CallError):
     """The room name is not 1-64 letters, digits, ``-``, ``_`` or ``.``."""
 

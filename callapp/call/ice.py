@@ -94,9 +94,12 @@ def configuration(servers: Sequence[RTCIceServer]) -> RTCConfiguration:
 
 def _connections(pc: RTCPeerConnection) -> list[Any]:
     """The ``aioice.Connection`` behind each of ``pc``'s ICE gatherers."""
+    dtls = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:  # the data channel's transport, unless bundled with media
+        dtls.append(pc.sctp.transport)
     found: list[Any] = []
-    for transceiver in pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+    for transport in dtls:
+        connection = transport.transport.iceGatherer._connection
         if all(connection is not c for c in found):
             found.append(connection)
     return found

@@ -1,19 +1,20 @@
-"""One call's RTCPeerConnection and the media plumbing around it.
+"""One leg's RTCPeerConnection and the media plumbing around it.
 
-:class:`Peer` is created per call and thrown away after it, as WebRTC wants.
-It knows offers, answers and candidates, but not who the other side is or
-how messages travel: :class:`~callapp.call.session.CallSession` decides that.
+:class:`Peer` is created per leg and thrown away after it, as WebRTC wants.
+It knows offers, answers, candidates and the chat data channel, but not who
+the other side is, which state the leg is in or how messages travel:
+:class:`~callapp.call.leg.CallLeg` decides that.
 
-* The local source is wrapped in a :class:`LocalTap` per call, which counts
-  frames, shows them to the local preview and sends black frames while video
-  is off (RTP keeps flowing, so the peer can tell "camera off" from "gone").
-* Local audio goes out through a :class:`MutableAudioTrack` per call, so mute
-  sends digital silence without renegotiation.
-* Remote video is pulled by one task that counts frames and hands each one to
-  the remote callback at once (latest frame wins; nothing queues here).
-  Remote audio is pulled the same way and fanned out: to the speaker (an
-  :class:`AudioPlayback` with its jitter buffer) and to the audio callback
-  (the recorder).
+* Local media arrives ready to send: the session's one capture is fanned out
+  (:class:`~callapp.media.fanout.TrackFanout`), and each leg gets its own
+  consumer track of the video and of the (muted or not) audio. Nothing here
+  copies or converts a frame.
+* Remote video is read by a :class:`~callapp.media.sinks.LatestFrameSink`,
+  which counts frames and hands each one to ``on_video`` at once (nothing
+  queues here). Remote audio is read the same way (``read_track``) and handed
+  to ``on_audio`` (the session mixes it into the speaker and may record it).
+* The offerer creates the ordered ``chat`` data channel; the answerer gets it
+  from the offer. ``on_chat`` receives each text message.
 * Remote candidates wait in a queue until the remote description is set.
 * :meth:`Peer.watch` notices a peer that went silent: aiortc has no ICE
   "disconnected" state, and aioice's consent checks take 30 s to give up.
@@ -29,22 +30,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import av
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
 
 from callapp.call import ice, wire
 from callapp.call.config import CallConfig
-from callapp.call.recording import FrameFeed
 from callapp.call.stats import FrameCounters, negotiated_codec
-from callapp.media.audio_sources import MutableAudioTrack
-from callapp.media.devices import AudioStatus
-from callapp.media.playback import AudioPlayback
+from callapp.media.reading import read_track
+from callapp.media.sinks import LatestFrameSink
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +50,9 @@ FrameCallback = Callable[[av.VideoFrame], None]
 AudioCallback = Callable[[av.AudioFrame], None]
 
 _MIME = {"vp8": "video/vp8", "h264": "video/h264"}
+
+#: The label of the chat data channel (docs/protocol.md).
+CHAT_LABEL = "chat"
 
 
 def codec_preferences(codec: str) -> list[Any]:
@@ -67,108 +68,57 @@ def codec_preferences(codec: str) -> list[Any]:
     return [*wanted, *others, *rtx]
 
 
-def _black(width: int, height: int) -> av.VideoFrame:
-    width, height = width - width % 2, height - height % 2
-    data = np.zeros((height * 3 // 2, width), dtype=np.uint8)
-    data[height:, :] = 128
-    return av.VideoFrame.from_ndarray(data, format="yuv420p")
-
-
-def black_like(frame: av.VideoFrame) -> av.VideoFrame:
-    """A black frame of ``frame``'s size (rounded down to even) and timing."""
-    black = _black(frame.width, frame.height)
-    black.pts, black.time_base = frame.pts, frame.time_base
-    return black
-
-
-class LocalTap(MediaStreamTrack):
-    """What a call sends: ``source``'s frames, counted, previewed, maybe blacked out."""
-
-    kind = "video"
-
-    def __init__(self, source: MediaStreamTrack, on_frame: Callable[[], FrameCallback | None]):
-        super().__init__()
-        self._source = source
-        self._on_frame = on_frame
-        self.enabled = True
-        self.frames = 0
-        self.size: tuple[int, int] | None = None
-        self._black: av.VideoFrame | None = None
-
-    async def recv(self) -> av.VideoFrame:
-        frame = await self._source.recv()
-        if not isinstance(frame, av.VideoFrame):
-            raise TypeError(f"video source produced {type(frame).__name__}, not a VideoFrame")
-        if not self.enabled:
-            if self._black is None or (self._black.width, self._black.height) != (
-                frame.width - frame.width % 2,
-                frame.height - frame.height % 2,
-            ):
-                self._black = _black(frame.width, frame.height)
-            black = self._black
-            black.pts, black.time_base = frame.pts, frame.time_base
-            frame = black
-        self.frames += 1
-        self.size = (frame.width, frame.height)
-        callback = self._on_frame()
-        if callback is not None:
-            try:
-                callback(frame)
-            except Exception:
-                logger.exception("local frame callback failed")
-        return frame
+def _ignore(*_: object) -> None:
+    return None
 
 
 class Peer:
-    """One RTCPeerConnection for one call."""
+    """One RTCPeerConnection for one leg.
+
+    ``video`` and ``audio`` are this leg's own consumer tracks of the
+    session's capture; :meth:`close` stops them (not the capture).
+    """
 
     def __init__(
         self,
         config: CallConfig,
         servers: Sequence[Any],
-        source: MediaStreamTrack,
+        video: MediaStreamTrack,
         *,
-        audio_source: MediaStreamTrack | None = None,
-        video_enabled: bool = True,
-        muted: bool = False,
-        volume: float = 1.0,
-        local_callback: Callable[[], FrameCallback | None] = lambda: None,
-        remote_callback: Callable[[], FrameCallback | None] = lambda: None,
-        remote_audio_callback: Callable[[], AudioCallback | None] = lambda: None,
-        on_speaker_status: Callable[[AudioStatus], None] = lambda status: None,
-        on_connection_state: Callable[[str], None] = lambda state: None,
+        audio: MediaStreamTrack | None = None,
+        on_video: FrameCallback = _ignore,
+        on_audio: AudioCallback = _ignore,
+        on_connection_state: Callable[[str], None] = _ignore,
+        on_chat: Callable[[str], None] = _ignore,
+        on_chat_open: Callable[[bool], None] = _ignore,
     ) -> None:
         self._config = config
         self.pc = RTCPeerConnection(ice.configuration(servers))
-        self.tap = LocalTap(source, local_callback)
-        self.tap.enabled = video_enabled
-        self.audio_tap = (
-            MutableAudioTrack(audio_source, muted=muted) if audio_source is not None else None
-        )
-        self.playback: AudioPlayback | None = None
-        self._volume = volume
-        self.audio_frames_received = 0
-        self._remote_callback = remote_callback
-        self._remote_audio_callback = remote_audio_callback
-        self._on_speaker_status = on_speaker_status
+        self.video = video
+        self.audio = audio
+        self._on_video = on_video
+        self._on_audio = on_audio
         self._on_connection_state = on_connection_state
+        self._on_chat = on_chat
+        self._on_chat_open = on_chat_open
+        self.chat: RTCDataChannel | None = None
         self._pending: list[wire.Ice] = []
         self._end_of_candidates = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[BaseException | None]] = set()
         self._gathering: asyncio.Future[Any] | None = None
-        self.frames_received = 0
-        self.received_size: tuple[int, int] | None = None
-        self.first_frame_at: float | None = None
-        self.last_frame_at: float | None = None
+        #: Reads the remote video once its track arrives (counts, first/last frame).
+        self.video_sink: LatestFrameSink | None = None
+        self.audio_frames_received = 0
         self.closed = False
 
-        # Audio is attached when the roles are known (see _attach_audio).
-        transceiver = self.pc.addTransceiver(self.tap, direction="sendrecv")
+        # Audio and the data channel are attached when the roles are known.
+        transceiver = self.pc.addTransceiver(video, direction="sendrecv")
         transceiver.setCodecPreferences(codec_preferences(config.codec))
         self._tune()
 
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("datachannel", self._adopt_channel)
 
     def _tune(self) -> None:
         ice.tune_gathering(
@@ -183,82 +133,75 @@ class Peer:
         self._on_connection_state(self.pc.connectionState)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            self._spawn(self._pump_video(track))
-        elif track.kind == "audio" and self.playback is None:
-            self._spawn(self._pump_audio(track))
-        else:
-            self._spawn(self._drain(track))
+        if track.kind == "video" and self.video_sink is None:
+            self.video_sink = LatestFrameSink(track, on_frame=self._on_video)
+            self.video_sink.start()
+        elif track.kind == "audio":
+            task = asyncio.ensure_future(read_track(track, self._audio_frame, what="remote audio"))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    @property
+    def frames_received(self) -> int:
+        return self.video_sink.frames if self.video_sink is not None else 0
 
-    async def _pump_video(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if not isinstance(frame, av.VideoFrame):
-                continue
-            now = time.monotonic()
-            if self.first_frame_at is None:
-                self.first_frame_at = now
-            self.last_frame_at = now
-            self.frames_received += 1
-            self.received_size = (frame.width, frame.height)
-            callback = self._remote_callback()
-            if callback is not None:
-                try:
-                    callback(frame)
-                except Exception:
-                    logger.exception("remote frame callback failed")
+    @property
+    def received_size(self) -> tuple[int, int] | None:
+        return self.video_sink.size if self.video_sink is not None else None
 
-    async def _pump_audio(self, track: MediaStreamTrack) -> None:
-        speaker = FrameFeed(25, kind="audio")
-        device: int | str | None = self._config.speaker
-        if isinstance(device, str) and device.isdigit():
-            device = int(device)
-        self.playback = AudioPlayback(
-            speaker,
-            device=device,
-            volume=self._volume,
-            on_status=self._on_speaker_status,
-        )
-        self.playback.start()
+    @property
+    def first_frame_at(self) -> float | None:
+        return self.video_sink.first_frame_at if self.video_sink is not None else None
+
+    @property
+    def last_frame_at(self) -> float | None:
+        return self.video_sink.last_frame_at if self.video_sink is not None else None
+
+    def _audio_frame(self, frame: Any) -> None:
+        if not isinstance(frame, av.AudioFrame):
+            return
+        self.audio_frames_received += 1
+        self._on_audio(frame)
+
+    # -- chat ------------------------------------------------------------------------
+
+    def _adopt_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CHAT_LABEL or self.chat is not None:
+            return
+        self.chat = channel
+        channel.on("message", self._chat_message)
+        channel.on("open", lambda: self._on_chat_open(True))
+        channel.on("close", lambda: self._on_chat_open(False))
+        if channel.readyState == "open":
+            self._on_chat_open(True)
+
+    def _chat_message(self, message: object) -> None:
+        if isinstance(message, str):
+            self._on_chat(message)
+
+    @property
+    def chat_open(self) -> bool:
+        return self.chat is not None and self.chat.readyState == "open"
+
+    def send_chat(self, text: str) -> bool:
+        """Send ``text`` (a JSON call message) on the data channel; False if it is not open."""
+        if not self.chat_open:
+            return False
+        assert self.chat is not None
         try:
-            while True:
-                try:
-                    frame = await track.recv()
-                except MediaStreamError:
-                    return
-                if not isinstance(frame, av.AudioFrame):
-                    continue
-                self.audio_frames_received += 1
-                speaker.push(frame)
-                callback = self._remote_audio_callback()
-                if callback is not None:
-                    try:
-                        callback(frame)
-                    except Exception:
-                        logger.exception("remote audio callback failed")
-        finally:
-            speaker.stop()
-
-    async def _drain(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
+            self.chat.send(text)
+        except Exception:  # the channel closed under us: let the caller fall back
+            logger.info("chat data channel send failed", exc_info=True)
+            return False
+        return True
 
     # -- offer / answer ----------------------------------------------------------
 
     def pregather(self) -> None:
         """Start gathering now, so a later answer does not wait for STUN/TURN.
 
-        The callee of a room call knows it will answer before the offer
-        arrives; gathering meanwhile overlaps with the caller's own gathering.
+        A callee that knows it will answer before the offer arrives gathers
+        meanwhile, overlapping with the caller's own gathering.
         """
         if self._gathering is None:
             gatherers = [
@@ -274,7 +217,7 @@ class Peer:
                 await self._gathering
 
     def _attach_audio(self, *, offering: bool) -> None:
-        """Put our audio on the call.
+        """Put our audio on the leg.
 
         The caller offers an audio section (sending, or receive-only with no
         source). The callee answers only what the offer has: an audio
@@ -283,26 +226,28 @@ class Peer:
         microphone, an older client) must still be callable.
         """
         if offering:
-            if self.audio_tap is not None:
-                self.pc.addTransceiver(self.audio_tap, direction="sendrecv")
+            if self.audio is not None:
+                self.pc.addTransceiver(self.audio, direction="sendrecv")
             else:
                 self.pc.addTransceiver("audio", direction="recvonly")
-        elif self.audio_tap is not None and any(
-            t.kind == "audio" for t in self.pc.getTransceivers()
-        ):
-            self.pc.addTrack(self.audio_tap)  # reuses the offer's audio transceiver
+        elif self.audio is not None and any(t.kind == "audio" for t in self.pc.getTransceivers()):
+            self.pc.addTrack(self.audio)  # reuses the offer's audio transceiver
         self._tune()  # new transceivers have gatherers of their own
 
     async def make_offer(self) -> str:
-        self._attach_audio(offering=True)
+        if self.chat is None:
+            self._adopt_channel(self.pc.createDataChannel(CHAT_LABEL, ordered=True))
+        self._attach_audio(offering=True)  # tunes the data channel's gatherer too
         await self._gathered()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
     async def take_offer(self, sdp: str) -> str:
         """Apply the peer's offer and return our answer."""
+        first = self.pc.remoteDescription is None
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        self._attach_audio(offering=False)
+        if first:
+            self._attach_audio(offering=False)
         await self._flush_candidates()
         await self._gathered()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -355,26 +300,36 @@ class Peer:
 
     # -- liveness and numbers ----------------------------------------------------
 
+    def _packets_received(self) -> int:
+        """Packets received on every DTLS transport (RTP, RTCP and data alike).
+
+        Asks each transport for its own one-entry report (aiortc's sync
+        ``_get_stats``) instead of ``getStats()``, which builds the whole
+        report for every sender and receiver and runs here ten times a second.
+        """
+        transports = {t.receiver.transport for t in self.pc.getTransceivers()}
+        if self.pc.sctp is not None:
+            transports.add(self.pc.sctp.transport)
+        count = 0
+        for dtls in transports:
+            for stat in dtls._get_stats().values():
+                if getattr(stat, "type", "") == "transport":
+                    count += int(stat.packetsReceived)
+        return count
+
     async def watch(self, silence_timeout: float, on_silent: Callable[[], None]) -> None:
         """Call ``on_silent`` once nothing has arrived for ``silence_timeout`` s.
 
-        Counts packets on the transports (RTP and RTCP alike). A peer that
-        sends no media at all only sends RTCP about once a second, so until
-        its RTP has been seen the limit is at least 5 s.
+        Counts packets on the transports (RTP, RTCP and data alike). A peer
+        that sends no media at all only sends RTCP about once a second, so
+        until its media has been seen the limit is at least 5 s.
         """
         last_count = -1
         last_change = time.monotonic()
         while not self.closed:
             await asyncio.sleep(0.1)
-            report = await self.pc.getStats()
-            count = 0
-            rtp_seen = False
-            for stat in report.values():
-                kind = getattr(stat, "type", "")
-                if kind == "transport":
-                    count += int(stat.packetsReceived)
-                elif kind == "inbound-rtp" and stat.packetsReceived:
-                    rtp_seen = True
+            count = self._packets_received()
+            rtp_seen = self.frames_received > 0 or self.audio_frames_received > 0
             now = time.monotonic()
             if count != last_count:
                 last_count, last_change = count, now
@@ -387,11 +342,11 @@ class Peer:
     def counters(self) -> FrameCounters:
         return FrameCounters(
             time=time.monotonic(),
-            frames_sent=self.tap.frames,
+            frames_sent=int(getattr(self.video, "frames", 0)),
             frames_received=self.frames_received,
-            audio_frames_sent=self.audio_tap.frames if self.audio_tap is not None else 0,
+            audio_frames_sent=int(getattr(self.audio, "frames", 0)),
             audio_frames_received=self.audio_frames_received,
-            sent_size=self.tap.size,
+            sent_size=getattr(self.video, "size", None),
             received_size=self.received_size,
         )
 
@@ -417,16 +372,16 @@ class Peer:
         self.closed = True
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
-        self.tap.stop()
-        if self.audio_tap is not None:
-            self.audio_tap.stop()
+        self.video.stop()
+        if self.audio is not None:
+            self.audio.stop()
         await self.pc.close()
-        if self.playback is not None:
-            await self.playback.stop()
+        if self.video_sink is not None:
+            await self.video_sink.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
 
 
-__all__ = ["FrameCallback", "LocalTap", "Peer", "black_like", "codec_preferences"]
+__all__ = ["CHAT_LABEL", "AudioCallback", "FrameCallback", "Peer", "codec_preferences"]

@@ -1,28 +1,30 @@
-"""A call session: one signaling connection, one call at a time.
+"""A call session: one signaling link, the local media, and one leg per remote peer.
 
 :class:`CallSession` is what the Qt view-model and the headless CLI drive. It
-owns a :class:`~callapp.call.channel.SignalingChannel` and, during a call, one
-:class:`~callapp.call.peer.Peer` (an ``RTCPeerConnection``). Everything a
-view may show is published as an immutable
-:class:`~callapp.call.state.CallSnapshot`; phases change only through the
-table in :mod:`callapp.call.transitions`.
+owns the :class:`~callapp.call.channel.SignalingChannel`, the capture (one
+video source and one audio source, each read once and fanned out to every
+leg), the speaker (one playback mixing every leg's audio) and a
+:class:`~callapp.call.leg.CallLeg` per remote peer. Everything a view may
+show is published as an immutable :class:`~callapp.call.state.SessionSnapshot`.
 
-Two ways into a call:
+The link and the legs are separate: the link moves through
+:mod:`callapp.call.link`'s table, each leg through
+:mod:`callapp.call.transitions`'s. A lost link ends only legs whose media has
+not started; media already flowing goes on peer to peer.
 
-* **Room**: :meth:`CallSession.join_room`. When the room is complete the
-  server sends ``ready``; the first member listed offers, the other answers
-  (PROTOCOL.md). The callee starts gathering candidates as soon as ``ready``
-  arrives, so its gathering overlaps with the caller's.
-* **Dial**: :meth:`CallSession.dial` a connection id. An offer from someone
-  we are not calling rings (``RINGING``) until :meth:`accept` or
-  :meth:`decline`, unless ``auto_answer`` is set. When both sides dial each
-  other at once (glare) the lower connection id stays the caller and the
-  other answers its offer, so exactly one call results.
+Ways into a call:
 
-A call ends (back to ``WAITING``, with an :class:`EndReason`) on hang-up,
-``BYE``, the peer leaving the room, ICE/DTLS failure, a timeout, or silence:
-aiortc has no ICE "disconnected" state, so a peer that stops sending
-anything for ``silence_timeout`` seconds (killed, unplugged) has gone.
+* **Room** (:meth:`CallSession.join_room`, optionally creating a group room
+  of up to ``capacity`` people): every member connects to every other, and
+  the earlier member (in join order) always offers to the later one, so there
+  is never glare. In a room of 2 the cue is ``ready`` (protocol v1); in a
+  bigger room each member offers to a newcomer on ``peer-joined``. A
+  newcomer expects one offer from each member already there and starts
+  gathering for it at once.
+* **Dial** (:meth:`CallSession.dial`) a connection id. An offer from someone
+  we are not calling rings until :meth:`accept` or :meth:`decline`, unless
+  ``auto_answer`` is set. When both dial each other at once (glare) the lower
+  connection id stays the caller.
 
 All actions and all incoming events are serialized by one lock, so handlers
 never see a half-changed session.
@@ -35,13 +37,12 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import av
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 
 from callapp.call import errors, ice, sources, wire
 from callapp.call.channel import (
@@ -53,40 +54,44 @@ from callapp.call.channel import (
     wrap_errors,
 )
 from callapp.call.config import CallConfig
-from callapp.call.peer import AudioCallback, FrameCallback, Peer, black_like
-from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
-from callapp.call.stats import CallStats, StatsMeter
-from callapp.call.transitions import Trigger, can, next_phase
+from callapp.call.leg import CallLeg, LegRecord
+from callapp.call.link import LinkEvent, next_link_state
+from callapp.call.peer import AudioCallback, FrameCallback, Peer
+from callapp.call.recording import FrameFeed
+from callapp.call.state import (
+    ChatMessage,
+    EndReason,
+    LegState,
+    LinkState,
+    Presence,
+    SessionSnapshot,
+    focus_leg,
+    summary_phase,
+)
+from callapp.call.stats import CallStats
+from callapp.call.transitions import LegEvent, LegProtocolError, LocalProtocolError
+from callapp.media.audio_sources import MutableAudioTrack
+from callapp.media.fanout import TrackFanout
+from callapp.media.playback import AudioPlayback
+from callapp.media.switcher import SwitchableVideoTrack
 from callapp.signaling import messages
 from callapp.signaling.client import SignalingClient
 from callapp.signaling.tls import TlsError, pinned_client_context
 
 logger = logging.getLogger(__name__)
 
-Listener = Callable[[CallSnapshot], None]
+Listener = Callable[[SessionSnapshot], None]
+PeerFrameCallback = Callable[[str, av.VideoFrame], None]
 
-#: Candidates kept per sender that has not offered yet, and senders remembered.
-_EARLY_CANDIDATES = 64
+#: Senders with no leg yet whose early candidates/presence are remembered, and how many each.
 _EARLY_SENDERS = 8
-
-
-@dataclass(eq=False)
-class _Call:
-    """The session's private record of the call in progress."""
-
-    peer_id: str
-    role: Role
-    in_room: bool
-    peer: Peer | None = None
-    #: An offer waiting for accept() (RINGING).
-    offer: str | None = None
-    #: Candidates that arrived before there was a Peer to hold them.
-    candidates: list[wire.Ice] = field(default_factory=list)
-    answered: bool = False
-    connected: bool = False
-    timer: asyncio.TimerHandle | None = None
-    watchdog: asyncio.Task[None] | None = None
-    meter: StatsMeter | None = None
+_EARLY_CANDIDATES = 64
+#: Chat lines kept in snapshots.
+_CHAT_TAIL = 200
+#: Audio frames (20 ms) a leg's consumer of the microphone may fall behind.
+_AUDIO_QUEUE = 5
+#: Largest group room the engine itself will create (the server may allow fewer).
+MAX_CAPACITY = 8
 
 
 class CallSession:
@@ -95,36 +100,59 @@ class CallSession:
     def __init__(self, config: CallConfig, *, channel: SignalingChannel | None = None) -> None:
         self._config = config
         self._channel = channel
-        self._snapshot = CallSnapshot(server_url=config.server_url)
+        self._name = wire.clean_name(config.name)
+        self._snapshot = SessionSnapshot(server_url=config.server_url, name=self._name)
         self._listeners: list[Listener] = []
         self._remote_callback: FrameCallback | None = None
+        self._remote_by_peer: PeerFrameCallback | None = None
         self._local_callback: FrameCallback | None = None
-        self._call: _Call | None = None
-        self._source: MediaStreamTrack | None = None
-        self._audio_source: MediaStreamTrack | None = None
         self._remote_audio_callback: AudioCallback | None = None
+        self._link = LinkState.OFFLINE
+        self._legs: dict[str, CallLeg] = {}
+        self._records: list[LegRecord] = []
+        self._last_end: EndReason | None = None
+        self._room: str | None = None
+        self._capacity: int | None = None
+        self._room_peers: list[str] = []
+        self._early: OrderedDict[str, list[wire.Ice]] = OrderedDict()
+        self._early_presence: OrderedDict[str, Presence] = OrderedDict()
+        self._chat: list[ChatMessage] = []
+        self._video_enabled = True
+        self._muted = False
+        self._recording = False
         self._volume = config.volume
         # What each device (and the last failed call) wants the user to know;
         # the snapshot's notice is all of them, in this order.
         self._notices: dict[str, str] = {}
-        self._room_peers: list[str] = []
-        self._early: dict[str, list[wire.Ice]] = {}
+        # The capture: one source each, read once, fanned out to every leg.
+        self._camera: MediaStreamTrack | None = None
+        self._screen: MediaStreamTrack | None = None
+        self._video: SwitchableVideoTrack | None = None
+        self._video_fanout: TrackFanout | None = None
+        self._audio_source: MediaStreamTrack | None = None
+        self._audio: MutableAudioTrack | None = None
+        self._audio_fanout: TrackFanout | None = None
+        self._speaker: AudioPlayback | None = None
         self._lock = asyncio.Lock()
         self._events: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._preview: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- observing ---------------------------------------------------------------
 
     @property
-    def snapshot(self) -> CallSnapshot:
+    def snapshot(self) -> SessionSnapshot:
         """The current state; a new object after every visible change."""
         return self._snapshot
 
     @property
     def config(self) -> CallConfig:
         return self._config
+
+    @property
+    def my_id(self) -> str:
+        return self._snapshot.connection_id or ""
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every new snapshot; returns the unsubscribe function."""
@@ -142,19 +170,50 @@ class CallSession:
         remote: FrameCallback | None = None,
         local: FrameCallback | None = None,
         remote_audio: AudioCallback | None = None,
+        remote_by_peer: PeerFrameCallback | None = None,
     ) -> None:
-        """Receive each decoded remote / each sent local frame, on the loop thread.
+        """Receive decoded frames on the loop thread, as they come (never queued).
 
-        Frames are handed over as they come, never queued: keep the callback
-        short (store the latest frame and return). ``remote_audio`` gets each
-        decoded 20 ms of the peer's audio (it is played regardless).
+        ``remote`` gets the focus leg's video (the one a one-call view shows),
+        ``remote_by_peer(peer_id, frame)`` every leg's, ``local`` each frame
+        of the self-view (in and out of calls), ``remote_audio`` each 20 ms of
+        the focus leg's audio (it is played regardless). Keep callbacks short:
+        store the latest frame and return.
         """
         self._remote_callback = remote
         self._local_callback = local
         self._remote_audio_callback = remote_audio
-        self._sync_preview()
+        self._remote_by_peer = remote_by_peer
 
-    def _publish(self, snapshot: CallSnapshot) -> None:
+    def records(self) -> list[LegRecord]:
+        """Every leg that ever reached media, oldest first, then the live ones that did not."""
+        return [dataclasses.replace(r) for r in self._records]
+
+    def _publish(self) -> None:
+        for leg in self._legs.values():
+            if not leg.live:  # ended, still closing its Peer: its reason is the news
+                self._last_end = leg.end_reason
+        legs = tuple(leg.snapshot() for leg in self._legs.values() if leg.live)
+        focus = focus_leg(legs)
+        connected = [leg.connected_at for leg in legs if leg.connected_at is not None]
+        snapshot = self._snapshot.evolve(
+            phase=summary_phase(self._link, legs, closed=self._closed),
+            link=self._link,
+            room=self._room,
+            room_capacity=self._capacity if self._room is not None else None,
+            name=self._name,
+            legs=legs,
+            peer_id=focus.peer_id if focus is not None else None,
+            role=focus.role if focus is not None else None,
+            end_reason=self._last_end,
+            connected_at=min(connected) if connected else None,
+            video_enabled=self._video_enabled,
+            muted=self._muted,
+            screen_sharing=self._screen is not None,
+            recording=self._recording,
+            notice="\n".join(self._notices.values()) or None,
+            chat=tuple(self._chat[-_CHAT_TAIL:]),
+        )
         if snapshot == self._snapshot:
             return
         self._snapshot = snapshot
@@ -164,171 +223,260 @@ class CallSession:
             except Exception:
                 logger.exception("snapshot listener failed")
 
-    def _move(self, trigger: Trigger, **changes: Any) -> None:
-        phase = next_phase(self._snapshot.phase, trigger)
-        self._publish(self._snapshot.evolve(phase=phase, **changes))
-
-    def _update(self, **changes: Any) -> None:
-        self._publish(self._snapshot.evolve(**changes))
+    def _move_link(self, event: LinkEvent, **changes: Any) -> None:
+        self._link = next_link_state(self._link, event)
+        if changes:
+            self._snapshot = self._snapshot.evolve(**changes)
+        self._publish()
 
     # -- connection --------------------------------------------------------------
 
     def _require_channel(self) -> SignalingChannel:
-        if self._channel is None or self._snapshot.connection_id is None:
+        if self._channel is None or self._link is not LinkState.CONNECTED:
             raise errors.NotConnected("not connected to a signaling server")
         return self._channel
 
     async def connect(self) -> str:
         """Connect to the signaling server; returns our connection id.
 
-        Raises :exc:`~callapp.call.errors.ServerUnavailable` (and the phase
-        goes back to ``IDLE``) if the server cannot be reached.
+        Raises :exc:`~callapp.call.errors.ServerUnavailable` (and the link
+        goes back to offline) if the server cannot be reached.
         """
-        if self._snapshot.phase is not CallPhase.IDLE:
+        if self._closed or self._link not in (LinkState.OFFLINE, LinkState.GONE):
             raise errors.InvalidAction(f"cannot connect while {self._snapshot.phase.value}")
-        self._move(Trigger.CONNECT, end_reason=None)
+        self._last_end = None
+        self._move_link(LinkEvent.CONNECT)
         try:
             with wrap_errors():
                 if self._channel is None:
                     self._channel = _client_for(self._config.server_url, self._config.tls_pin)
                 await self._channel.connect()
         except BaseException:
-            self._move(Trigger.CONNECT_FAILED)
+            self._move_link(LinkEvent.CONNECT_FAILED)
             raise
         connection_id = self._channel.connection_id
         assert connection_id is not None, "a connected channel has an id"
-        self._move(Trigger.WELCOMED, connection_id=connection_id)
-        # Open the video source now rather than on the first call: opening a
-        # camera (or importing what draws the test pattern) takes long enough
-        # to delay the first frame noticeably.
-        self._open_source()
-        self._open_audio_source()  # a bad spec is said now, not at the first call
-        self._sync_preview()
+        # Open the capture now rather than on the first call: opening a camera
+        # (or importing what draws the test pattern) takes long enough to
+        # delay the first frame noticeably, and the self-view wants it anyway.
+        self._open_capture()
+        self._move_link(LinkEvent.WELCOMED, connection_id=connection_id)
         self._events = asyncio.ensure_future(self._pump_events(self._channel))
         return connection_id
 
-    async def join_room(self, room: str) -> None:
-        """Join ``room``; a call starts when someone else is (or gets) there.
+    async def join_room(self, room: str, capacity: int | None = None) -> None:
+        """Join ``room``; calls start with whoever is (or gets) there.
 
-        Raises :exc:`~callapp.call.errors.RoomFullError` or
+        ``capacity`` (2-8) makes a group room if this join creates it; the
+        server ignores it otherwise and may allow less. Raises
+        :exc:`~callapp.call.errors.RoomFullError` or
         :exc:`~callapp.call.errors.BadRoomError`; the session stays usable.
         """
+        if capacity is not None and not 2 <= capacity <= MAX_CAPACITY:
+            raise errors.InvalidAction(f"a room holds 2 to {MAX_CAPACITY} people, not {capacity}")
         async with self._lock:
             channel = self._require_channel()
-            if self._call is not None:
+            if any(not leg.in_room for leg in self._live_legs()):
                 raise errors.InvalidAction("hang up before joining a room")
             with wrap_errors():
-                reply = await channel.join(room)
-            peers = getattr(reply, "peers", None)
-            me = self._snapshot.connection_id
-            self._room_peers = list(peers) if peers else ([me] if me else [])
-            self._update(room=room, end_reason=None)
+                reply = await channel.join(room, capacity=capacity)
+            peers = list(getattr(reply, "peers", None) or [self.my_id])
+            self._room = room
+            self._capacity = int(getattr(reply, "capacity", None) or 2)
+            self._room_peers = peers
+            self._last_end = None
+            self._publish()
+            # A newcomer expects an offer from everyone already here.
+            await self._reconcile(peers)
 
     async def leave_room(self) -> None:
-        """Leave the room (hanging up any call in it)."""
+        """Leave the room (hanging up every leg in it)."""
         async with self._lock:
             await self._leave_room()
 
     async def _leave_room(self) -> None:
-        if self._call is not None:
-            await self._end(EndReason.HUNG_UP, bye=True)
-        if self._snapshot.room is not None and self._channel is not None:
+        for leg in [leg for leg in self._live_legs() if leg.in_room]:
+            await leg.hang_up()
+        if self._room is not None and self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.leave()
+        self._room = None
         self._room_peers = []
-        self._update(room=None)
+        self._publish()
 
     # -- actions -----------------------------------------------------------------
 
     async def dial(self, peer_id: str) -> None:
         """Call connection ``peer_id``; returns once the offer is on its way.
 
-        The outcome shows in snapshots: ``CONNECTED``, or back to ``WAITING``
-        with ``DECLINED`` / ``NO_ANSWER`` / ``FAILED``.
+        The outcome shows in snapshots: a connected leg, or the leg gone with
+        ``DECLINED`` / ``NO_ANSWER`` / ``FAILED`` as the end reason.
         """
         async with self._lock:
-            channel = self._require_channel()
-            if peer_id == self._snapshot.connection_id:
-                raise errors.InvalidAction("you cannot call yourself")
+            self._require_channel()
             if not peer_id:
                 raise errors.InvalidAction("no connection id to call")
-            if self._call is not None or not can(self._snapshot.phase, Trigger.DIAL):
-                raise errors.InvalidAction(f"cannot dial while {self._snapshot.phase.value}")
-            await self._start_as_caller(channel, peer_id, in_room=False)
+            if peer_id == self.my_id:
+                raise errors.InvalidAction("you cannot call yourself")
+            if self._live_legs():
+                raise errors.InvalidAction("hang up before calling someone else")
+            self._last_end = None
+            await self._start_leg(peer_id, LegEvent.CALL, in_room=False)
+
+    def _ringing(self) -> CallLeg | None:
+        return next((leg for leg in self._live_legs() if leg.state is LegState.RINGING), None)
 
     async def accept(self) -> None:
         """Answer the ringing call."""
         async with self._lock:
-            call = self._call
-            if call is None or self._snapshot.phase is not CallPhase.RINGING:
+            leg = self._ringing()
+            if leg is None:
                 raise errors.InvalidAction("no incoming call to accept")
-            self._move(Trigger.ACCEPT)
-            await self._answer(call, call.offer or "")
+            await self._local(leg.accept())
 
     async def decline(self) -> None:
         """Turn the ringing call down (the caller sees ``DECLINED``)."""
         async with self._lock:
-            if self._call is None or self._snapshot.phase is not CallPhase.RINGING:
+            leg = self._ringing()
+            if leg is None:
                 raise errors.InvalidAction("no incoming call to decline")
-            await self._end(EndReason.DECLINED, bye=True)
+            await self._local(leg.decline())
 
     async def hang_up(self) -> None:
-        """End the call (declines a ringing one). In a room, also leaves it.
+        """End every leg (declining a ringing one) and leave the room.
 
-        Leaving matters: the room would otherwise stay complete, and neither
-        side could be called again from it; whoever joins next starts a fresh
-        call with the one who stayed.
+        Leaving matters: the room would otherwise stay complete, and nobody
+        could be called again from it; whoever joins next starts afresh with
+        those who stayed.
         """
         async with self._lock:
-            if self._call is not None:
-                ringing = self._snapshot.phase is CallPhase.RINGING
-                await self._end(EndReason.DECLINED if ringing else EndReason.HUNG_UP, bye=True)
-            if self._snapshot.room is not None:
+            for leg in self._live_legs():
+                event = LegEvent.DECLINE if leg.state is LegState.RINGING else LegEvent.HANG_UP
+                await leg.hang_up(event)
+            if self._room is not None:
                 await self._leave_room()
 
+    async def _local(self, action: Coroutine[Any, Any, None]) -> None:
+        try:
+            await action
+        except LocalProtocolError as exc:
+            raise errors.InvalidAction(str(exc)) from exc
+
     async def set_video_enabled(self, enabled: bool) -> None:
-        """Send video, or black frames while off (the peer still sees us alive)."""
-        if self._call is not None and self._call.peer is not None:
-            self._call.peer.tap.enabled = enabled
-        self._update(video_enabled=enabled)
+        """Send video, or black frames while off (the peers still see us alive)."""
+        self._video_enabled = enabled
+        if self._video is not None:
+            self._video.enabled = enabled
+        await self._presence_changed()
 
     async def set_muted(self, muted: bool) -> None:
-        """Mute the microphone (the peer hears digital silence) or unmute it."""
-        if self._call is not None and self._call.peer is not None:
-            tap = self._call.peer.audio_tap
-            if tap is not None:
-                tap.muted = muted
-        self._update(muted=muted)
+        """Mute the microphone (the peers hear digital silence) or unmute it."""
+        self._muted = muted
+        if self._audio is not None:
+            self._audio.muted = muted
+        await self._presence_changed()
+
+    async def set_recording(self, recording: bool) -> None:
+        """Say whether we record what we receive (the peers are told)."""
+        self._recording = recording
+        await self._presence_changed()
+
+    async def set_name(self, name: str) -> None:
+        """Our display name from now on (cleaned as :func:`wire.clean_name` says)."""
+        self._name = wire.clean_name(name)
+        await self._presence_changed()
+
+    async def share_screen(self, spec: str | None = "screen") -> None:
+        """Send a screen (``screen`` or ``screen:N``) instead of the camera; ``None`` stops.
+
+        Every leg switches at once without renegotiation: the legs' tracks
+        read one switchable source. Raises :exc:`~callapp.call.errors.MediaError`
+        in plain words if there is no screen to share.
+        """
+        video = self._video
+        if video is None:
+            raise errors.NotConnected("connect before sharing a screen")
+        if spec is None:
+            if self._screen is not None:
+                self._screen = None
+                video.set_source(self._camera_source(), stop_previous=True)
+        else:
+            screen = sources.open_source(dataclasses.replace(self._config, video=spec))
+            previous = video.set_source(screen, stop_previous=False)
+            if self._screen is not None and previous is self._screen:
+                previous.stop()
+            elif previous is not None:
+                self._camera = previous
+            self._screen = screen
+        await self._presence_changed()
+
+    def _camera_source(self) -> MediaStreamTrack:
+        if self._camera is None or self._camera.readyState != "live":
+            self._camera = self._open_camera()
+        return self._camera
+
+    async def send_chat(self, text: str) -> ChatMessage:
+        """Send ``text`` to everyone in the call; returns the line as shown.
+
+        Raises :exc:`~callapp.call.errors.InvalidAction` with a sentence for
+        an empty or too long message, or when nobody is there to read it.
+        """
+        try:
+            message = wire.Chat(wire.clean_chat_text(text))
+        except ValueError as exc:
+            raise errors.InvalidAction(str(exc)) from exc
+        async with self._lock:
+            legs = [leg for leg in self._live_legs() if leg.state is not LegState.RINGING]
+            if not legs:
+                raise errors.InvalidAction("Nobody is in the call to read your message.")
+            for leg in legs:
+                try:
+                    await leg.send_chat(message)
+                except errors.CallError:
+                    logger.info("chat to %s could not be sent", leg.peer_id)
+            line = ChatMessage(
+                sender=self.my_id,
+                sender_name=self._name,
+                text=message.text,
+                at=time.monotonic(),
+                mine=True,
+            )
+            self._chat.append(line)
+            self._publish()
+            return line
 
     async def set_volume(self, volume: float) -> None:
-        """Speaker volume for the peer's audio, 0 (silent) to 2; kept for later calls."""
+        """Speaker volume for the peers' audio, 0 (silent) to 2; kept for later calls."""
         if not 0.0 <= volume <= 2.0:
             raise errors.InvalidAction(f"volume must be between 0 and 2, not {volume}")
         self._volume = volume
-        if self._call is not None and self._call.peer is not None:
-            playback = self._call.peer.playback
-            if playback is not None:
-                playback.volume = volume
+        if self._speaker is not None:
+            self._speaker.volume = volume
 
     async def stats(self) -> CallStats | None:
-        """The call's numbers now, rates since the previous call; None outside a call."""
-        call = self._call
-        if call is None or call.peer is None:
-            return None
-        peer = call.peer
-        if call.meter is None:
-            call.meter = StatsMeter(self._snapshot.connected_at or time.monotonic())
-        report = await peer.get_stats()
-        return call.meter.sample(report, peer.counters(), peer.codec())
+        """The focus leg's numbers now, rates since the previous sample; None outside a call."""
+        peer_id = self._snapshot.peer_id
+        leg = self._legs.get(peer_id) if peer_id is not None else None
+        return await leg.stats() if leg is not None else None
+
+    async def all_stats(self) -> dict[str, CallStats]:
+        """Every live leg's numbers now (kept in :meth:`records` too)."""
+        result = {}
+        for leg in self._live_legs():
+            stats = await leg.stats()
+            if stats is not None:
+                result[leg.peer_id] = stats
+        return result
 
     async def close(self) -> None:
-        """Hang up, leave, disconnect and release the video source. Idempotent."""
+        """Hang up, leave, disconnect and release the capture and speaker. Idempotent."""
         if self._closing:
             return
         self._closing = True
         async with self._lock:
-            if self._call is not None:
-                await self._end(EndReason.CLOSED, bye=True)
+            for leg in self._live_legs():
+                with contextlib.suppress(LegProtocolError):
+                    await leg.hang_up(LegEvent.CLOSE)
             channel, self._channel = self._channel, None
             if channel is not None:
                 with contextlib.suppress(Exception):
@@ -339,42 +487,63 @@ class CallSession:
                     await self._events
             for task in list(self._tasks):
                 task.cancel()
-            self._sync_preview()
-            if self._source is not None:
-                self._source.stop()
-                self._source = None
-            if self._audio_source is not None:
-                self._audio_source.stop()
-                self._audio_source = None
-            self._move(Trigger.CLOSE)
+            await self._close_media()
+            self._closed = True
+            self._publish()
 
-    # -- calls: starting ---------------------------------------------------------
+    async def _close_media(self) -> None:
+        if self._speaker is not None:
+            await self._speaker.stop()
+            self._speaker = None
+        for fanout in (self._video_fanout, self._audio_fanout):
+            if fanout is not None:
+                fanout.stop()
+        self._video_fanout = self._audio_fanout = None
+        for track in (self._video, self._camera, self._screen, self._audio, self._audio_source):
+            if track is not None:
+                track.stop()
+        self._video = self._camera = self._screen = None
+        self._audio = self._audio_source = None
 
-    def _open_source(self) -> MediaStreamTrack:
-        """The session's one video source, opened on first use (test pattern if it cannot be)."""
-        if self._source is None:
-            self._source = self._open_or_fall_back(
-                "video",
-                sources.open_source,
-                dataclasses.replace(self._config, video="test"),
-                "Sending a test pattern",
+    # -- the capture ---------------------------------------------------------------
+
+    def _open_capture(self) -> None:
+        if self._video is None:
+            self._camera = self._open_camera()
+            self._video = SwitchableVideoTrack(
+                self._camera,
+                width=self._config.width,
+                height=self._config.height,
+                on_preview=self._preview_frame,
             )
-        return self._source
-
-    def _open_audio_source(self) -> MediaStreamTrack:
-        """The session's one audio source, opened on first use (silence if it cannot be).
-
-        A microphone opens its device on the first frame a call asks for, so
-        it is on only during calls.
-        """
-        if self._audio_source is None:
+            self._video.enabled = self._video_enabled
+            self._video.start()
+            self._video_fanout = TrackFanout(self._video, max_queue=1)
+        if self._audio is None:
             self._audio_source = self._open_or_fall_back(
                 "microphone",
                 sources.open_audio,
                 dataclasses.replace(self._config, audio="none"),
                 "Sending silence",
             )
-        return self._audio_source
+            self._audio = MutableAudioTrack(self._audio_source, muted=self._muted)
+            self._audio_fanout = TrackFanout(self._audio, max_queue=_AUDIO_QUEUE)
+
+    def _open_camera(self) -> MediaStreamTrack:
+        """The camera (or file, or test pattern) the config names; a test pattern if it fails."""
+        return self._open_or_fall_back(
+            "video",
+            sources.open_source,
+            dataclasses.replace(self._config, video="test"),
+            "Sending a test pattern",
+        )
+
+    def _preview_frame(self, frame: av.VideoFrame | None) -> None:
+        # With video off the peers get black frames; the self-view gets none
+        # (a view says "Camera off" rather than paint a black square).
+        callback = self._local_callback
+        if callback is not None and frame is not None and self._video_enabled:
+            callback(frame)
 
     def _open_or_fall_back(
         self,
@@ -397,208 +566,194 @@ class CallSession:
             say(f"{exc}. {instead} instead.")
             return track
 
-    def _sync_preview(self) -> None:
-        """Run the self-view pump exactly when no call is pulling the source.
-
-        Outside calls nothing reads the source, so the local callback would see
-        nothing; this task reads it instead. A Peer takes over during calls.
-        """
-        source = self._source
-        wanted = (
-            self._local_callback is not None
-            and (self._call is None or self._call.peer is None)
-            and not self._closing
-        )
-        if wanted and source is not None and self._preview is None:
-            self._preview = asyncio.ensure_future(self._pump_preview(source))
-        elif (not wanted or source is None) and self._preview is not None:
-            self._preview.cancel()
-            self._preview = None
-
-    async def _pump_preview(self, source: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await source.recv()
-                callback = self._local_callback
-                if callback is not None and isinstance(frame, av.VideoFrame):
-                    if not self._snapshot.video_enabled:
-                        frame = black_like(frame)
-                    callback(frame)
-        except MediaStreamError:
-            return
-        except Exception:
-            logger.exception("self-view stopped")
-
-    def _new_peer(self, call: _Call) -> Peer:
-        if self._preview is not None:
-            self._preview.cancel()
-            self._preview = None
-        source = self._open_source()
-        channel = self._channel
-        servers = ice.ice_servers(
-            channel.ice_servers if channel is not None else (), self._config.ice_servers
-        )
-        peer = Peer(
-            self._config,
-            servers,
-            source,
-            video_enabled=self._snapshot.video_enabled,
-            audio_source=self._open_audio_source(),
-            muted=self._snapshot.muted,
-            volume=self._volume,
-            local_callback=lambda: self._local_callback,
-            remote_callback=lambda: self._remote_callback,
-            remote_audio_callback=lambda: self._remote_audio_callback,
-            on_speaker_status=lambda status: self._set_notice(
-                "speaker", sources.audio_notice(status)
-            ),
-            on_connection_state=lambda state: self._spawn(self._peer_state(call, state)),
-        )
-        call.peer = peer
-        return peer
-
     def _set_notice(self, key: str, notice: str | None) -> None:
         """Set (or clear, with None) what ``key`` wants said; publish them all."""
         if notice is None:
             self._notices.pop(key, None)
         else:
             self._notices[key] = notice
-        self._update(notice="\n".join(self._notices.values()) or None)
+        self._publish()
 
-    async def _start_as_caller(
-        self, channel: SignalingChannel, peer_id: str, in_room: bool
-    ) -> None:
-        call = _Call(peer_id=peer_id, role=Role.CALLER, in_room=in_room)
-        self._call = call
-        self._move(Trigger.DIAL, peer_id=peer_id, role=Role.CALLER, end_reason=None)
-        peer = self._new_peer(call)
-        self._arm(call, self._config.ring_timeout, EndReason.NO_ANSWER)
-        try:
-            sdp = await peer.make_offer()
-            with wrap_errors():
-                await channel.send(wire.encode(wire.Sdp("offer", sdp)), to=peer_id)
-        except Exception:
-            if self._call is call:
-                await self._end(EndReason.FAILED)
-            raise
+    def _speaker_for_legs(self) -> AudioPlayback:
+        if self._speaker is None:
+            device: int | str | None = self._config.speaker
+            if isinstance(device, str) and device.isdigit():
+                device = int(device)
+            self._speaker = AudioPlayback(
+                None,
+                device=device,
+                volume=self._volume,
+                on_status=lambda status: self._set_notice("speaker", sources.audio_notice(status)),
+            )
+            self._speaker.start()
+        return self._speaker
 
-    async def _answer(self, call: _Call, offer: str) -> None:
-        """Answer ``offer`` on ``call`` (creating its Peer if needed) and send it."""
-        peer = call.peer or self._new_peer(call)
-        for early in call.candidates:
-            await peer.add_candidate(early)
-        call.candidates.clear()
-        self._arm(call, self._config.connect_timeout, EndReason.FAILED)
-        try:
-            answer = await peer.take_offer(offer)
-            if self._channel is None or self._call is not call:
-                return
-            with wrap_errors():
-                await self._channel.send(wire.encode(wire.Sdp("answer", answer)), to=call.peer_id)
-        except Exception:
-            logger.exception("could not answer the offer from %s", call.peer_id)
-            if self._call is call:
-                await self._end(EndReason.FAILED)
+    # -- LegHost: what legs ask of the session ---------------------------------------
 
-    # -- calls: ending -----------------------------------------------------------
+    def new_peer(self, leg: CallLeg) -> Peer:
+        self._open_capture()
+        assert self._video_fanout is not None
+        assert self._audio_fanout is not None
+        channel = self._channel
+        servers = ice.ice_servers(
+            channel.ice_servers if channel is not None else (), self._config.ice_servers
+        )
+        peer_id = leg.peer_id
+        speaker_feed = FrameFeed(25, kind="audio")
+        speaker = self._speaker_for_legs()
+        speaker.remove_input(peer_id)  # a leg that lost glare replaces its Peer
+        speaker.add_input(peer_id, speaker_feed)
 
-    def _arm(self, call: _Call, delay: float, reason: EndReason) -> None:
-        """(Re)start the call's one timer: end it with ``reason`` unless connected."""
-        if call.timer is not None:
-            call.timer.cancel()
-        loop = asyncio.get_running_loop()
-        call.timer = loop.call_later(
-            delay, lambda: self._spawn(self._end_if(call, reason, bye=True, unless_connected=True))
+        def on_video(frame: av.VideoFrame) -> None:
+            by_peer = self._remote_by_peer
+            if by_peer is not None:
+                by_peer(peer_id, frame)
+            remote = self._remote_callback
+            if remote is not None and self._snapshot.peer_id == peer_id:
+                remote(frame)
+
+        def on_audio(frame: av.AudioFrame) -> None:
+            speaker_feed.push(frame)
+            callback = self._remote_audio_callback
+            if callback is not None and self._snapshot.peer_id == peer_id:
+                callback(frame)
+
+        peer_holder: list[Peer] = []
+
+        def on_state(state: str) -> None:
+            self.spawn(self.locked(lambda: leg.on_connection_state(peer_holder[0], state)))
+
+        def on_chat(text: str) -> None:
+            message = wire.parse_json(text)
+            if message is not None:
+                self.spawn(
+                    self.locked(lambda: self._on_call_message(peer_id, message, "datachannel"))
+                )
+
+        peer = Peer(
+            self._config,
+            servers,
+            self._video_fanout.subscribe(),
+            audio=self._audio_fanout.subscribe(),
+            on_video=on_video,
+            on_audio=on_audio,
+            on_connection_state=on_state,
+            on_chat=on_chat,
+            on_chat_open=lambda _open: leg.chat_state_changed(),
+        )
+        peer_holder.append(peer)
+        return peer
+
+    async def send(self, message: wire.CallMessage, to: str) -> None:
+        channel = self._channel
+        if channel is None:
+            raise errors.NotConnected("not connected to a signaling server")
+        with wrap_errors():
+            await channel.send(wire.encode(message), to=to)
+
+    def presence_message(self) -> wire.PresenceUpdate:
+        return wire.PresenceUpdate(
+            Presence(
+                name=self._name,
+                muted=self._muted,
+                camera_off=not self._video_enabled,
+                screen=self._screen is not None,
+                recording=self._recording,
+            )
         )
 
-    async def _end_if(
-        self, call: _Call, reason: EndReason, *, bye: bool = False, unless_connected: bool = False
-    ) -> None:
+    async def _presence_changed(self) -> None:
         async with self._lock:
-            if self._call is call and not (unless_connected and call.connected):
-                await self._end(reason, bye=bye)
-
-    async def _end(
-        self, reason: EndReason, *, bye: bool = False, notice: str | None = None
-    ) -> None:
-        """End the current call (lock held) and go back to waiting."""
-        call, self._call = self._call, None
-        if call is None:
-            return
-        if call.timer is not None:
-            call.timer.cancel()
-        if call.watchdog is not None:
-            call.watchdog.cancel()
-        if bye and self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.send(wire.encode(wire.Bye()), to=call.peer_id)
-        if call.peer is not None:
-            try:
-                await asyncio.wait_for(call.peer.close(), timeout=3.0)
-            except Exception:
-                logger.exception("closing the peer connection failed")
-        self._early.pop(call.peer_id, None)
-        self._sync_preview()
-        changes: dict[str, Any] = {
-            "peer_id": None,
-            "role": None,
-            "end_reason": reason,
-            "connected_at": None,
-        }
-        if notice is not None:
-            self._set_notice("call", notice)
-        if can(self._snapshot.phase, Trigger.CALL_ENDED):
-            self._move(Trigger.CALL_ENDED, **changes)
-        else:
-            self._update(**changes)
-
-    # -- events from the peer connection -----------------------------------------
-
-    async def _peer_state(self, call: _Call, state: str) -> None:
-        async with self._lock:
-            if self._call is not call:
+            self._publish()
+            if self._link is not LinkState.CONNECTED:
                 return
-            if state == "connected" and not call.connected:
-                call.connected = True
-                if call.timer is not None:
-                    call.timer.cancel()
-                assert call.peer is not None
-                call.watchdog = asyncio.ensure_future(
-                    call.peer.watch(
-                        self._config.silence_timeout,
-                        lambda: self._spawn(self._end_if(call, EndReason.PEER_UNREACHABLE)),
-                    )
-                )
-                self._move(Trigger.MEDIA_UP, connected_at=time.monotonic())
-            elif state in ("failed", "closed"):
-                # "closed" here means the peer closed DTLS on purpose (a crash
-                # sends nothing): a hang-up whose BYE is still on its way
-                # through the server.
-                if not call.connected:
-                    reason = EndReason.FAILED
-                elif state == "closed":
-                    reason = EndReason.PEER_HUNG_UP
-                else:
-                    reason = EndReason.PEER_UNREACHABLE
-                await self._end(reason)
+            message = self.presence_message()
+            for leg in self._live_legs():
+                if leg.state is not LegState.RINGING:
+                    with contextlib.suppress(errors.CallError):
+                        await self.send(message, leg.peer_id)
 
-    # -- events from signaling ---------------------------------------------------
+    def leg_changed(self, leg: CallLeg) -> None:
+        if leg.state is LegState.CONNECTED and leg.record not in self._records:
+            self._records.append(leg.record)
+        self._publish()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    async def leg_ended(self, leg: CallLeg) -> None:
+        if self._legs.get(leg.peer_id) is leg:
+            del self._legs[leg.peer_id]
+        if self._speaker is not None:
+            self._speaker.remove_input(leg.peer_id)
+        self._early.pop(leg.peer_id, None)
+        self._last_end = leg.end_reason
+        self._publish()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    async def locked(self, action: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        async with self._lock:
+            if self._closed:
+                return None
+            try:
+                return await action()
+            except LegProtocolError as exc:
+                logger.warning("leg event refused: %s", exc)
+                return None
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("session task failed", exc_info=task.exception())
 
+    # -- legs ------------------------------------------------------------------------
+
+    def _live_legs(self) -> list[CallLeg]:
+        return [leg for leg in self._legs.values() if leg.live]
+
+    async def _start_leg(
+        self, peer_id: str, begin: LegEvent, *, in_room: bool, offer: str | None = None
+    ) -> CallLeg:
+        leg = CallLeg(
+            self,
+            peer_id,
+            begin,
+            in_room=in_room,
+            offer=offer,
+            candidates=self._early.pop(peer_id, None),
+            presence=self._early_presence.pop(peer_id, None),
+        )
+        self._legs[peer_id] = leg
+        self._publish()
+        await leg.begin()
+        return leg
+
+    async def _reconcile(self, peers: list[str]) -> None:
+        """Make sure there is a leg to every other member of ``peers`` (join order).
+
+        To an earlier member we are the callee (it offers); to a later one
+        we are the caller.
+        """
+        me = self.my_id
+        if me not in peers:
+            return
+        mine = peers.index(me)
+        for index, peer_id in enumerate(peers):
+            if peer_id == me or peer_id in self._legs:
+                continue
+            begin = LegEvent.EXPECT_OFFER if index < mine else LegEvent.CALL
+            await self._start_leg(peer_id, begin, in_room=True)
+
+    # -- events from signaling ---------------------------------------------------
+
     async def _pump_events(self, channel: SignalingChannel) -> None:
         async for event in channel.events():
             try:
                 async with self._lock:
                     await self._handle(event)
+            except LegProtocolError as exc:
+                logger.warning("protocol error from the other side: %s", exc)
             except Exception:
                 logger.exception("failed to handle %r", event)
             if isinstance(lifecycle(event), ChannelClosed):
@@ -607,182 +762,134 @@ class CallSession:
     async def _handle(self, event: object) -> None:
         if self._closing:
             return
-        me = self._snapshot.connection_id
         match lifecycle(event) or event:
             case messages.Relayed(sender=sender, data=data):
                 message = wire.parse(data)
-                if message is not None and sender != me:
-                    await self._on_call_message(sender, message)
+                if message is not None and sender != self.my_id:
+                    await self._on_call_message(sender, message, "signaling")
             case messages.Ready(peers=peers):
-                await self._on_ready(list(peers))
+                self._room_peers = list(peers)
+                await self._reconcile(list(peers))
             case messages.PeerJoined(connection_id=cid):
                 if cid not in self._room_peers:
                     self._room_peers.append(cid)
+                if (self._capacity or 2) > 2:
+                    await self._reconcile(self._room_peers)
             case messages.PeerLeft(connection_id=cid):
                 if cid in self._room_peers:
                     self._room_peers.remove(cid)
                 self._early.pop(cid, None)
-                if self._call is not None and self._call.peer_id == cid:
-                    await self._end(EndReason.PEER_LEFT)
+                self._early_presence.pop(cid, None)
+                leg = self._legs.get(cid)
+                if leg is not None and leg.live:
+                    await leg.end(LegEvent.PEER_LEFT)
             case messages.Error(code=code, message=text):
                 await self._on_error(code, text)
             case ChannelLost():
-                if self._call is not None and not self._call.connected:
-                    await self._end(EndReason.SERVER_LOST)
-                if can(self._snapshot.phase, Trigger.SIGNALING_LOST):
-                    self._move(Trigger.SIGNALING_LOST)
-            case ChannelRestored(connection_id=cid, rejoined=rejoined):
-                # Our id changed: the peer has seen us leave and cannot reach
-                # us any more; a rejoined room makes a fresh call on `ready`.
-                if self._call is not None:
-                    await self._end(EndReason.SERVER_LOST)
-                self._room_peers = [cid] if rejoined else []
-                changes: dict[str, Any] = {"connection_id": cid}
-                if not rejoined:
-                    changes["room"] = None
-                if can(self._snapshot.phase, Trigger.SIGNALING_BACK):
-                    self._move(Trigger.SIGNALING_BACK, **changes)
+                for leg in self._live_legs():
+                    if leg.state is not LegState.CONNECTED:
+                        await leg.end(LegEvent.SERVER_LOST)
+                self._move_link(LinkEvent.LOST)
+            case ChannelRestored(connection_id=cid, rejoined=rejoined, peers=peers, capacity=cap):
+                # Our id changed: the peers have seen us leave and cannot reach
+                # us any more; in a rejoined room we are the newest member, so
+                # everyone there offers to us afresh.
+                for leg in self._live_legs():
+                    await leg.end(LegEvent.SERVER_LOST)
+                self._room_peers = list(peers) if rejoined else []
+                if rejoined:
+                    self._capacity = cap or self._capacity
                 else:
-                    self._update(**changes)
+                    self._room = None
+                self._move_link(LinkEvent.RESTORED, connection_id=cid)
+                if rejoined:
+                    await self._reconcile(self._room_peers)
             case ChannelClosed():
-                if self._call is not None:
-                    await self._end(EndReason.SERVER_LOST)
-                if can(self._snapshot.phase, Trigger.SIGNALING_GONE):
-                    self._move(
-                        Trigger.SIGNALING_GONE,
-                        connection_id=None,
-                        room=None,
-                        end_reason=EndReason.SERVER_LOST,
-                    )
+                for leg in self._live_legs():
+                    await leg.end(LegEvent.SERVER_LOST)
+                self._room = None
+                self._room_peers = []
+                if self._link in (LinkState.CONNECTED, LinkState.RECONNECTING):
+                    self._last_end = EndReason.SERVER_LOST
+                    self._move_link(LinkEvent.GONE, connection_id=None)
             case _:
                 pass
 
-    async def _on_ready(self, peers: list[str]) -> None:
-        me = self._snapshot.connection_id
-        self._room_peers = list(peers)
-        if me not in peers or len(peers) < 2 or self._call is not None:
-            return
-        if self._snapshot.phase is not CallPhase.WAITING or self._channel is None:
-            return
-        if peers[0] == me:
-            # With more than two members (group rooms), call the newest.
-            await self._start_as_caller(self._channel, peers[-1], in_room=True)
-        else:
-            call = _Call(peer_id=peers[0], role=Role.CALLEE, in_room=True)
-            self._call = call
-            self._move(Trigger.EXPECT_OFFER, peer_id=peers[0], role=Role.CALLEE, end_reason=None)
-            self._new_peer(call).pregather()
-            self._arm(call, self._config.connect_timeout, EndReason.FAILED)
-
     async def _on_error(self, code: messages.ErrorCode | str, text: str) -> None:
-        call = self._call
-        if (
-            code is messages.ErrorCode.UNKNOWN_PEER
-            and call is not None
-            and call.role is Role.CALLER
-            and not call.answered
-        ):
-            await self._end(EndReason.FAILED, notice=f"Nobody with id {call.peer_id} is connected.")
-        else:
-            logger.info("signaling error %s: %s", code, text)
+        if code is messages.ErrorCode.UNKNOWN_PEER:
+            # Only a dialled call can name a peer that is not there.
+            for leg in self._live_legs():
+                if leg.state is LegState.OFFERING and not leg.in_room:
+                    self._set_notice("call", f"Nobody with id {leg.peer_id} is connected.")
+                    await leg.end(LegEvent.UNKNOWN_PEER)
+                    return
+        logger.info("signaling error %s: %s", code, text)
 
-    async def _on_call_message(self, sender: str, message: wire.CallMessage) -> None:
-        call = self._call
-        ours = call is not None and call.peer_id == sender
+    def _known(self, sender: str) -> bool:
+        return sender in self._legs or sender in self._room_peers
+
+    async def _on_call_message(self, sender: str, message: wire.CallMessage, via: str) -> None:
+        leg = self._legs.get(sender)
+        if leg is not None and not leg.live:
+            leg = None
         match message:
             case wire.Sdp(type="offer", sdp=sdp):
-                await self._on_offer(sender, sdp)
-            case wire.Sdp(type="answer", sdp=sdp):
-                if call is None or not ours or call.role is not Role.CALLER or call.peer is None:
-                    return
-                if call.peer.signaling_state != "have-local-offer":
-                    return
-                call.answered = True
-                self._arm(call, self._config.connect_timeout, EndReason.FAILED)
-                try:
-                    await call.peer.take_answer(sdp)
-                except Exception:
-                    logger.exception("bad answer from %s", sender)
-                    await self._end(EndReason.FAILED, bye=True)
-            case wire.Ice():
-                if call is not None and ours:
-                    if call.peer is not None:
-                        await call.peer.add_candidate(message)
-                    else:
-                        call.candidates.append(message)
+                if leg is not None:
+                    await leg.on_offer(sdp)
                 else:
-                    self._remember_early(sender, message)
+                    await self._on_new_offer(sender, sdp)
+            case wire.Sdp(type="answer", sdp=sdp):
+                if leg is not None:
+                    await leg.on_answer(sdp)
+            case wire.Ice():
+                if leg is not None:
+                    await leg.on_candidate(message)
+                else:
+                    self._remember(self._early, sender, message)
             case wire.Bye():
-                if call is None or not ours:
-                    return
-                declined = call.role is Role.CALLER and not call.answered and not call.connected
-                await self._end(EndReason.DECLINED if declined else EndReason.PEER_HUNG_UP)
-
-    def _remember_early(self, sender: str, message: wire.Ice) -> None:
-        if sender not in self._early and len(self._early) >= _EARLY_SENDERS:
-            self._early.pop(next(iter(self._early)))
-        queue = self._early.setdefault(sender, [])
-        if len(queue) < _EARLY_CANDIDATES:
-            queue.append(message)
-
-    async def _on_offer(self, sender: str, sdp: str) -> None:
-        call = self._call
-        me = self._snapshot.connection_id or ""
-        if call is not None and call.peer_id != sender:
-            # Busy with someone else: turn the newcomer away.
-            if self._channel is not None:
-                with contextlib.suppress(Exception):
-                    await self._channel.send(wire.encode(wire.Bye()), to=sender)
-            return
-        if call is None:
-            if self._snapshot.phase is not CallPhase.WAITING:
-                return
-            call = _Call(
-                peer_id=sender,
-                role=Role.CALLEE,
-                in_room=sender in self._room_peers,
-                offer=sdp,
-                candidates=self._early.pop(sender, []),
-            )
-            self._call = call
-            if call.in_room or self._config.auto_answer:
-                self._move(
-                    Trigger.OFFER_ANSWERED, peer_id=sender, role=Role.CALLEE, end_reason=None
+                if leg is not None:
+                    await leg.on_bye()
+            case wire.PresenceUpdate(presence=presence):
+                if leg is not None:
+                    leg.on_presence(presence)
+                elif self._known(sender) or len(self._early_presence) < _EARLY_SENDERS:
+                    self._early_presence[sender] = presence
+                    while len(self._early_presence) > _EARLY_SENDERS:
+                        self._early_presence.popitem(last=False)
+            case wire.Chat(text=text):
+                if leg is None and sender not in self._room_peers:
+                    return  # strangers cannot write into our call
+                name = leg.presence.name if leg is not None and leg.presence else wire.DEFAULT_NAME
+                self._chat.append(
+                    ChatMessage(
+                        sender=sender, sender_name=name, text=text, at=time.monotonic(), via=via
+                    )
                 )
-                await self._answer(call, sdp)
-            else:
-                self._move(Trigger.OFFER_RINGS, peer_id=sender, role=Role.CALLEE, end_reason=None)
-                self._arm(call, self._config.ring_timeout, EndReason.NO_ANSWER)
+                self._publish()
+
+    def _remember(
+        self, store: OrderedDict[str, list[wire.Ice]], sender: str, item: wire.Ice
+    ) -> None:
+        if sender not in store and len(store) >= _EARLY_SENDERS:
+            store.popitem(last=False)
+        queue = store.setdefault(sender, [])
+        if len(queue) < _EARLY_CANDIDATES:
+            queue.append(item)
+
+    async def _on_new_offer(self, sender: str, sdp: str) -> None:
+        """An offer from someone we have no leg to: a room member, or a dialled call."""
+        in_room = sender in self._room_peers
+        if not in_room and self._live_legs():
+            # Busy with someone else: turn the newcomer away.
+            with contextlib.suppress(errors.CallError):
+                await self.send(wire.Bye(), sender)
             return
-        # An offer from the peer we are already dealing with.
-        if self._snapshot.phase is CallPhase.RINGING:
-            call.offer = sdp  # the caller started over; answer the newest
+        if self._link is not LinkState.CONNECTED:
             return
-        peer = call.peer
-        if call.role is Role.CALLEE and (peer is None or not peer.has_remote_description):
-            await self._answer(call, sdp)  # room callee: the offer we expected
-            return
-        if call.role is Role.CALLER and not call.answered:
-            # Glare: both dialled. The lower id stays caller; the other answers.
-            if me < sender:
-                return
-            if peer is not None:
-                await peer.close()
-            fresh = _Call(peer_id=sender, role=Role.CALLEE, in_room=call.in_room)
-            if call.timer is not None:
-                call.timer.cancel()
-            self._call = fresh
-            self._move(Trigger.OFFER_ANSWERED, role=Role.CALLEE)
-            await self._answer(fresh, sdp)
-            return
-        if peer is not None and peer.signaling_state == "stable":
-            # Renegotiation within a live call.
-            try:
-                answer = await peer.take_offer(sdp)
-                if self._channel is not None:
-                    await self._channel.send(wire.encode(wire.Sdp("answer", answer)), to=sender)
-            except Exception:
-                logger.exception("renegotiation with %s failed", sender)
+        self._last_end = None
+        answer_now = in_room or self._config.auto_answer
+        begin = LegEvent.OFFER_ANSWERED if answer_now else LegEvent.OFFER_RINGS
+        await self._start_leg(sender, begin, in_room=in_room, offer=sdp)
 
 
 def _client_for(url: str, tls_pin: str | None = None) -> SignalingChannel:
@@ -797,4 +904,4 @@ def _client_for(url: str, tls_pin: str | None = None) -> SignalingChannel:
         return SignalingClient(url, ssl_context=context)
 
 
-__all__ = ["CallSession", "Listener"]
+__all__ = ["MAX_CAPACITY", "CallSession", "Listener", "PeerFrameCallback"]

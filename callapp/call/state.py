@@ -1,20 +1,58 @@
-"""What a call session looks like from outside: phases and immutable snapshots.
+"""What a call session looks like from outside: states and immutable snapshots.
 
 The call engine (:mod:`callapp.call.session`) publishes a new
-:class:`CallSnapshot` whenever anything a user could see changes. Views (the
-Qt view-model, the headless CLI, tests) only ever read snapshots; they never
-reach into the session's mutable state.
+:class:`SessionSnapshot` whenever anything a user could see changes. Views
+(the Qt view-model, the headless CLI, tests) only ever read snapshots; they
+never reach into the session's mutable state.
+
+Two independent things are described, and never mixed:
+
+* the **signaling link** (:class:`LinkState`): whether the session can reach
+  its signaling server. Media flows peer to peer, so a call can be live while
+  the link is reconnecting;
+* the **legs** (:class:`LegSnapshot`, one per remote peer, each in a
+  :class:`LegState`): the calls themselves.
+
+:attr:`SessionSnapshot.phase` summarises both in one :class:`CallPhase` for
+views that show one call (the status line, a 1:1 window, the CLI's phase
+lines); it is derived from the link and the legs by :func:`summary_phase`.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Self
 
 
+class LinkState(enum.StrEnum):
+    """The signaling connection, separate from any call."""
+
+    OFFLINE = "offline"  # never connected, or a connect failed
+    CONNECTING = "connecting"  # the first connect is under way
+    CONNECTED = "connected"  # welcomed; we have a connection id
+    RECONNECTING = "reconnecting"  # lost; the channel retries with backoff
+    GONE = "gone"  # closed for good (by us, or retries gave up)
+
+
+class LegState(enum.StrEnum):
+    """Where one leg (the call with one remote peer) is; see :mod:`callapp.call.transitions`."""
+
+    OFFERING = "offering"  # our offer is made or on its way; waiting for the answer
+    AWAITING_OFFER = "awaiting-offer"  # a room member will offer to us
+    RINGING = "ringing"  # an offer from someone we did not call waits for accept()
+    ANSWERING = "answering"  # we are making the answer
+    CONNECTING = "connecting"  # descriptions exchanged; ICE and DTLS under way
+    CONNECTED = "connected"  # media is flowing
+    ENDED = "ended"  # over; the leg is kept only as history
+
+
+#: Leg states that are not over.
+LIVE_LEG_STATES = frozenset(LegState) - {LegState.ENDED}
+
+
 class CallPhase(enum.StrEnum):
-    """Where the session is; one value at a time.
+    """The whole session in one word, for views that show one call.
 
     ``IDLE`` -> ``CONNECTING`` -> ``WAITING`` <-> (``RINGING`` | ``CALLING``)
     -> ``CONNECTED`` -> ``WAITING`` ...; ``RECONNECTING`` whenever the
@@ -26,7 +64,7 @@ class CallPhase(enum.StrEnum):
     WAITING = "waiting"  # connected; alone in a room, or waiting for a call
     RINGING = "ringing"  # an incoming call waits for accept() or decline()
     CALLING = "calling"  # offer/answer and ICE under way
-    CONNECTED = "connected"  # media is flowing
+    CONNECTED = "connected"  # media is flowing with at least one peer
     RECONNECTING = "reconnecting"  # signaling lost; retrying with backoff
     CLOSED = "closed"  # the session is closed for good
 
@@ -37,7 +75,7 @@ class Role(enum.StrEnum):
 
 
 class EndReason(enum.StrEnum):
-    """Why the last call ended, in words a status line can show."""
+    """Why a leg ended, in words a status line can show."""
 
     HUNG_UP = "you hung up"
     PEER_HUNG_UP = "the other person hung up"
@@ -51,26 +89,142 @@ class EndReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class CallSnapshot:
-    """Everything a view needs to render one moment of a session."""
+class Presence:
+    """What one side says about itself to the others (the ``PRESENCE`` call message)."""
+
+    name: str = "Guest"
+    muted: bool = False
+    camera_off: bool = False
+    screen: bool = False
+    recording: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One chat line, sent or received."""
+
+    #: Connection id of the author (ours for lines we sent).
+    sender: str
+    #: The author's display name when the line arrived.
+    sender_name: str
+    text: str
+    #: ``time.monotonic()`` when it was sent or received.
+    at: float
+    #: True for lines we sent.
+    mine: bool = False
+    #: ``"datachannel"`` or ``"signaling"`` (the fallback); ``None`` for lines we sent.
+    via: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LegSnapshot:
+    """One leg at one moment."""
+
+    peer_id: str
+    state: LegState
+    role: Role
+    #: The peer is a member of our room (not a dialled call).
+    in_room: bool
+    #: What the peer last said about itself; ``None`` until it said anything.
+    presence: Presence | None = None
+    #: ``time.monotonic()`` when media started flowing, else None.
+    connected_at: float | None = None
+    end_reason: EndReason | None = None
+    #: The chat data channel to this peer is open (else chat goes via signaling).
+    chat_open: bool = False
+
+    @property
+    def name(self) -> str:
+        """The peer's display name ("Guest" until it says one)."""
+        return self.presence.name if self.presence is not None else "Guest"
+
+
+def summary_phase(
+    link: LinkState, legs: tuple[LegSnapshot, ...], *, closed: bool = False
+) -> CallPhase:
+    """The one :class:`CallPhase` that sums up ``link`` and the live ``legs``."""
+    if closed:
+        return CallPhase.CLOSED
+    if link is LinkState.OFFLINE or link is LinkState.GONE:
+        return CallPhase.IDLE
+    if link is LinkState.CONNECTING:
+        return CallPhase.CONNECTING
+    if link is LinkState.RECONNECTING:
+        return CallPhase.RECONNECTING
+    states = {leg.state for leg in legs}
+    if LegState.CONNECTED in states:
+        return CallPhase.CONNECTED
+    if LegState.RINGING in states:
+        return CallPhase.RINGING
+    if states & LIVE_LEG_STATES:
+        return CallPhase.CALLING
+    return CallPhase.WAITING
+
+
+def focus_leg(legs: tuple[LegSnapshot, ...]) -> LegSnapshot | None:
+    """The leg a one-call view shows: the first connected, else ringing, else the first."""
+    for wanted in (LegState.CONNECTED, LegState.RINGING):
+        for leg in legs:
+            if leg.state is wanted:
+                return leg
+    return legs[0] if legs else None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """Everything a view needs to render one moment of a session.
+
+    ``legs`` holds the live legs in the order they started. ``phase``,
+    ``peer_id``, ``role`` and ``connected_at`` sum them up for one-call views
+    (the session keeps them consistent with ``link`` and ``legs``).
+    """
 
     phase: CallPhase = CallPhase.IDLE
+    link: LinkState = LinkState.OFFLINE
     server_url: str | None = None
     connection_id: str | None = None
     room: str | None = None
+    #: The room's capacity as the server said it (2 for a v1 server).
+    room_capacity: int | None = None
+    #: Our display name, as sent to the others.
+    name: str = "Guest"
+    legs: tuple[LegSnapshot, ...] = ()
+    #: The focus leg's peer and our role in it (see :func:`focus_leg`).
     peer_id: str | None = None
     role: Role | None = None
-    #: Why the previous call ended; kept while WAITING so the UI can say it.
+    #: Why the last leg ended; kept while WAITING so the UI can say it.
     end_reason: EndReason | None = None
     #: Problems the user should know about that do not stop the call, one
     #: per line, e.g. "No camera found: sending a test pattern instead."
     notice: str | None = None
     video_enabled: bool = True
-    #: The microphone is muted: the peer hears digital silence.
+    #: The microphone is muted: the peers hear digital silence.
     muted: bool = False
-    #: ``time.monotonic()`` when media started flowing, else None.
+    #: A screen is being sent instead of the camera.
+    screen_sharing: bool = False
+    #: What we receive is being recorded (the peers are told).
+    recording: bool = False
+    #: ``time.monotonic()`` when media first flowed with a peer still here.
     connected_at: float | None = None
+    #: The latest chat lines, oldest first (a bounded tail).
+    chat: tuple[ChatMessage, ...] = field(default=())
 
     def evolve(self, **changes: object) -> Self:
         """A copy with ``changes`` applied (snapshots are immutable)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def leg(self, peer_id: str) -> LegSnapshot | None:
+        """The live leg to ``peer_id``, if any."""
+        for leg in self.legs:
+            if leg.peer_id == peer_id:
+                return leg
+        return None
+
+    @property
+    def in_call(self) -> bool:
+        """Media flows with at least one peer."""
+        return any(leg.state is LegState.CONNECTED for leg in self.legs)
+
+
+#: The name views and older code use for the session's snapshot.
+CallSnapshot = SessionSnapshot

@@ -1,82 +1,172 @@
-"""The session's phases as a table of transitions, h11-style.
+"""A leg's lifecycle as one table, h11-style: the only authority on leg states.
 
-:class:`~callapp.call.session.CallSession` never assigns a phase directly: it
-names what happened (a :class:`Trigger`) and :func:`next_phase` looks the
-pair up in :data:`TRANSITIONS`. A pair missing from the table is a bug in our
-own code (h11's "local error"), so :func:`next_phase` raises
-:exc:`InvalidTransition` rather than guessing. What the *peer* does wrong
-never reaches this table: the session drops such messages first.
+A :class:`~callapp.call.leg.CallLeg` never assigns its state. It names what
+happened (a :class:`LegEvent`) and :func:`step` looks ``(state, event)`` up in
+:data:`LEG_TRANSITIONS`, which gives the next state and, for events that end
+the leg, the :class:`~callapp.call.state.EndReason`. There is no other way to
+move a leg, and no ``can()`` side door: code that wants to know whether an
+event fits asks :func:`step` and handles the refusal.
+
+A pair missing from the table is refused, and who is to blame decides how:
+
+* events caused by **our own code or user** (:data:`LOCAL_EVENTS`: dial,
+  accept, hang up, timers, closing) raise :exc:`LocalProtocolError`, which
+  the session turns into :exc:`~callapp.call.errors.InvalidAction` for the
+  caller ("you misused me");
+* events caused by **the peer** (an offer, an answer, a BYE, its transport
+  coming up or failing) raise :exc:`RemoteProtocolError`, which the session
+  logs and drops ("the peer misbehaved"): the leg stays as it was.
+
+Glare is decided before the table: an offer that crosses ours is
+``GLARE_WON`` (we keep our offer; theirs is dropped) or ``GLARE_LOST`` (we
+answer theirs) by comparing connection ids, so both sides pick the same call.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Final
 
-from callapp.call.state import CallPhase
+from callapp.call.state import EndReason, LegState
 
-P = CallPhase
+S = LegState
+R = EndReason
 
 
-class Trigger(enum.Enum):
-    CONNECT = "connect"  # connect() called
-    WELCOMED = "welcomed"  # the server sent its welcome
-    CONNECT_FAILED = "connect failed"
-    DIAL = "dial"  # dial(), or `ready` made us the caller
-    EXPECT_OFFER = "expect offer"  # `ready` made us the callee
+class LegEvent(enum.Enum):
+    # How a leg begins (from ``None``: the leg does not exist yet).
+    CALL = "call"  # we offer: a dial, or a room member who joined after us
+    EXPECT_OFFER = "expect offer"  # a room member who joined before us will offer
     OFFER_RINGS = "offer rings"  # an offer from someone we did not call
-    OFFER_ANSWERED = "offer answered"  # an offer we answer at once (room, auto, glare)
-    ACCEPT = "accept"  # accept() while ringing
-    MEDIA_UP = "media up"  # the peer connection is connected
-    CALL_ENDED = "call ended"  # hang-up, BYE, decline, peer left, failure, timeouts
-    SIGNALING_LOST = "signaling lost"
-    SIGNALING_BACK = "signaling back"  # reconnected (with a new connection id)
-    SIGNALING_GONE = "signaling gone"  # the channel closed for good
-    CLOSE = "close"
+    OFFER_ANSWERED = "offer answered"  # an offer we answer at once (auto-answer)
+    # Negotiation.
+    OFFER = "offer"  # the peer's offer arrived (expected, or a re-offer)
+    GLARE_WON = "glare won"  # the peer's offer crossed ours; ours stands
+    GLARE_LOST = "glare lost"  # the peer's offer crossed ours; we answer it
+    ACCEPT = "accept"  # the user answers a ringing call
+    ANSWER_SENT = "answer sent"
+    ANSWER = "answer"  # the peer's answer arrived
+    MEDIA_UP = "media up"  # ICE and DTLS are up: media flows
+    # Endings.
+    HANG_UP = "hang up"  # we hang up (or leave the room)
+    DECLINE = "decline"  # the user turns a ringing call down
+    BYE = "bye"  # the peer hung up (or declined)
+    PEER_LEFT = "peer left"  # the peer left the room
+    PEER_SILENT = "peer silent"  # nothing arrived for the silence timeout
+    TRANSPORT_FAILED = "transport failed"  # ICE or DTLS failed
+    TRANSPORT_CLOSED = "transport closed"  # the peer closed DTLS on purpose
+    TIMEOUT = "timeout"  # no answer, or no media, in time
+    UNKNOWN_PEER = "unknown peer"  # the server says the id we call is not connected
+    SERVER_LOST = "server lost"  # signaling lost before media, or our id changed
+    CLOSE = "close"  # the session closes
 
 
-_IN_CALL: Final = (P.RINGING, P.CALLING, P.CONNECTED)
+#: Events caused by our own code or user; the others come from the peer.
+LOCAL_EVENTS: Final = frozenset(
+    {
+        LegEvent.CALL,
+        LegEvent.EXPECT_OFFER,
+        LegEvent.ACCEPT,
+        LegEvent.ANSWER_SENT,
+        LegEvent.HANG_UP,
+        LegEvent.DECLINE,
+        LegEvent.TIMEOUT,
+        LegEvent.SERVER_LOST,
+        LegEvent.CLOSE,
+    }
+)
 
-#: (phase, trigger) -> next phase. Pairs not listed are invalid.
-TRANSITIONS: Final[dict[tuple[CallPhase, Trigger], CallPhase]] = {
-    (P.IDLE, Trigger.CONNECT): P.CONNECTING,
-    (P.CONNECTING, Trigger.WELCOMED): P.WAITING,
-    (P.CONNECTING, Trigger.CONNECT_FAILED): P.IDLE,
-    (P.WAITING, Trigger.DIAL): P.CALLING,
-    (P.WAITING, Trigger.EXPECT_OFFER): P.CALLING,
-    (P.WAITING, Trigger.OFFER_RINGS): P.RINGING,
-    (P.WAITING, Trigger.OFFER_ANSWERED): P.CALLING,
-    (P.CALLING, Trigger.OFFER_ANSWERED): P.CALLING,  # glare: we yield and answer
-    (P.RINGING, Trigger.ACCEPT): P.CALLING,
-    (P.CALLING, Trigger.MEDIA_UP): P.CONNECTED,
-    (P.RECONNECTING, Trigger.MEDIA_UP): P.RECONNECTING,
-    **{(phase, Trigger.CALL_ENDED): P.WAITING for phase in _IN_CALL},
-    (P.RECONNECTING, Trigger.CALL_ENDED): P.RECONNECTING,
-    **{(phase, Trigger.SIGNALING_LOST): P.RECONNECTING for phase in (P.WAITING, *_IN_CALL)},
-    (P.RECONNECTING, Trigger.SIGNALING_LOST): P.RECONNECTING,
-    (P.RECONNECTING, Trigger.SIGNALING_BACK): P.WAITING,
-    **{(phase, Trigger.SIGNALING_GONE): P.IDLE for phase in (P.WAITING, P.RECONNECTING)},
-    **{(phase, Trigger.CLOSE): P.CLOSED for phase in P},
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Where an event leads: the next state, and why the leg ended if it did."""
+
+    state: LegState
+    reason: EndReason | None = None
+
+
+_LIVE: Final = (S.OFFERING, S.AWAITING_OFFER, S.RINGING, S.ANSWERING, S.CONNECTING, S.CONNECTED)
+_BEFORE_MEDIA: Final = (S.OFFERING, S.AWAITING_OFFER, S.RINGING, S.ANSWERING, S.CONNECTING)
+
+
+def _ending(
+    event: LegEvent, reason: EndReason, states: tuple[LegState, ...] = _LIVE
+) -> dict[tuple[LegState | None, LegEvent], Step]:
+    return {(state, event): Step(S.ENDED, reason) for state in states}
+
+
+#: (state, event) -> step. ``None`` as the state: the leg is being created.
+LEG_TRANSITIONS: Final[dict[tuple[LegState | None, LegEvent], Step]] = {
+    (None, LegEvent.CALL): Step(S.OFFERING),
+    (None, LegEvent.EXPECT_OFFER): Step(S.AWAITING_OFFER),
+    (None, LegEvent.OFFER_RINGS): Step(S.RINGING),
+    (None, LegEvent.OFFER_ANSWERED): Step(S.ANSWERING),
+    (S.AWAITING_OFFER, LegEvent.OFFER): Step(S.ANSWERING),
+    (S.RINGING, LegEvent.OFFER): Step(S.RINGING),  # the caller started over: keep the newest
+    (S.RINGING, LegEvent.ACCEPT): Step(S.ANSWERING),
+    (S.OFFERING, LegEvent.GLARE_WON): Step(S.OFFERING),
+    (S.OFFERING, LegEvent.GLARE_LOST): Step(S.ANSWERING),
+    (S.OFFERING, LegEvent.ANSWER): Step(S.CONNECTING),
+    (S.ANSWERING, LegEvent.ANSWER_SENT): Step(S.CONNECTING),
+    (S.CONNECTING, LegEvent.OFFER): Step(S.CONNECTING),  # a re-offer before media
+    (S.CONNECTED, LegEvent.OFFER): Step(S.CONNECTED),  # renegotiation in a live call
+    (S.CONNECTING, LegEvent.MEDIA_UP): Step(S.CONNECTED),
+    **_ending(LegEvent.HANG_UP, R.HUNG_UP),
+    **_ending(LegEvent.DECLINE, R.DECLINED, (S.RINGING,)),
+    # A BYE before the answer is a decline; after it, a hang-up.
+    **_ending(LegEvent.BYE, R.PEER_HUNG_UP),
+    (S.OFFERING, LegEvent.BYE): Step(S.ENDED, R.DECLINED),
+    **_ending(LegEvent.PEER_LEFT, R.PEER_LEFT),
+    **_ending(LegEvent.PEER_SILENT, R.PEER_UNREACHABLE, (S.CONNECTED,)),
+    **_ending(LegEvent.TRANSPORT_FAILED, R.FAILED, _BEFORE_MEDIA),
+    (S.CONNECTED, LegEvent.TRANSPORT_FAILED): Step(S.ENDED, R.PEER_UNREACHABLE),
+    **_ending(LegEvent.TRANSPORT_CLOSED, R.FAILED, _BEFORE_MEDIA),
+    # A closed DTLS transport in a live call is a hang-up whose BYE is on its way.
+    (S.CONNECTED, LegEvent.TRANSPORT_CLOSED): Step(S.ENDED, R.PEER_HUNG_UP),
+    (S.OFFERING, LegEvent.TIMEOUT): Step(S.ENDED, R.NO_ANSWER),
+    (S.RINGING, LegEvent.TIMEOUT): Step(S.ENDED, R.NO_ANSWER),
+    **_ending(LegEvent.TIMEOUT, R.FAILED, (S.AWAITING_OFFER, S.ANSWERING, S.CONNECTING)),
+    (S.OFFERING, LegEvent.UNKNOWN_PEER): Step(S.ENDED, R.FAILED),
+    **_ending(LegEvent.SERVER_LOST, R.SERVER_LOST),
+    **_ending(LegEvent.CLOSE, R.CLOSED),
 }
 
 
-class InvalidTransition(RuntimeError):
-    """Our own code asked for a transition the table does not allow."""
+class LegProtocolError(Exception):
+    """An event the leg table does not allow in the leg's state."""
 
-    def __init__(self, phase: CallPhase, trigger: Trigger) -> None:
-        super().__init__(f"no transition from {phase.value!r} on {trigger.value!r}")
-        self.phase = phase
-        self.trigger = trigger
+    def __init__(self, state: LegState | None, event: LegEvent) -> None:
+        where = state.value if state is not None else "(no leg)"
+        super().__init__(f"{event.value!r} is not allowed in state {where!r}")
+        self.state = state
+        self.event = event
 
 
-def next_phase(phase: CallPhase, trigger: Trigger) -> CallPhase:
-    """The phase that ``trigger`` leads to from ``phase``."""
+class LocalProtocolError(LegProtocolError):
+    """Our own code or user asked for something the leg's state does not allow."""
+
+
+class RemoteProtocolError(LegProtocolError):
+    """The peer sent something the leg's state does not allow."""
+
+
+def step(state: LegState | None, event: LegEvent) -> Step:
+    """Where ``event`` leads from ``state``; raises a :exc:`LegProtocolError` if nowhere."""
     try:
-        return TRANSITIONS[(phase, trigger)]
+        return LEG_TRANSITIONS[(state, event)]
     except KeyError:
-        raise InvalidTransition(phase, trigger) from None
+        error = LocalProtocolError if event in LOCAL_EVENTS else RemoteProtocolError
+        raise error(state, event) from None
 
 
-def can(phase: CallPhase, trigger: Trigger) -> bool:
-    """Whether ``trigger`` is allowed in ``phase``."""
-    return (phase, trigger) in TRANSITIONS
+__all__ = [
+    "LEG_TRANSITIONS",
+    "LOCAL_EVENTS",
+    "LegEvent",
+    "LegProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "Step",
+    "step",
+]

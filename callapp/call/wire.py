@@ -5,6 +5,13 @@ PROTOCOL.md's shapes, shared with the browser client::
     {"type": "SDP", "payload": {"type": "offer" | "answer", "sdp": "..."}}
     {"type": "ICE", "payload": {"candidate": "...", "sdpMid": "0", "sdpMLineIndex": 0}}
     {"type": "BYE"}
+    {"type": "CHAT", "payload": {"text": "..."}}
+    {"type": "PRESENCE", "payload": {"name": "Ana", "muted": false, "cameraOff": false,
+                                     "screen": false, "recording": false}}
+
+``CHAT`` travels over the leg's ``chat`` data channel, or through signaling
+when none is open; ``PRESENCE`` goes through signaling to each peer when its
+leg starts and on every change (docs/protocol.md, callapp's extensions).
 
 :func:`parse` turns relayed ``data`` into a value, or ``None`` for anything a
 receiver must ignore (unknown ``type``, malformed payloads): peers grow
@@ -13,8 +20,18 @@ independently, so nothing here raises on input from the other side.
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+
+from callapp.call.state import Presence
+
+#: Longest chat line, in code points after trimming (the browser counts the same way).
+MAX_CHAT_CHARS = 1000
+#: Longest display name, in code points after trimming.
+MAX_NAME_CHARS = 64
+DEFAULT_NAME = "Guest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +60,55 @@ class Bye:
     """Hang up (or decline, before an answer)."""
 
 
-CallMessage: TypeAlias = Sdp | Ice | Bye
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """One chat line (already checked by :func:`clean_chat_text`)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    """What the sender says about itself now."""
+
+    presence: Presence
+
+
+CallMessage: TypeAlias = Sdp | Ice | Bye | Chat | PresenceUpdate
+
+
+def _strip_controls(text: str) -> str:
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+
+
+def clean_name(name: object) -> str:
+    """A display name as sent and shown: trimmed, no control characters, 1-64
+    code points (longer is cut); anything else becomes ``"Guest"``."""
+    if not isinstance(name, str):
+        return DEFAULT_NAME
+    cleaned = " ".join(_strip_controls(name).split())[:MAX_NAME_CHARS].strip()
+    return cleaned or DEFAULT_NAME
+
+
+def clean_chat_text(text: str) -> str:
+    """``text`` trimmed, if it is a chat line we may send; raises ValueError why not.
+
+    The message is a sentence for people ("A chat message can be at most
+    1000 characters; this one has 1203.").
+    """
+    cleaned = text.strip()
+    if not cleaned:
+        raise ValueError("An empty chat message cannot be sent.")
+    if len(cleaned) > MAX_CHAT_CHARS:
+        raise ValueError(
+            f"A chat message can be at most {MAX_CHAT_CHARS} characters;"
+            f" this one has {len(cleaned)}."
+        )
+    return cleaned
+
+
+def _flag(payload: dict[str, Any], key: str) -> bool:
+    return payload.get(key) is True
 
 
 def parse(data: Any) -> CallMessage | None:
@@ -54,6 +119,24 @@ def parse(data: Any) -> CallMessage | None:
     payload = data.get("payload")
     if kind == "BYE":
         return Bye()
+    if kind == "CHAT" and isinstance(payload, dict):
+        text = payload.get("text")
+        if not isinstance(text, str):
+            return None
+        try:
+            return Chat(text=clean_chat_text(text))
+        except ValueError:
+            return None
+    if kind == "PRESENCE" and isinstance(payload, dict):
+        return PresenceUpdate(
+            Presence(
+                name=clean_name(payload.get("name")),
+                muted=_flag(payload, "muted"),
+                camera_off=_flag(payload, "cameraOff"),
+                screen=_flag(payload, "screen"),
+                recording=_flag(payload, "recording"),
+            )
+        )
     if kind == "SDP" and isinstance(payload, dict):
         sdp_type, sdp = payload.get("type"), payload.get("sdp")
         if sdp_type in ("offer", "answer") and isinstance(sdp, str):
@@ -95,4 +178,31 @@ def encode(message: CallMessage) -> dict[str, Any]:
             }
         case Bye():
             return {"type": "BYE"}
+        case Chat(text=text):
+            return {"type": "CHAT", "payload": {"text": text}}
+        case PresenceUpdate(presence=p):
+            return {
+                "type": "PRESENCE",
+                "payload": {
+                    "name": p.name,
+                    "muted": p.muted,
+                    "cameraOff": p.camera_off,
+                    "screen": p.screen,
+                    "recording": p.recording,
+                },
+            }
     raise TypeError(f"not a call message: {message!r}")
+
+
+def encode_json(message: CallMessage) -> str:
+    """``message`` as the JSON text a data channel carries (compact, UTF-8 safe)."""
+    return json.dumps(encode(message), ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_json(text: str) -> CallMessage | None:
+    """The call message in data-channel ``text``, or ``None`` to ignore it."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return parse(data)

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from callapp.call.config import CallConfig
-from callapp.call.memory import MemoryHub
 from callapp.call.session import CallSession
 from callapp.call.state import CallPhase, CallSnapshot
+from tests.call.memory import MemoryHub
 
 
 def make_config(**changes: object) -> CallConfig:

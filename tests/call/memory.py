@@ -326,6 +326,7 @@ class MemoryChannel:
         self._id = self._hub._connect(self)
         self._live = True
         rejoined = False
+        reply: messages.Created | messages.Joined | None = None
         self._held = []
         try:
             if self._room is not None:
@@ -333,11 +334,19 @@ class MemoryChannel:
                 if not messages.is_valid_room_capacity(capacity):
                     capacity = None
                 try:
-                    await self.join(self._room, capacity)
+                    reply = await self.join(self._room, capacity)
                     rejoined = True
                 except errors.CallError:
                     self._room = self._room_capacity = None
-            self._queue.put_nowait(ChannelRestored(connection_id=self._id, rejoined=rejoined))
+            peers = getattr(reply, "peers", None) or ((self._id,) if rejoined else ())
+            self._queue.put_nowait(
+                ChannelRestored(
+                    connection_id=self._id,
+                    rejoined=rejoined,
+                    peers=tuple(peers),
+                    capacity=reply.capacity if reply is not None else None,
+                )
+            )
         finally:
             held, self._held = self._held, None
         for event in held:

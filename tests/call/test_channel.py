@@ -24,7 +24,9 @@ def test_client_lifecycle_events_map_onto_channel_events() -> None:
     welcome = messages.Welcome(connection_id="new", server="x")
     joined = messages.Joined(room="r", connection_id="new", peers=("old", "new"))
     assert lifecycle(client.Disconnected("gone")) == ChannelLost("gone")
-    assert lifecycle(client.Reconnected(welcome, "new", joined)) == ChannelRestored("new", True)
+    assert lifecycle(client.Reconnected(welcome, "new", joined)) == ChannelRestored(
+        "new", True, peers=("old", "new"), capacity=2
+    )
     assert lifecycle(client.Reconnected(welcome, "new", None)) == ChannelRestored("new", False)
     assert lifecycle(client.ClientClosed("bye")) == ChannelClosed("bye")
     assert lifecycle(messages.Ready(room="r", peers=("a", "b"))) is None
@@ -234,7 +236,9 @@ async def test_hub_drop_and_restore_rejoin_like_the_real_client() -> None:
     assert new != old
     assert ident(b) == new
     assert set(hub.channels) == {ident(a), new}
-    assert await drain(b) == [ChannelRestored(new, rejoined=True)]
+    assert await drain(b) == [
+        ChannelRestored(new, rejoined=True, peers=(ident(a), new), capacity=3)
+    ]
     assert await drain(a) == [messages.PeerJoined("g", new)]
     assert hub.rooms == {"g": (ident(a), new)}
 
@@ -262,7 +266,7 @@ async def test_hub_restore_events_come_in_the_real_clients_order() -> None:
     new = await b.restore()
     # ChannelRestored before the Ready the rejoin caused.
     assert await drain(b) == [
-        ChannelRestored(new, rejoined=True),
+        ChannelRestored(new, rejoined=True, peers=(ident(a), new), capacity=2),
         messages.Ready("r", (ident(a), new)),
     ]
 

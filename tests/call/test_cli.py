@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callapp.call import cli
-from callapp.call.state import CallPhase, CallSnapshot, Role
-from callapp.call.stats import CallStats
+from callapp.call.state import CallPhase, CallSnapshot, ChatMessage, Role
 
 
 def test_flags() -> None:
@@ -54,58 +53,27 @@ def test_phase_lines() -> None:
     assert cli.describe(CallSnapshot(phase=CallPhase.WAITING)) == "phase: waiting"
 
 
-def test_stats_record_keys_and_averages() -> None:
-    record = cli.CallRecord(started_at=10.0, role="callee")
-    record.connected_at = 10.2
-    record.first_frame_at = 10.3
-    record.last_frame_at = 15.3
-    record.frames_received = 151
-    record.ended_at = 15.4
-    record.end_reason = "peer_hung_up"
-    record.stats_at = 15.2
-    record.stats = CallStats(
-        codec="VP8",
-        frames_sent=150,
-        frames_received=151,
-        sent_size=(640, 480),
-        received_size=(640, 480),
-        fps_sent=30,
-        fps_received=30,
-        bytes_sent=500_000,
-        bytes_received=250_000,
-        bitrate_sent=0,
-        bitrate_received=0,
-        rtt_ms=1.234,
-        packet_loss=0.0,
-        remote_packet_loss=None,
-        packets_received=1,
-        packets_lost=0,
-        window=1,
-    )
-    data = record.as_json("me")
-    assert {
-        "connection_id",
-        "role",
-        "first_frame_ms",
-        "frames_sent",
-        "frames_received",
-        "fps_received",
-        "bitrate_sent",
-        "bitrate_received",
-        "rtt_ms",
-        "packet_loss",
-        "codec",
-        "end_reason",
-    } <= data.keys()
-    assert data["first_frame_ms"] == 300.0
-    assert data["fps_received"] == 30.0
-    assert data["bitrate_sent"] == 800_000.0  # 500 kB over 5 s of media
-    assert data["bitrate_received"] == 400_000.0
-    assert (data["role"], data["codec"], data["rtt_ms"]) == ("callee", "VP8", 1.23)
+def test_chat_lines_new_since_the_last_snapshot() -> None:
+    def line(text: str) -> ChatMessage:
+        return ChatMessage(sender="x", sender_name="Ana", text=text, at=0.0)
+
+    a, b, c = line("a"), line("b"), line("c")
+    before = CallSnapshot(chat=(a, b))
+    assert cli.new_chat(before, CallSnapshot(chat=(a, b, c))) == (c,)
+    assert cli.new_chat(before, CallSnapshot(chat=(b, c))) == (c,)  # the tail moved on
+    assert cli.new_chat(CallSnapshot(), CallSnapshot(chat=(a,))) == (a,)
+    assert cli.new_chat(before, before) == ()
 
 
-def test_a_call_that_never_had_frames() -> None:
-    data = cli.CallRecord(started_at=0.0).as_json(None)
-    assert data["first_frame_ms"] is None
-    assert data["fps_received"] == 0.0
-    assert data["frames_sent"] == 0
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--server", "ws://x", "--capacity", "3"],  # without --room
+        ["--server", "ws://x", "--room", "r", "--capacity", "9"],
+        ["--server", "ws://x", "--room", "r", "--capacity", "1"],
+    ],
+)
+def test_capacity_goes_with_a_room_of_2_to_8(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2

@@ -1,74 +1,156 @@
-"""The phase table: the paths a session may take, and nothing else."""
+"""The leg table and the link table, tested like h11's: every pair, allowed or refused."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from callapp.call.state import CallPhase
-from callapp.call.transitions import TRANSITIONS, InvalidTransition, Trigger, can, next_phase
+from callapp.call.link import LINK_TRANSITIONS, InvalidLinkTransition, LinkEvent, next_link_state
+from callapp.call.state import EndReason, LegState, LinkState
+from callapp.call.transitions import (
+    LEG_TRANSITIONS,
+    LOCAL_EVENTS,
+    LegEvent,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Step,
+    step,
+)
 
-P = CallPhase
-
-
-def walk(*triggers: Trigger) -> CallPhase:
-    phase = P.IDLE
-    for trigger in triggers:
-        phase = next_phase(phase, trigger)
-    return phase
-
-
-def test_a_room_call_from_start_to_end() -> None:
-    assert walk(Trigger.CONNECT, Trigger.WELCOMED) is P.WAITING
-    assert walk(Trigger.CONNECT, Trigger.WELCOMED, Trigger.DIAL, Trigger.MEDIA_UP) is P.CONNECTED
-    assert (
-        walk(Trigger.CONNECT, Trigger.WELCOMED, Trigger.DIAL, Trigger.MEDIA_UP, Trigger.CALL_ENDED)
-        is P.WAITING
-    )
+S = LegState
+E = LegEvent
+STATES: list[LegState | None] = [None, *LegState]
+ALL_PAIRS = list(itertools.product(STATES, LegEvent))
 
 
-def test_an_incoming_call_rings_then_is_accepted() -> None:
-    ringing = walk(Trigger.CONNECT, Trigger.WELCOMED, Trigger.OFFER_RINGS)
-    assert ringing is P.RINGING
-    assert next_phase(ringing, Trigger.ACCEPT) is P.CALLING
-    assert next_phase(ringing, Trigger.CALL_ENDED) is P.WAITING
+def walk(*events: LegEvent) -> Step:
+    state: LegState | None = None
+    result = Step(S.OFFERING)
+    for event in events:
+        result = step(state, event)
+        state = result.state
+    return result
 
 
-def test_failed_connect_returns_to_idle() -> None:
-    assert walk(Trigger.CONNECT, Trigger.CONNECT_FAILED) is P.IDLE
+@pytest.mark.parametrize(("state", "event"), ALL_PAIRS, ids=lambda v: getattr(v, "value", "none"))
+def test_every_pair_is_either_a_step_or_refused_by_who_is_to_blame(
+    state: LegState | None, event: LegEvent
+) -> None:
+    if (state, event) in LEG_TRANSITIONS:
+        result = step(state, event)
+        assert result == LEG_TRANSITIONS[(state, event)]
+        # An ending says why; every other step does not.
+        assert (result.state is S.ENDED) == (result.reason is not None)
+    else:
+        expected = LocalProtocolError if event in LOCAL_EVENTS else RemoteProtocolError
+        with pytest.raises(expected) as info:
+            step(state, event)
+        assert (info.value.state, info.value.event) == (state, event)
+        assert event.value in str(info.value)
 
 
-@pytest.mark.parametrize("phase", list(P))
-def test_close_is_allowed_from_every_phase(phase: CallPhase) -> None:
-    assert next_phase(phase, Trigger.CLOSE) is P.CLOSED
+def test_an_ended_leg_takes_no_event() -> None:
+    assert not [pair for pair in LEG_TRANSITIONS if pair[0] is S.ENDED]
+
+
+def test_a_leg_begins_only_from_nothing_and_only_by_a_beginning() -> None:
+    beginnings = {event for (state, event) in LEG_TRANSITIONS if state is None}
+    assert beginnings == {E.CALL, E.EXPECT_OFFER, E.OFFER_RINGS, E.OFFER_ANSWERED}
+    for state in LegState:
+        for event in beginnings:
+            assert (state, event) not in LEG_TRANSITIONS
+
+
+@pytest.mark.parametrize("state", [s for s in LegState if s is not S.ENDED])
+@pytest.mark.parametrize("event", [E.HANG_UP, E.CLOSE, E.PEER_LEFT, E.SERVER_LOST, E.BYE])
+def test_every_live_state_can_end_by_hang_up_close_or_the_peer_going(
+    state: LegState, event: LegEvent
+) -> None:
+    assert step(state, event).state is S.ENDED
+
+
+def test_every_state_is_reachable() -> None:
+    reached: set[LegState] = set()
+    frontier: list[LegState | None] = [None]
+    while frontier:
+        here = frontier.pop()
+        for (state, _event), result in LEG_TRANSITIONS.items():
+            if state is here and result.state not in reached:
+                reached.add(result.state)
+                frontier.append(result.state)
+    assert reached == set(LegState)
+
+
+def test_the_usual_paths() -> None:
+    assert walk(E.CALL, E.ANSWER, E.MEDIA_UP).state is S.CONNECTED
+    assert walk(E.EXPECT_OFFER, E.OFFER, E.ANSWER_SENT, E.MEDIA_UP).state is S.CONNECTED
+    assert walk(E.OFFER_RINGS, E.OFFER, E.ACCEPT, E.ANSWER_SENT).state is S.CONNECTING
+    assert walk(E.OFFER_ANSWERED, E.ANSWER_SENT, E.MEDIA_UP, E.OFFER).state is S.CONNECTED
+    assert walk(E.CALL, E.GLARE_WON, E.ANSWER).state is S.CONNECTING
+    assert walk(E.CALL, E.GLARE_LOST, E.ANSWER_SENT).state is S.CONNECTING
 
 
 @pytest.mark.parametrize(
-    ("phase", "trigger"),
+    ("events", "reason"),
     [
-        (P.IDLE, Trigger.DIAL),
-        (P.WAITING, Trigger.ACCEPT),
-        (P.RINGING, Trigger.MEDIA_UP),
-        (P.CONNECTED, Trigger.DIAL),
-        (P.CLOSED, Trigger.CONNECT),
-        (P.CONNECTING, Trigger.CALL_ENDED),
+        ((E.CALL, E.BYE), EndReason.DECLINED),
+        ((E.CALL, E.ANSWER, E.BYE), EndReason.PEER_HUNG_UP),
+        ((E.CALL, E.TIMEOUT), EndReason.NO_ANSWER),
+        ((E.CALL, E.UNKNOWN_PEER), EndReason.FAILED),
+        ((E.OFFER_RINGS, E.DECLINE), EndReason.DECLINED),
+        ((E.OFFER_RINGS, E.TIMEOUT), EndReason.NO_ANSWER),
+        ((E.EXPECT_OFFER, E.TIMEOUT), EndReason.FAILED),
+        ((E.CALL, E.ANSWER, E.TRANSPORT_FAILED), EndReason.FAILED),
+        ((E.CALL, E.ANSWER, E.MEDIA_UP, E.TRANSPORT_FAILED), EndReason.PEER_UNREACHABLE),
+        ((E.CALL, E.ANSWER, E.MEDIA_UP, E.TRANSPORT_CLOSED), EndReason.PEER_HUNG_UP),
+        ((E.CALL, E.ANSWER, E.MEDIA_UP, E.PEER_SILENT), EndReason.PEER_UNREACHABLE),
+        ((E.EXPECT_OFFER, E.PEER_LEFT), EndReason.PEER_LEFT),
+        ((E.CALL, E.HANG_UP), EndReason.HUNG_UP),
+        ((E.CALL, E.ANSWER, E.MEDIA_UP, E.CLOSE), EndReason.CLOSED),
     ],
 )
-def test_what_the_table_does_not_allow_raises(phase: CallPhase, trigger: Trigger) -> None:
-    assert not can(phase, trigger)
-    with pytest.raises(InvalidTransition) as info:
-        next_phase(phase, trigger)
-    assert info.value.phase is phase
-    assert info.value.trigger is trigger
+def test_why_a_leg_ended(events: tuple[LegEvent, ...], reason: EndReason) -> None:
+    result = walk(*events)
+    assert (result.state, result.reason) == (S.ENDED, reason)
 
 
-def test_signaling_loss_keeps_a_live_call_and_comes_back_to_waiting() -> None:
-    connected = walk(Trigger.CONNECT, Trigger.WELCOMED, Trigger.DIAL, Trigger.MEDIA_UP)
-    lost = next_phase(connected, Trigger.SIGNALING_LOST)
-    assert lost is P.RECONNECTING
-    assert next_phase(lost, Trigger.CALL_ENDED) is P.RECONNECTING
-    assert next_phase(lost, Trigger.SIGNALING_BACK) is P.WAITING
-    assert next_phase(lost, Trigger.SIGNALING_GONE) is P.IDLE
+@pytest.mark.parametrize(
+    ("state", "event", "error"),
+    [
+        (S.CONNECTED, E.ANSWER, RemoteProtocolError),  # an answer nobody asked for
+        (S.AWAITING_OFFER, E.ANSWER, RemoteProtocolError),
+        (None, E.OFFER, RemoteProtocolError),
+        (S.CONNECTING, E.ACCEPT, LocalProtocolError),  # accept() on a call not ringing
+        (S.CONNECTED, E.DECLINE, LocalProtocolError),
+        (S.CONNECTED, E.TIMEOUT, LocalProtocolError),  # a connected leg has no timer
+        (S.CONNECTING, E.PEER_SILENT, RemoteProtocolError),
+    ],
+)
+def test_refusals_name_who_is_to_blame(
+    state: LegState | None, event: LegEvent, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        step(state, event)
 
 
-def test_closed_is_final() -> None:
-    assert {t for (phase, t) in TRANSITIONS if phase is P.CLOSED} == {Trigger.CLOSE}
+# -- the link ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(LinkState, LinkEvent)))
+def test_every_link_pair_is_listed_or_refused(state: LinkState, event: LinkEvent) -> None:
+    if (state, event) in LINK_TRANSITIONS:
+        assert next_link_state(state, event) is LINK_TRANSITIONS[(state, event)]
+    else:
+        with pytest.raises(InvalidLinkTransition):
+            next_link_state(state, event)
+
+
+def test_a_link_that_drops_and_comes_back() -> None:
+    state = LinkState.OFFLINE
+    for event in (LinkEvent.CONNECT, LinkEvent.WELCOMED, LinkEvent.LOST, LinkEvent.LOST):
+        state = next_link_state(state, event)
+    assert state is LinkState.RECONNECTING
+    assert next_link_state(state, LinkEvent.RESTORED) is LinkState.CONNECTED
+    assert next_link_state(state, LinkEvent.GONE) is LinkState.GONE
+    assert next_link_state(LinkState.GONE, LinkEvent.CONNECT) is LinkState.CONNECTING

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from callapp.call import wire
+from callapp.call.state import Presence
 
 
 def test_round_trips() -> None:
@@ -47,7 +48,11 @@ def test_end_of_candidates_forms(payload: Any) -> None:
         None,
         "BYE",
         [],
-        {"type": "CHAT", "payload": {"text": "hi"}},
+        {"type": "CHAT", "payload": {"text": "   "}},
+        {"type": "CHAT", "payload": {"text": "x" * 1001}},
+        {"type": "CHAT", "payload": {"text": 5}},
+        {"type": "CHAT"},
+        {"type": "PRESENCE", "payload": "Ana"},
         {"type": "SDP", "payload": {"type": "pranswer", "sdp": "x"}},
         {"type": "SDP", "payload": {"type": "offer"}},
         {"type": "SDP"},
@@ -63,3 +68,45 @@ def test_what_receivers_ignore(data: Any) -> None:
 def test_bad_mline_index_is_dropped_not_fatal() -> None:
     message = wire.parse({"type": "ICE", "payload": {"candidate": "c", "sdpMLineIndex": -1}})
     assert message == wire.Ice("c", None, None)
+
+
+def test_chat_and_presence_round_trip() -> None:
+    chat = wire.Chat("héllo 👋")
+    assert wire.parse(wire.encode(chat)) == chat
+    assert wire.parse_json(wire.encode_json(chat)) == chat
+    presence = wire.PresenceUpdate(
+        Presence(name="Ana", muted=True, camera_off=True, screen=True, recording=True)
+    )
+    assert wire.encode(presence)["payload"]["cameraOff"] is True
+    assert wire.parse(wire.encode(presence)) == presence
+
+
+def test_presence_from_a_careless_peer() -> None:
+    message = wire.parse({"type": "PRESENCE", "payload": {"name": 7, "muted": "yes", "x": 1}})
+    assert message == wire.PresenceUpdate(Presence(name="Guest", muted=False))
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("  Ana  ", "Ana"),
+        ("A\x00n\u200ba", "Ana"),
+        ("Ana\n  Lee", "Ana Lee"),
+        ("", "Guest"),
+        ("\x07", "Guest"),
+        ("x" * 70, "x" * 64),
+        (None, "Guest"),
+    ],
+)
+def test_names_are_cleaned(raw: object, name: str) -> None:
+    assert wire.clean_name(raw) == name
+
+
+def test_chat_text_limits_say_why() -> None:
+    assert wire.clean_chat_text("  hi  ") == "hi"
+    assert wire.clean_chat_text("😀" * 1000) == "😀" * 1000
+    with pytest.raises(ValueError, match="at most 1000 characters; this one has 1001"):
+        wire.clean_chat_text("x" * 1001)
+    with pytest.raises(ValueError, match="empty"):
+        wire.clean_chat_text(" \n ")
+    assert wire.parse_json("{not json") is None

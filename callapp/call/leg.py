@@ -1,0 +1,419 @@
+"""One leg: the call with one remote peer, from first message to end.
+
+A :class:`CallLeg` holds one :class:`~callapp.call.peer.Peer` (an
+``RTCPeerConnection``) at a time and runs its own offer/answer, glare,
+candidates, timers, liveness watch and ending. Its state changes only through
+:func:`callapp.call.transitions.step`: every method names the event and the
+table says where it leads; a refused event raises before anything changes.
+
+The leg does no signaling of its own and knows nothing of other legs: it
+talks to its :class:`LegHost` (the :class:`~callapp.call.session.CallSession`),
+which sends messages, builds peers with the session's media, publishes
+snapshots and forgets the leg once it has ended. Every method runs on the
+event loop with the session's lock held, so a leg never sees a half-changed
+session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from callapp.call import wire
+from callapp.call.config import CallConfig
+from callapp.call.peer import Peer
+from callapp.call.state import EndReason, LegSnapshot, LegState, Presence, Role
+from callapp.call.stats import CallStats, StatsMeter
+from callapp.call.transitions import LegEvent, step
+
+logger = logging.getLogger(__name__)
+
+#: Candidates kept for a leg whose Peer does not exist yet.
+_EARLY_CANDIDATES = 64
+
+
+class LegHost(Protocol):
+    """What a leg needs from its session."""
+
+    @property
+    def config(self) -> CallConfig: ...
+
+    @property
+    def my_id(self) -> str:
+        """Our connection id now (glare compares it with the peer's)."""
+        ...
+
+    def new_peer(self, leg: CallLeg) -> Peer:
+        """A fresh Peer carrying the session's media, wired to ``leg``."""
+        ...
+
+    async def send(self, message: wire.CallMessage, to: str) -> None:
+        """Relay ``message`` to connection ``to``; raises CallError if it cannot."""
+        ...
+
+    def presence_message(self) -> wire.PresenceUpdate:
+        """What we say about ourselves to a peer."""
+        ...
+
+    def leg_changed(self, leg: CallLeg) -> None:
+        """Publish ``leg``'s new state (it has not ended)."""
+        ...
+
+    async def leg_ended(self, leg: CallLeg) -> None:
+        """``leg`` has ended (its Peer is closed): forget it and publish."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task the session tracks."""
+        ...
+
+    def locked(self, action: Callable[[], Coroutine[Any, Any, Any]]) -> Coroutine[Any, Any, Any]:
+        """A coroutine that runs ``action()`` with the session's lock held (not if closed)."""
+        ...
+
+
+@dataclass(slots=True)
+class LegRecord:
+    """What is known about a leg for reports, kept after it ends."""
+
+    peer_id: str
+    role: Role
+    created_at: float
+    name: str = wire.DEFAULT_NAME
+    connected_at: float | None = None
+    ended_at: float | None = None
+    end_reason: EndReason | None = None
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    frames_received: int = 0
+    audio_frames_received: int = 0
+    peer_muted: bool = False
+    peer_camera_off: bool = False
+    #: The last numbers sampled while the leg was live.
+    stats: CallStats | None = None
+    stats_at: float | None = None
+
+
+class CallLeg:
+    """The call with connection ``peer_id``; see the module docstring."""
+
+    def __init__(
+        self,
+        host: LegHost,
+        peer_id: str,
+        begin: LegEvent,
+        *,
+        in_room: bool,
+        offer: str | None = None,
+        candidates: list[wire.Ice] | None = None,
+        presence: Presence | None = None,
+    ) -> None:
+        start = step(None, begin)
+        self._host = host
+        self.peer_id = peer_id
+        self.state = start.state
+        self.role = Role.CALLER if begin is LegEvent.CALL else Role.CALLEE
+        self.in_room = in_room
+        self.presence = presence
+        self.connected_at: float | None = None
+        self.end_reason: EndReason | None = None
+        self.peer: Peer | None = None
+        #: An offer waiting for accept() (RINGING), or to be answered next.
+        self.offer = offer
+        self._candidates: list[wire.Ice] = list(candidates or ())[:_EARLY_CANDIDATES]
+        self._answered = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._meter: StatsMeter | None = None
+        self.record = LegRecord(peer_id=peer_id, role=self.role, created_at=time.monotonic())
+        if presence is not None:
+            self._note_presence(presence)
+
+    # -- the table ---------------------------------------------------------------------
+
+    def _fire(self, event: LegEvent) -> None:
+        """Move by ``event``; raises LegProtocolError (nothing changes) if the table refuses."""
+        result = step(self.state, event)
+        self.state = result.state
+        if result.reason is not None:
+            self.end_reason = result.reason
+        if self.state is not LegState.ENDED:
+            self._host.leg_changed(self)
+
+    @property
+    def live(self) -> bool:
+        return self.state is not LegState.ENDED
+
+    def snapshot(self) -> LegSnapshot:
+        return LegSnapshot(
+            peer_id=self.peer_id,
+            state=self.state,
+            role=self.role,
+            in_room=self.in_room,
+            presence=self.presence,
+            connected_at=self.connected_at,
+            end_reason=self.end_reason,
+            chat_open=self.peer is not None and self.peer.chat_open,
+        )
+
+    # -- starting ----------------------------------------------------------------------
+
+    async def begin(self) -> None:
+        """Do what the leg's first state asks: offer, gather for an offer, answer, or ring."""
+        config = self._host.config
+        match self.state:
+            case LegState.OFFERING:
+                timeout = config.connect_timeout if self.in_room else config.ring_timeout
+                self._arm(timeout, LegEvent.TIMEOUT)
+                await self._say_presence()
+                await self._offer()
+            case LegState.AWAITING_OFFER:
+                self._arm(config.connect_timeout, LegEvent.TIMEOUT)
+                await self._say_presence()
+                self._ensure_peer().pregather()
+            case LegState.ANSWERING:
+                await self._say_presence()
+                await self._answer(self.offer or "")
+            case LegState.RINGING:
+                self._arm(config.ring_timeout, LegEvent.TIMEOUT)
+
+    async def _say_presence(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._host.send(self._host.presence_message(), self.peer_id)
+
+    def _ensure_peer(self) -> Peer:
+        if self.peer is None:
+            self.peer = self._host.new_peer(self)
+        return self.peer
+
+    async def _offer(self) -> None:
+        peer = self._ensure_peer()
+        try:
+            sdp = await peer.make_offer()
+            await self._host.send(wire.Sdp("offer", sdp), self.peer_id)
+        except Exception:
+            logger.exception("could not offer to %s", self.peer_id)
+            await self.end(LegEvent.TRANSPORT_FAILED)
+
+    async def _answer(self, offer: str) -> None:
+        """Answer ``offer`` (state ANSWERING) and move on to CONNECTING."""
+        peer = self._ensure_peer()
+        candidates, self._candidates = self._candidates, []
+        for candidate in candidates:
+            await peer.add_candidate(candidate)
+        self._arm(self._host.config.connect_timeout, LegEvent.TIMEOUT)
+        try:
+            answer = await peer.take_offer(offer)
+            if not self.live:
+                return
+            await self._host.send(wire.Sdp("answer", answer), self.peer_id)
+        except Exception:
+            logger.exception("could not answer the offer from %s", self.peer_id)
+            if self.live:
+                await self.end(LegEvent.TRANSPORT_FAILED)
+            return
+        self.offer = None
+        self._fire(LegEvent.ANSWER_SENT)
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def accept(self) -> None:
+        """Answer the ringing offer; raises LocalProtocolError unless RINGING."""
+        self._fire(LegEvent.ACCEPT)
+        await self._say_presence()
+        await self._answer(self.offer or "")
+
+    async def decline(self) -> None:
+        """Turn the ringing call down; raises LocalProtocolError unless RINGING."""
+        await self.end(LegEvent.DECLINE, bye=True)
+
+    async def hang_up(self, event: LegEvent = LegEvent.HANG_UP) -> None:
+        await self.end(event, bye=True)
+
+    async def send_chat(self, message: wire.Chat) -> str:
+        """Send ``message`` over the data channel, or through signaling; returns which."""
+        text = wire.encode_json(message)
+        if self.peer is not None and self.peer.send_chat(text):
+            return "datachannel"
+        await self._host.send(message, self.peer_id)
+        return "signaling"
+
+    # -- messages from the peer --------------------------------------------------------
+
+    async def on_offer(self, sdp: str) -> None:
+        """The peer's offer; raises RemoteProtocolError where the table has no place for it."""
+        if self.state is LegState.OFFERING and not self._answered:
+            # Glare: both sides offered. The lower id stays the caller.
+            if self._host.my_id < self.peer_id:
+                self._fire(LegEvent.GLARE_WON)
+                return
+            self._fire(LegEvent.GLARE_LOST)
+            self.role = self.record.role = Role.CALLEE
+            old, self.peer = self.peer, None
+            if old is not None:
+                await old.close()
+            await self._answer(sdp)
+            return
+        if self.state in (LegState.CONNECTING, LegState.CONNECTED):
+            self._fire(LegEvent.OFFER)
+            await self._renegotiate(sdp)
+            return
+        self._fire(LegEvent.OFFER)
+        if self.state is LegState.RINGING:
+            self.offer = sdp  # the caller started over; answer the newest
+        else:
+            await self._answer(sdp)
+
+    async def _renegotiate(self, sdp: str) -> None:
+        peer = self.peer
+        if peer is None or peer.signaling_state != "stable":
+            logger.info("ignoring an offer from %s mid-negotiation", self.peer_id)
+            return
+        try:
+            answer = await peer.take_offer(sdp)
+            await self._host.send(wire.Sdp("answer", answer), self.peer_id)
+        except Exception:
+            logger.exception("renegotiation with %s failed", self.peer_id)
+
+    async def on_answer(self, sdp: str) -> None:
+        """The peer's answer to our offer."""
+        peer = self.peer
+        if self.state is LegState.OFFERING and (
+            peer is None or peer.signaling_state != "have-local-offer"
+        ):
+            return  # our offer is still being made; the table would accept a stray answer
+        self._fire(LegEvent.ANSWER)
+        assert peer is not None
+        self._answered = True
+        self._arm(self._host.config.connect_timeout, LegEvent.TIMEOUT)
+        try:
+            await peer.take_answer(sdp)
+        except Exception:
+            logger.exception("bad answer from %s", self.peer_id)
+            await self.end(LegEvent.TRANSPORT_FAILED, bye=True)
+
+    async def on_candidate(self, candidate: wire.Ice) -> None:
+        if self.peer is not None:
+            await self.peer.add_candidate(candidate)
+        elif len(self._candidates) < _EARLY_CANDIDATES:
+            self._candidates.append(candidate)
+
+    def on_presence(self, presence: Presence) -> None:
+        self._note_presence(presence)
+        if self.live:
+            self._host.leg_changed(self)
+
+    def _note_presence(self, presence: Presence) -> None:
+        self.presence = presence
+        self.record.name = presence.name
+        self.record.peer_muted = presence.muted
+        self.record.peer_camera_off = presence.camera_off
+
+    async def on_bye(self) -> None:
+        await self.end(LegEvent.BYE)
+
+    # -- events from the peer connection -----------------------------------------------
+
+    async def on_connection_state(self, peer: Peer, state: str) -> None:
+        if peer is not self.peer or not self.live:
+            return
+        if state == "connected" and self.state is not LegState.CONNECTED:
+            step(self.state, LegEvent.MEDIA_UP)  # refused: raises before anything changes
+            self._cancel_timer()
+            self.connected_at = self.record.connected_at = time.monotonic()
+            self._fire(LegEvent.MEDIA_UP)
+            self._watchdog = asyncio.ensure_future(
+                peer.watch(
+                    self._host.config.silence_timeout,
+                    lambda: self._host.spawn(self._host.locked(lambda: self._end_if_live(peer))),
+                )
+            )
+        elif state == "failed":
+            await self.end(LegEvent.TRANSPORT_FAILED)
+        elif state == "closed":
+            # The peer closed DTLS on purpose (a crash sends nothing): a hang-up
+            # whose BYE is still on its way through the server.
+            await self.end(LegEvent.TRANSPORT_CLOSED)
+
+    async def _end_if_live(self, peer: Peer) -> None:
+        if self.live and peer is self.peer:
+            await self.end(LegEvent.PEER_SILENT)
+
+    def chat_state_changed(self) -> None:
+        if self.live:
+            self._host.leg_changed(self)
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _arm(self, delay: float, event: LegEvent) -> None:
+        """(Re)start the leg's one timer: ``event`` after ``delay`` s unless connected."""
+        self._cancel_timer()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(
+            delay, lambda: self._host.spawn(self._host.locked(lambda: self._expire(event)))
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _expire(self, event: LegEvent) -> None:
+        if self.live and self.state is not LegState.CONNECTED:
+            await self.end(event, bye=True)
+
+    # -- numbers -----------------------------------------------------------------------
+
+    async def stats(self) -> CallStats | None:
+        """The leg's numbers now, rates since the previous sample; None before a Peer."""
+        peer = self.peer
+        if peer is None or peer.closed:
+            return None
+        if self._meter is None:
+            self._meter = StatsMeter(self.connected_at or time.monotonic())
+        report = await peer.get_stats()
+        stats = self._meter.sample(report, peer.counters(), peer.codec())
+        self.record.stats, self.record.stats_at = stats, time.monotonic()
+        self._copy_counters(peer)
+        return stats
+
+    def _copy_counters(self, peer: Peer) -> None:
+        record = self.record
+        record.first_frame_at = peer.first_frame_at
+        record.last_frame_at = peer.last_frame_at
+        record.frames_received = peer.frames_received
+        record.audio_frames_received = peer.audio_frames_received
+
+    # -- ending ------------------------------------------------------------------------
+
+    async def end(self, event: LegEvent, *, bye: bool = False) -> None:
+        """End the leg by ``event`` (raises LegProtocolError if the table refuses it).
+
+        Sends BYE first when asked, closes the Peer, then tells the host.
+        """
+        self._fire(event)
+        self._cancel_timer()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if bye:
+            with contextlib.suppress(Exception):
+                await self._host.send(wire.Bye(), self.peer_id)
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            self._copy_counters(peer)
+            try:
+                await asyncio.wait_for(peer.close(), timeout=3.0)
+            except Exception:
+                logger.exception("closing the peer connection to %s failed", self.peer_id)
+        self.record.ended_at = time.monotonic()
+        self.record.end_reason = self.end_reason
+        await self._host.leg_ended(self)
+
+
+__all__ = ["CallLeg", "LegHost", "LegRecord"]
