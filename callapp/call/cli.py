@@ -49,7 +49,7 @@ from callapp.call.errors import CallError
 from callapp.call.recording import CallRecording
 from callapp.call.report import session_report
 from callapp.call.session import MAX_CAPACITY, CallSession
-from callapp.call.state import CallPhase, ChatMessage, LegState, SessionSnapshot
+from callapp.call.state import CallPhase, ChatMessage, LegState, LinkState, SessionSnapshot
 from callapp.media.audio_sources import open_audio_source
 from callapp.media.devices import list_audio_devices, portaudio_problem
 
@@ -236,7 +236,7 @@ class Runner:
         entered = snapshot.phase is CallPhase.CONNECTED and before.phase is not CallPhase.CONNECTED
         if entered and not self._had_media:
             self._call_connected()
-        if snapshot.phase is CallPhase.IDLE and before.phase is not CallPhase.CONNECTING:
+        if snapshot.link is LinkState.GONE and before.link is not LinkState.GONE:
             self.fail("lost the signaling server")
 
     def _say_legs(self, before: SessionSnapshot, snapshot: SessionSnapshot) -> None:

@@ -21,12 +21,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from callapp.call import wire
 from callapp.call.config import CallConfig
 from callapp.call.peer import Peer
+from callapp.call.report import LegRecord
 from callapp.call.state import EndReason, LegSnapshot, LegState, Presence, Role
 from callapp.call.stats import CallStats, StatsMeter
 from callapp.call.transitions import LegEvent, step
@@ -75,28 +75,6 @@ class LegHost(Protocol):
     def locked(self, action: Callable[[], Coroutine[Any, Any, Any]]) -> Coroutine[Any, Any, Any]:
         """A coroutine that runs ``action()`` with the session's lock held (not if closed)."""
         ...
-
-
-@dataclass(slots=True)
-class LegRecord:
-    """What is known about a leg for reports, kept after it ends."""
-
-    peer_id: str
-    role: Role
-    created_at: float
-    name: str = wire.DEFAULT_NAME
-    connected_at: float | None = None
-    ended_at: float | None = None
-    end_reason: EndReason | None = None
-    first_frame_at: float | None = None
-    last_frame_at: float | None = None
-    frames_received: int = 0
-    audio_frames_received: int = 0
-    peer_muted: bool = False
-    peer_camera_off: bool = False
-    #: The last numbers sampled while the leg was live.
-    stats: CallStats | None = None
-    stats_at: float | None = None
 
 
 class CallLeg:
@@ -416,4 +394,4 @@ class CallLeg:
         await self._host.leg_ended(self)
 
 
-__all__ = ["CallLeg", "LegHost", "LegRecord"]
+__all__ = ["CallLeg", "LegHost"]

@@ -15,10 +15,34 @@ Views add what only they know (the window adds what it painted) on top.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from callapp.call.leg import LegRecord
-from callapp.call.state import ChatMessage, Role
+from callapp.call import wire
+from callapp.call.state import ChatMessage, EndReason, Role
+from callapp.call.stats import CallStats
+
+
+@dataclass(slots=True)
+class LegRecord:
+    """What is known about a leg for reports, kept after it ends."""
+
+    peer_id: str
+    role: Role
+    created_at: float
+    name: str = wire.DEFAULT_NAME
+    connected_at: float | None = None
+    ended_at: float | None = None
+    end_reason: EndReason | None = None
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    frames_received: int = 0
+    audio_frames_received: int = 0
+    peer_muted: bool = False
+    peer_camera_off: bool = False
+    #: The last numbers sampled while the leg was live.
+    stats: CallStats | None = None
+    stats_at: float | None = None
 
 
 def _ms(later: float | None, earlier: float | None) -> float | None:
@@ -121,4 +145,4 @@ def session_report(
     return report
 
 
-__all__ = ["leg_report", "session_report"]
+__all__ = ["LegRecord", "leg_report", "session_report"]

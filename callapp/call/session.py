@@ -54,10 +54,11 @@ from callapp.call.channel import (
     wrap_errors,
 )
 from callapp.call.config import CallConfig
-from callapp.call.leg import CallLeg, LegRecord
+from callapp.call.leg import CallLeg
 from callapp.call.link import LinkEvent, next_link_state
 from callapp.call.peer import AudioCallback, FrameCallback, Peer
 from callapp.call.recording import FrameFeed
+from callapp.call.report import LegRecord
 from callapp.call.state import (
     ChatMessage,
     EndReason,

@@ -23,6 +23,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from callapp.call.config import CallConfig
+from callapp.call.report import session_report
 from callapp.ui.main_window import MainWindow
 from callapp.ui.ports import ServerLike, SessionLike, TlsFiles
 from callapp.ui.services import QtUiServices
@@ -99,55 +100,43 @@ def make_loop(app: QApplication) -> asyncio.AbstractEventLoop:
 
 
 def stats_report(window: MainWindow, started: float) -> dict[str, Any]:
-    """``--stats-json``: the keys of ``callapp call --stats-json``, plus what the window painted."""
+    """``--stats-json``: ``callapp call``'s report, plus what the window painted."""
     vm = window.vm
     snap = vm.snapshot
-    stats = vm.last_stats
+    session = vm.session
     view = window.remote_view
-    fps = 0.0
-    if view.first_frame_at is not None and view.last_frame_at is not None:
-        span = view.last_frame_at - view.first_frame_at
-        if span > 0:
-            fps = (view.frames_received - 1) / span
-    return {
-        "connection_id": snap.connection_id,
-        "role": snap.role.value if snap.role else None,
-        "first_frame_ms": (
-            round((view.first_frame_at - started) * 1000, 1) if view.first_frame_at else None
-        ),
-        "frames_sent": stats.frames_sent if stats else 0,
-        "frames_received": view.frames_received,
-        "audio_frames_sent": stats.audio_frames_sent if stats else 0,
-        "audio_frames_received": stats.audio_frames_received if stats else 0,
-        "muted": snap.muted,
-        "fps_received": round(fps, 2),
-        "bitrate_sent": round(stats.bitrate_sent, 1) if stats else 0.0,
-        "bitrate_received": round(stats.bitrate_received, 1) if stats else 0.0,
-        "rtt_ms": round(stats.rtt_ms, 2) if stats and stats.rtt_ms is not None else None,
-        "packet_loss": stats.packet_loss if stats else None,
-        "codec": stats.codec if stats else None,
-        "received_size": list(stats.received_size) if stats and stats.received_size else None,
-        "end_reason": snap.end_reason.value if snap.end_reason else None,
-        "duration_s": (
-            round(time.monotonic() - snap.connected_at, 3) if snap.connected_at else None
-        ),
-        # what only the window knows
-        "phase": snap.phase.value,
-        "room": snap.room,
-        "peer_id": snap.peer_id,
-        "notice": snap.notice,
-        "hosting": dataclasses.asdict(vm.hosting) if vm.hosting else None,
-        "frames_painted": view.frames_painted,
-        "frames_dropped": view.frames_dropped,
-        "local_frames_painted": window.local_view.frames_painted,
-        "paint_ms_per_frame": (
-            round(view.paint_seconds * 1000 / view.frames_painted, 3)
-            if view.frames_painted
-            else None
-        ),
-        "errors": list(vm.errors),
-        "ran_for_s": round(time.monotonic() - started, 3),
-    }
+    report = session_report(
+        snap.connection_id,
+        session.records() if session is not None else [],
+        started_at=started,
+        chat=snap.chat,
+    )
+    report.update(
+        {
+            # what only the window knows
+            "muted": snap.muted,
+            "phase": snap.phase.value,
+            "room": snap.room,
+            "peer_id": snap.peer_id,
+            "notice": snap.notice,
+            "end_reason_text": snap.end_reason.value if snap.end_reason else None,
+            "hosting": dataclasses.asdict(vm.hosting) if vm.hosting else None,
+            "frames_painted": view.frames_painted,
+            "frames_dropped": view.frames_dropped,
+            "first_frame_painted_ms": (
+                round((view.first_frame_at - started) * 1000, 1) if view.first_frame_at else None
+            ),
+            "local_frames_painted": window.local_view.frames_painted,
+            "paint_ms_per_frame": (
+                round(view.paint_seconds * 1000 / view.frames_painted, 3)
+                if view.frames_painted
+                else None
+            ),
+            "errors": list(vm.errors),
+            "ran_for_s": round(time.monotonic() - started, 3),
+        }
+    )
+    return report
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from callapp.call.config import CallConfig
+from callapp.call.report import LegRecord
 from callapp.call.state import CallSnapshot
 from callapp.call.stats import CallStats
 
@@ -50,6 +51,10 @@ class SessionLike(Protocol):
     async def set_volume(self, volume: float) -> None: ...
 
     async def stats(self) -> CallStats | None: ...
+
+    def records(self) -> list[LegRecord]:
+        """Every leg that reached media (for the ``--stats-json`` report)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from callapp.call.leg import LegRecord
-from callapp.call.report import leg_report, session_report
+from callapp.call.report import LegRecord, leg_report, session_report
 from callapp.call.state import ChatMessage, EndReason, Role
 from callapp.call.stats import CallStats
 

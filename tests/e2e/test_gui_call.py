@@ -308,8 +308,10 @@ def test_a_peer_that_dies_is_said_in_the_hosts_window(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "host.json").read_text())
     assert data["frames_painted"] >= FRAMES, data
     assert data["phase"] == "waiting", data
-    assert data["end_reason"] in (
+    assert data["end_reason_text"] in (
         "the other person left",
         "the connection to the other person was lost",
     )
-    assert data["errors"] == [f"The call ended: {data['end_reason']}."]
+    assert data["errors"] == [f"The call ended: {data['end_reason_text']}."]
+    (peer,) = data["peers"]
+    assert peer["end_reason"] in ("peer_left", "peer_unreachable")

@@ -9,6 +9,7 @@ from typing import Any
 
 from callapp.call.config import CallConfig
 from callapp.call.errors import RoomFullError, ServerUnavailable
+from callapp.call.report import LegRecord
 from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
 from callapp.call.stats import CallStats
 from callapp.ui.devices import CameraFound, DeviceScan
@@ -40,6 +41,8 @@ class FakeCallSession:
         self.volume = config.volume
         #: What stats() reports as audio frames received.
         self.audio_frames_received = 120
+        self._record: LegRecord | None = None
+        self._last_stats: CallStats | None = None
         FakeCallSession.instances.append(self)
 
     @property
@@ -122,7 +125,7 @@ class FakeCallSession:
     async def stats(self) -> CallStats | None:
         if self._snap.phase is not CallPhase.CONNECTED:
             return None
-        return CallStats(
+        self._last_stats = CallStats(
             codec="video/VP8",
             frames_sent=300,
             frames_received=290,
@@ -143,6 +146,21 @@ class FakeCallSession:
             audio_frames_sent=125,
             audio_frames_received=self.audio_frames_received,
         )
+        return self._last_stats
+
+    def records(self) -> list[LegRecord]:
+        """One leg once media is up, with the numbers stats() reports."""
+        if self._record is None and self._snap.phase is CallPhase.CONNECTED:
+            now = time.monotonic()
+            self._record = LegRecord(
+                peer_id=self._snap.peer_id or "peer", role=Role.CALLER, created_at=now - 66
+            )
+            self._record.connected_at = now - 65
+        if self._record is not None:
+            self._record.audio_frames_received = self.audio_frames_received
+            self._record.stats = self._last_stats
+            self._record.stats_at = time.monotonic()
+        return [self._record] if self._record is not None else []
 
     async def close(self) -> None:
         self.calls.append(("close", None))
