@@ -26,7 +26,7 @@ const NAME_KEY = "callapp.name";
 const STATS_INTERVAL_MS = 500;
 const MAX_EARLY_CANDIDATES = 64;
 // Control characters, and the bidi overrides that could make a name read backwards.
-const UNSHOWABLE = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/gu;
+const UNSHOWABLE = /[\p{Cc}\p{Cf}]/gu;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -703,12 +703,13 @@ function playRemote(video) {
 
 // ---- presence ---------------------------------------------------------------
 
-// Names are shown to others: no control characters, 1-64 code points, else "Guest".
+// Names are shown to others: no invisible characters, runs of spaces folded,
+// cut to 64 code points; nothing left is "Guest" (the desktop app's rule too).
 function cleanName(value) {
   if (typeof value !== "string") return DEFAULT_NAME;
-  const name = value.replace(UNSHOWABLE, "").trim();
-  const length = [...name].length;
-  return length >= 1 && length <= MAX_NAME ? name : DEFAULT_NAME;
+  const folded = value.replace(UNSHOWABLE, "").split(/\s+/u).filter(Boolean).join(" ");
+  const name = [...folded].slice(0, MAX_NAME).join("").trim();
+  return name || DEFAULT_NAME;
 }
 
 const presenceOf = (id) => presence.get(id) || NO_PRESENCE;
