@@ -49,7 +49,14 @@ from callapp.call.errors import CallError
 from callapp.call.recording import CallRecording
 from callapp.call.report import session_report
 from callapp.call.session import MAX_CAPACITY, CallSession
-from callapp.call.state import CallPhase, ChatMessage, LegState, LinkState, SessionSnapshot
+from callapp.call.state import (
+    CallPhase,
+    ChatMessage,
+    LegState,
+    LinkState,
+    Presence,
+    SessionSnapshot,
+)
 from callapp.media.audio_sources import open_audio_source
 from callapp.media.devices import list_audio_devices, portaudio_problem
 
@@ -176,6 +183,21 @@ def describe(snapshot: SessionSnapshot) -> str:
     return " ".join(parts)
 
 
+def describe_presence(peer_id: str, presence: Presence) -> str:
+    """``presence: ID (Ana) muted camera-off screen recording`` (only what is on)."""
+    flags = [
+        word
+        for word, on in (
+            ("muted", presence.muted),
+            ("camera-off", presence.camera_off),
+            ("screen", presence.screen),
+            ("recording", presence.recording),
+        )
+        if on
+    ]
+    return " ".join([f"presence: {peer_id} ({presence.name})", *flags])
+
+
 def new_chat(before: SessionSnapshot, after: SessionSnapshot) -> tuple[ChatMessage, ...]:
     """The chat lines ``after`` has that ``before`` did not (snapshots keep a bounded tail)."""
     if not before.chat:
@@ -246,6 +268,8 @@ class Runner:
             old = was.get(peer_id)
             if leg.state is LegState.CONNECTED and (old is None or old.state is not leg.state):
                 say(f"peer connected: {peer_id} ({leg.name})")
+            if leg.presence is not None and (old is None or old.presence != leg.presence):
+                say(describe_presence(peer_id, leg.presence))
         for peer_id, leg in was.items():
             if peer_id not in now and leg.state is LegState.CONNECTED:
                 reason = snapshot.end_reason.value if snapshot.end_reason else "ended"

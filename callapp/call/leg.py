@@ -291,6 +291,8 @@ class CallLeg:
         self.record.name = presence.name
         self.record.peer_muted = presence.muted
         self.record.peer_camera_off = presence.camera_off
+        self.record.peer_screen = presence.screen
+        self.record.peer_recording = presence.recording
 
     async def on_bye(self) -> None:
         await self.end(LegEvent.BYE)

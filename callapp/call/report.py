@@ -40,6 +40,8 @@ class LegRecord:
     audio_frames_received: int = 0
     peer_muted: bool = False
     peer_camera_off: bool = False
+    peer_screen: bool = False
+    peer_recording: bool = False
     #: The last numbers sampled while the leg was live.
     stats: CallStats | None = None
     stats_at: float | None = None
@@ -88,6 +90,8 @@ def leg_report(record: LegRecord, *, started_at: float | None = None) -> dict[st
         "received_size": list(stats.received_size) if stats and stats.received_size else None,
         "peer_muted": record.peer_muted,
         "peer_camera_off": record.peer_camera_off,
+        "peer_screen": record.peer_screen,
+        "peer_recording": record.peer_recording,
         "end_reason": record.end_reason.name.lower() if record.end_reason else None,
         "duration_s": (
             round(record.ended_at - record.connected_at, 3)

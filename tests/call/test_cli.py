@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callapp.call import cli
-from callapp.call.state import CallPhase, CallSnapshot, ChatMessage, Role
+from callapp.call.state import CallPhase, CallSnapshot, ChatMessage, Presence, Role
 
 
 def test_flags() -> None:
@@ -77,3 +77,9 @@ def test_capacity_goes_with_a_room_of_2_to_8(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
+
+
+def test_presence_lines_say_only_what_is_on() -> None:
+    assert cli.describe_presence("x", Presence(name="Ana")) == "presence: x (Ana)"
+    line = cli.describe_presence("x", Presence(name="Bo", muted=True, screen=True))
+    assert line == "presence: x (Bo) muted screen"
