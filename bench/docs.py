@@ -361,12 +361,69 @@ def _startup_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _group_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for g in (r.get("group") or {}).values():
+        people, procs = g["people"], g["processes"]
+        label = f"{people} people, {g['size']} {g['codec'].upper()} mesh"
+        directions = people * (people - 1)
+        worst = min(
+            (p["fps"], f"{who} from {peer}")
+            for who, proc in procs.items()
+            for peer, p in proc["from"].items()
+        )
+        per_second = [
+            p["fps_per_second_median"] for proc in procs.values() for p in proc["from"].values()
+        ]
+        freeze = max(
+            p["longest_freeze_ms"] or 0.0 for proc in procs.values() for p in proc["from"].values()
+        )
+        rows.append(
+            (
+                f"7. Group call, {label}: received fps, worst of the {directions} directions",
+                _num(g["fps_min"], "fps", 1),
+                "",
+                "≥ 25 fps from each peer",
+                _verdict(_at_least(g["fps_min"], 25.0)),
+                f"{worst[1]}; median direction {_num(g['fps_median'], 'fps', 1)}, lowest"
+                f" per-second median {_num(min(per_second), 'fps', 1)};"
+                f" longest freeze {_num(freeze, 'ms')}",
+            )
+        )
+        rows.append(
+            (
+                f"7. Group call, {label}: CPU per app (busiest of the {people})",
+                _num(g["cpu_pct_max"], "%", 1),
+                "",
+                "—",
+                "—",
+                ", ".join(f"{who} {_num(proc['cpu_pct'], '%', 1)}" for who, proc in procs.items())
+                + f"; all {people}: {_num(g['cpu_pct_total'], '%')} of the machine's"
+                f" {_num(100 * (r.get('machine') or {}).get('nproc', 0), '%')}",
+            )
+        )
+        rows.append(
+            (
+                f"7. Group call, {label}: memory per app (RSS peak, largest of the {people})",
+                _num(g["rss_peak_mib_max"], "MiB"),
+                "",
+                "—",
+                "—",
+                ", ".join(
+                    f"{who} {_num(proc['rss_peak_mib'], 'MiB')}" for who, proc in procs.items()
+                ),
+            )
+        )
+    return rows
+
+
 SECTIONS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (
     _setup_rows,
     _media_rows,
     _dead_rows,
     _signaling_rows,
     _startup_rows,
+    _group_rows,
 )
 
 

@@ -6,7 +6,8 @@
 
 Options: ``--json-out PATH`` (default ``bench/results/latest.json`` for full
 and quick runs), ``--no-docs`` (leave docs/benchmarks.md alone), ``--only
-NAME`` (repeatable: call_setup, media, dead_peer, signaling, startup).
+NAME`` (repeatable: call_setup, media, dead_peer, signaling, startup,
+group).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import call_setup, dead_peer, media, signaling, startup
+from bench import call_setup, dead_peer, group, media, signaling, startup
 from bench.common import BENCH, ROOT, log, machine
 
-BENCHMARKS = ("call_setup", "media", "dead_peer", "signaling", "startup")
+BENCHMARKS = ("call_setup", "media", "dead_peer", "signaling", "startup", "group")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Mode:
     window: int
     relay_seconds: float
     startup_reps: int
+    group_seconds: float
+    group_warm: float
 
 
 MODES = {
@@ -68,6 +71,8 @@ MODES = {
         window=4,
         relay_seconds=1,
         startup_reps=1,
+        group_seconds=2,
+        group_warm=1,
     ),
     "quick": Mode(
         "quick",
@@ -87,6 +92,8 @@ MODES = {
         window=32,
         relay_seconds=3,
         startup_reps=3,
+        group_seconds=5,
+        group_warm=2,
     ),
     "full": Mode(
         "full",
@@ -106,6 +113,8 @@ MODES = {
         window=32,
         relay_seconds=5,
         startup_reps=7,
+        group_seconds=10,
+        group_warm=2,
     ),
 }
 
@@ -154,6 +163,7 @@ def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
             seconds=mode.relay_seconds,
         ),
         "startup": lambda: startup.run(mode.startup_reps),
+        "group": lambda: group.run(seconds=mode.group_seconds, warm=mode.group_warm),
     }
     failed: dict[str, str] = {}
     for name in BENCHMARKS:

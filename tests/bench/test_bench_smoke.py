@@ -83,6 +83,31 @@ EXPECTED = [
     "startup.window_shown_ms.*",
     "startup.imports_done_ms.*",
     "startup.bare_python_ms.*",
+    *(
+        f"group.3_640x480_vp8.{key}"
+        for key in (
+            "setup_s",
+            "fps_min",
+            "fps_median",
+            "directions_below_goal",
+            "cpu_pct_median",
+            "cpu_pct_max",
+            "cpu_pct_total",
+            "rss_peak_mib_max",
+        )
+    ),
+    *(
+        f"group.3_640x480_vp8.processes.{who}.{key}"
+        for who in "ABC"
+        for key in ("fps_min", "cpu_pct", "rss_peak_mib", "rss_lifetime_peak_mib")
+    ),
+    *(
+        f"group.3_640x480_vp8.processes.{who}.from.{peer}.{key}"
+        for who in "ABC"
+        for peer in "ABC"
+        if peer != who
+        for key in ("fps", "fps_per_second_median", "longest_freeze_ms", "stats_fps_received")
+    ),
     "machine.nproc",
     "took_s",
 ]
