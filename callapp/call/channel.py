@@ -41,8 +41,8 @@ class SignalingChannel(Protocol):
         """Connect and wait for the welcome."""
         ...
 
-    async def join(self, room: str, capacity: int | None = None) -> Any:
-        """Join ``room``; returns the ``created``/``joined`` message."""
+    async def join(self, room: str, capacity: int | None = None, key: str | None = None) -> Any:
+        """Join ``room`` (``key``: what its secret gives); returns ``created``/``joined``."""
         ...
 
     async def leave(self) -> None: ...
@@ -120,6 +120,7 @@ _ERROR_MAP: tuple[tuple[type[client.SignalingError], type[errors.CallError]], ..
     (client.RoomFull, errors.RoomFullError),
     (client.BadRoom, errors.BadRoomError),
     (client.BadCapacity, errors.RoomCapacityError),
+    (client.Unauthorized, errors.RoomLockedError),
     (client.SignalingError, errors.CallError),
 )
 

@@ -29,6 +29,10 @@ class RoomCapacityError(CallError):
     """The room size asked for is not one the server allows."""
 
 
+class RoomLockedError(CallError):
+    """The room needs the invite's secret, and the join did not prove it."""
+
+
 class BadRoomError(CallError):
     """The room name is not 1-64 letters, digits, ``-``, ``_`` or ``.``."""
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from callapp.call import wire
+from callapp.call import security, wire
 from callapp.call.config import CallConfig
 from callapp.call.peer import Peer
 from callapp.call.report import LegRecord
@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 #: Candidates kept for a leg whose Peer does not exist yet.
 _EARLY_CANDIDATES = 64
+#: VERIFY messages kept until this side's Verifier exists.
+_EARLY_VERIFY = 8
+#: With a room secret, how long after media starts the peer has to prove its
+#: fingerprint; its media is held back until then.
+VERIFY_TIMEOUT = 5.0
 
 
 class LegHost(Protocol):
@@ -58,6 +63,11 @@ class LegHost(Protocol):
 
     def presence_message(self) -> wire.PresenceUpdate:
         """What we say about ourselves to a peer."""
+        ...
+
+    @property
+    def auth_key(self) -> bytes | None:
+        """The room secret's fingerprint-auth key, or None (no secret: code only)."""
         ...
 
     def leg_changed(self, leg: CallLeg) -> None:
@@ -108,6 +118,9 @@ class CallLeg:
         self._timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._meter: StatsMeter | None = None
+        self.verifier: security.Verifier | None = None
+        self._early_verify: list[dict[str, object]] = []
+        self._verify_deadline: asyncio.TimerHandle | None = None
         self.record = LegRecord(peer_id=peer_id, role=self.role, created_at=time.monotonic())
         if presence is not None:
             self._note_presence(presence)
@@ -137,7 +150,101 @@ class CallLeg:
             connected_at=self.connected_at,
             end_reason=self.end_reason,
             chat_open=self.peer is not None and self.peer.chat_open,
+            security_code=self.security_code,
+            peer_verified=self.peer_verified,
         )
+
+    # -- verification ------------------------------------------------------------------
+
+    @property
+    def security_code(self) -> str | None:
+        verifier = self.verifier
+        return verifier.code if verifier is not None and verifier.state == "done" else None
+
+    @property
+    def peer_verified(self) -> bool:
+        verifier = self.verifier
+        return verifier is not None and verifier.state == "done" and verifier.peer_verified
+
+    @property
+    def media_allowed(self) -> bool:
+        """Whether the peer's media may be shown and played.
+
+        In a room with a secret, only once the secret has proved the peer's
+        fingerprint: a relay in the middle never gets on screen.
+        """
+        return self._host.auth_key is None or self.peer_verified
+
+    async def _start_verifier(self, local_sdp: str, remote_sdp: str) -> None:
+        """Begin the verification exchange once both fingerprints are fixed."""
+        role: security.Role = "offerer" if self.role is Role.CALLER else "answerer"
+        try:
+            self.verifier = security.Verifier(
+                role,
+                local_id=self._host.my_id,
+                remote_id=self.peer_id,
+                local_fingerprint=security.local_fingerprint(local_sdp),
+                remote_fingerprint=security.remote_fingerprint(remote_sdp),
+                auth_key=self._host.auth_key,
+            )
+        except security.SecurityError as exc:
+            logger.warning("no verification with %s: %s", self.peer_id, exc)
+            if self._host.auth_key is not None:
+                await self.end(LegEvent.INSECURE, bye=True)
+            return
+        await self._send_verify(self.verifier.start())
+        early, self._early_verify = self._early_verify, []
+        for message in early:
+            await self.on_verify(message)
+
+    async def _send_verify(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            with contextlib.suppress(Exception):
+                await self._host.send(wire.Verify(dict(message["payload"])), self.peer_id)
+
+    async def on_verify(self, payload: dict[str, object]) -> None:
+        """One VERIFY step from the peer."""
+        verifier = self.verifier
+        if verifier is None:
+            if len(self._early_verify) < _EARLY_VERIFY:
+                self._early_verify.append(payload)
+            return
+        was = (verifier.state, verifier.code)
+        await self._send_verify(verifier.receive({"type": "VERIFY", "payload": payload}))
+        await self._verification_changed(was)
+
+    async def _verification_changed(self, was: tuple[str, str | None]) -> None:
+        verifier = self.verifier
+        assert verifier is not None
+        if verifier.state == "failed":
+            logger.warning("verification with %s failed: %s", self.peer_id, verifier.message)
+            if verifier.authenticated or verifier.reason == "commitment":
+                await self.end(LegEvent.INSECURE, bye=True)
+                return
+        if (verifier.state, verifier.code) != was:
+            self.record.security_code = self.security_code
+            self.record.peer_verified = self.peer_verified
+            if self.peer_verified and self._verify_deadline is not None:
+                self._verify_deadline.cancel()
+                self._verify_deadline = None
+            self._host.leg_changed(self)
+
+    def _arm_verify_deadline(self) -> None:
+        if self._host.auth_key is None or self.peer_verified:
+            return
+        loop = asyncio.get_running_loop()
+        self._verify_deadline = loop.call_later(
+            VERIFY_TIMEOUT,
+            lambda: self._host.spawn(self._host.locked(self._verify_expired)),
+        )
+
+    async def _verify_expired(self) -> None:
+        if not self.live or self.peer_verified:
+            return
+        verifier = self.verifier
+        if verifier is not None:
+            verifier.timed_out()
+        await self.end(LegEvent.INSECURE, bye=True)
 
     # -- starting ----------------------------------------------------------------------
 
@@ -197,6 +304,9 @@ class CallLeg:
             return
         self.offer = None
         self._fire(LegEvent.ANSWER_SENT)
+        # Both fingerprints are fixed now; the answer is on its way first, so
+        # the offerer has its Verifier before our first VERIFY reaches it.
+        await self._start_verifier(answer, offer)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -274,6 +384,8 @@ class CallLeg:
         except Exception:
             logger.exception("bad answer from %s", self.peer_id)
             await self.end(LegEvent.TRANSPORT_FAILED, bye=True)
+            return
+        await self._start_verifier(str(peer.pc.localDescription.sdp), sdp)
 
     async def on_candidate(self, candidate: wire.Ice) -> None:
         if self.peer is not None:
@@ -307,6 +419,7 @@ class CallLeg:
             self._cancel_timer()
             self.connected_at = self.record.connected_at = time.monotonic()
             self._fire(LegEvent.MEDIA_UP)
+            self._arm_verify_deadline()
             self._watchdog = asyncio.ensure_future(
                 peer.watch(
                     self._host.config.silence_timeout,
@@ -378,6 +491,9 @@ class CallLeg:
         """
         self._fire(event)
         self._cancel_timer()
+        if self._verify_deadline is not None:
+            self._verify_deadline.cancel()
+            self._verify_deadline = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -396,4 +512,4 @@ class CallLeg:
         await self._host.leg_ended(self)
 
 
-__all__ = ["CallLeg", "LegHost"]
+__all__ = ["VERIFY_TIMEOUT", "CallLeg", "LegHost"]

@@ -42,6 +42,8 @@ class LegRecord:
     peer_camera_off: bool = False
     peer_screen: bool = False
     peer_recording: bool = False
+    security_code: str | None = None
+    peer_verified: bool = False
     #: The last numbers sampled while the leg was live.
     stats: CallStats | None = None
     stats_at: float | None = None
@@ -92,6 +94,8 @@ def leg_report(record: LegRecord, *, started_at: float | None = None) -> dict[st
         "peer_camera_off": record.peer_camera_off,
         "peer_screen": record.peer_screen,
         "peer_recording": record.peer_recording,
+        "security_code": record.security_code,
+        "peer_verified": record.peer_verified,
         "end_reason": record.end_reason.name.lower() if record.end_reason else None,
         "duration_s": (
             round(record.ended_at - record.connected_at, 3)
@@ -118,6 +122,8 @@ _LEG_KEYS = (
     "received_size",
     "end_reason",
     "duration_s",
+    "security_code",
+    "peer_verified",
 )
 
 

@@ -44,7 +44,7 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack
 
-from callapp.call import errors, ice, sources, wire
+from callapp.call import errors, ice, security, sources, wire
 from callapp.call.channel import (
     ChannelClosed,
     ChannelLost,
@@ -114,6 +114,8 @@ class CallSession:
         self._last_end: EndReason | None = None
         self._room: str | None = None
         self._capacity: int | None = None
+        #: The room secret's fingerprint-auth key while in a room with a secret.
+        self._auth_key: bytes | None = None
         self._room_peers: list[str] = []
         self._early: OrderedDict[str, list[wire.Ice]] = OrderedDict()
         self._early_presence: OrderedDict[str, Presence] = OrderedDict()
@@ -265,22 +267,37 @@ class CallSession:
         self._events = asyncio.ensure_future(self._pump_events(self._channel))
         return connection_id
 
-    async def join_room(self, room: str, capacity: int | None = None) -> None:
+    async def join_room(
+        self, room: str, capacity: int | None = None, *, secret: str | None = None
+    ) -> None:
         """Join ``room``; calls start with whoever is (or gets) there.
 
         ``capacity`` (2-8) makes a group room if this join creates it; the
-        server ignores it otherwise and may allow less. Raises
-        :exc:`~callapp.call.errors.RoomFullError` or
-        :exc:`~callapp.call.errors.BadRoomError`; the session stays usable.
+        server ignores it otherwise and may allow less. With ``secret`` (the
+        invite's, see :mod:`callapp.call.security`) the server sees only a key
+        derived from it, and every leg must prove its DTLS fingerprint with
+        it before its media is shown. Raises
+        :exc:`~callapp.call.errors.RoomFullError`,
+        :exc:`~callapp.call.errors.BadRoomError` or ``Unauthorized``; the
+        session stays usable.
         """
         if capacity is not None and not 2 <= capacity <= MAX_CAPACITY:
             raise errors.InvalidAction(f"a room holds 2 to {MAX_CAPACITY} people, not {capacity}")
+        key_args: dict[str, str] = {}
+        auth_key = None
+        if secret is not None:
+            try:
+                key_args["key"] = security.room_key(secret, room)
+                auth_key = security.fingerprint_auth_key(secret, room)
+            except security.SecurityError as exc:
+                raise errors.InvalidAction(str(exc)) from exc
         async with self._lock:
             channel = self._require_channel()
             if any(not leg.in_room for leg in self._live_legs()):
                 raise errors.InvalidAction("hang up before joining a room")
             with wrap_errors():
-                reply = await channel.join(room, capacity=capacity)
+                reply = await channel.join(room, capacity=capacity, **key_args)
+            self._auth_key = auth_key
             peers = list(getattr(reply, "peers", None) or [self.my_id])
             self._room = room
             self._capacity = int(getattr(reply, "capacity", None) or 2)
@@ -303,6 +320,7 @@ class CallSession:
                 await self._channel.leave()
         self._room = None
         self._room_peers = []
+        self._auth_key = None
         self._publish()
 
     # -- actions -----------------------------------------------------------------
@@ -600,12 +618,14 @@ class CallSession:
             channel.ice_servers if channel is not None else (), self._config.ice_servers
         )
         peer_id = leg.peer_id
-        speaker_feed = FrameFeed(25, kind="audio")
         speaker = self._speaker_for_legs()
         speaker.remove_input(peer_id)  # a leg that lost glare replaces its Peer
+        speaker_feed = FrameFeed(25, kind="audio")
         speaker.add_input(peer_id, speaker_feed)
 
         def on_video(frame: av.VideoFrame) -> None:
+            if not leg.media_allowed:
+                return
             by_peer = self._remote_by_peer
             if by_peer is not None:
                 by_peer(peer_id, frame)
@@ -651,6 +671,10 @@ class CallSession:
             raise errors.NotConnected("not connected to a signaling server")
         with wrap_errors():
             await channel.send(wire.encode(message), to=to)
+
+    @property
+    def auth_key(self) -> bytes | None:
+        return self._auth_key
 
     def presence_message(self) -> wire.PresenceUpdate:
         return wire.PresenceUpdate(
@@ -850,6 +874,9 @@ class CallSession:
             case wire.Bye():
                 if leg is not None:
                     await leg.on_bye()
+            case wire.Verify(payload=payload):
+                if leg is not None:
+                    await leg.on_verify(payload)
             case wire.PresenceUpdate(presence=presence):
                 if leg is not None:
                     leg.on_presence(presence)

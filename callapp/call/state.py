@@ -86,6 +86,7 @@ class EndReason(enum.StrEnum):
     FAILED = "the call could not be connected"
     SERVER_LOST = "the signaling server went away"
     CLOSED = "the app closed the call"
+    INSECURE = "the connection was intercepted: the other side could not prove who it is"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,10 @@ class LegSnapshot:
     end_reason: EndReason | None = None
     #: The chat data channel to this peer is open (else chat goes via signaling).
     chat_open: bool = False
+    #: The verification code both sides show ("1234 5678 9012"), once agreed.
+    security_code: str | None = None
+    #: The room's secret proved the peer's DTLS fingerprint (no one in the middle).
+    peer_verified: bool = False
 
     @property
     def name(self) -> str:

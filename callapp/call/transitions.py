@@ -59,6 +59,7 @@ class LegEvent(enum.Enum):
     TIMEOUT = "timeout"  # no answer, or no media, in time
     UNKNOWN_PEER = "unknown peer"  # the server says the id we call is not connected
     SERVER_LOST = "server lost"  # signaling lost before media, or our id changed
+    INSECURE = "insecure"  # the peer's fingerprint failed its check (see security.py)
     CLOSE = "close"  # the session closes
 
 
@@ -129,6 +130,7 @@ LEG_TRANSITIONS: Final[dict[tuple[LegState | None, LegEvent], Step]] = {
     **_ending(LegEvent.TIMEOUT, R.FAILED, (S.AWAITING_OFFER, S.ANSWERING, S.CONNECTING)),
     (S.OFFERING, LegEvent.UNKNOWN_PEER): Step(S.ENDED, R.FAILED),
     **_ending(LegEvent.SERVER_LOST, R.SERVER_LOST),
+    **_ending(LegEvent.INSECURE, R.INSECURE),
     **_ending(LegEvent.CLOSE, R.CLOSED),
 }
 

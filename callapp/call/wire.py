@@ -74,7 +74,14 @@ class PresenceUpdate:
     presence: Presence
 
 
-CallMessage: TypeAlias = Sdp | Ice | Bye | Chat | PresenceUpdate
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """One step of the verification exchange; ``callapp.call.security.Verifier`` reads it."""
+
+    payload: dict[str, Any]
+
+
+CallMessage: TypeAlias = Sdp | Ice | Bye | Chat | PresenceUpdate | Verify
 
 
 def _strip_controls(text: str) -> str:
@@ -127,6 +134,8 @@ def parse(data: Any) -> CallMessage | None:
             return Chat(text=clean_chat_text(text))
         except ValueError:
             return None
+    if kind == "VERIFY" and isinstance(payload, dict):
+        return Verify(payload)
     if kind == "PRESENCE" and isinstance(payload, dict):
         return PresenceUpdate(
             Presence(
@@ -180,6 +189,8 @@ def encode(message: CallMessage) -> dict[str, Any]:
             return {"type": "BYE"}
         case Chat(text=text):
             return {"type": "CHAT", "payload": {"text": text}}
+        case Verify(payload=payload):
+            return {"type": "VERIFY", "payload": payload}
         case PresenceUpdate(presence=p):
             return {
                 "type": "PRESENCE",

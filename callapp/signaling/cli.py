@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--require-room-keys",
+        action="store_true",
+        help=(
+            "open rooms only for joins that carry a room key (made from an invite link's "
+            "secret); keyless joins that would create a room are refused as unauthorized "
+            "(default: rooms without a key work as in protocol v1)"
+        ),
+    )
+    parser.add_argument(
         "--ice-server",
         type=_ice_server,
         action="append",
@@ -209,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         room_capacity=args.room_capacity,
         max_room_capacity=args.max_room_capacity,
         max_rooms=args.max_rooms,
+        require_room_keys=args.require_room_keys,
         ice_servers=args.ice_server,
         max_message_bytes=args.max_message_bytes,
         rate=args.rate,

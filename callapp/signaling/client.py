@@ -6,6 +6,7 @@
     welcome = await client.connect()
     reply = await client.join("room-1")          # Created or Joined
     reply = await client.join("group", capacity=4)   # a room for 4, if it creates it
+    reply = await client.join("ours", key=room_key)  # a keyed room (callapp extension)
     async for event in client.events():
         match event:
             case Ready(peers=peers): ...
@@ -20,14 +21,18 @@ everything else the server sends arrives through
 
 When the link drops the client emits :class:`Disconnected`, reconnects with
 exponential backoff, rejoins the room it was in (asking for that room's
-capacity, so that a room a restarted server makes again has its old size)
-and emits :class:`Reconnected` with its new connection id (the server gives
-every connection a fresh one). It emits :class:`ClientClosed`, always the
-last event, when :meth:`~SignalingClient.close` is called or when it gives
-up.
+capacity, so that a room a restarted server makes again has its old size,
+and with the room key it joined with) and emits :class:`Reconnected` with
+its new connection id (the server gives every connection a fresh one). It
+emits :class:`ClientClosed`, always the last event, when
+:meth:`~SignalingClient.close` is called or when it gives up.
 
 Every failure raises a subclass of :class:`SignalingError`, whose message is
 fit to show to a user.
+
+The room key is never logged: it is left out of requests' ``repr()``, and
+websockets, which logs every frame at DEBUG, gets a logger that does not
+log at DEBUG (:class:`~callapp.signaling.messages.QuietFrames`).
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -54,10 +58,12 @@ from websockets.exceptions import (
 from websockets.frames import CloseCode
 from websockets.uri import parse_uri
 
+from callapp.signaling.invite import AddressError, normalize_server_url
 from callapp.signaling.messages import (
     MAX_MESSAGE_BYTES,
     MAX_ROOM_CAPACITY,
     MIN_ROOM_CAPACITY,
+    ROOM_KEY_LENGTH,
     Created,
     Error,
     ErrorCode,
@@ -69,6 +75,7 @@ from callapp.signaling.messages import (
     PeerJoined,
     PeerLeft,
     ProtocolError,
+    QuietFrames,
     Ready,
     Relayed,
     Send,
@@ -76,6 +83,7 @@ from callapp.signaling.messages import (
     Welcome,
     encode_request,
     is_valid_room_capacity,
+    is_valid_room_key,
     is_valid_room_name,
     parse_server_message,
 )
@@ -104,6 +112,7 @@ __all__ = [
     "SignalingClient",
     "SignalingError",
     "SignalingTimeout",
+    "Unauthorized",
     "Welcome",
     "normalize_url",
 ]
@@ -163,6 +172,21 @@ class BadCapacity(SignalingError):
         self.reason = reason
 
 
+class Unauthorized(SignalingError):
+    """The room is keyed and the join's key did not open it (``unauthorized``).
+
+    Either the join carried no key or another one, or it carried a key into
+    a room made without one. ``reason`` is the server's own words, such as
+    "this room needs the invite link's secret". The client stays where it
+    was.
+    """
+
+    def __init__(self, room: str, reason: str) -> None:
+        super().__init__(f"Not let into room {room!r}: {reason}")
+        self.room = room
+        self.reason = reason
+
+
 class ServerError(SignalingError):
     """The server answered a request with an ``error`` (other than the above).
 
@@ -192,7 +216,8 @@ class Reconnected:
 
     ``rejoined`` is the answer to the automatic rejoin of the room the client
     was in, or :obj:`None` when it was in no room or the room could not be
-    rejoined (full meanwhile); then :attr:`SignalingClient.room` is
+    rejoined (full meanwhile, or a room of that name with another key, or
+    none, was made meanwhile); then :attr:`SignalingClient.room` is
     :obj:`None` too.
     """
 
@@ -222,33 +247,27 @@ ClientEvent: TypeAlias = (
 def normalize_url(url: str) -> str:
     """Turn what a user typed into the server's native endpoint URL.
 
-    ``ws://h:p`` becomes ``ws://h:p/ws`` (a URL without a path gets
-    ``/ws``); ``http://`` and ``https://`` become ``ws://`` and ``wss://``;
-    ``h:p`` alone is taken as ``ws://h:p/ws``. Other paths are kept.
+    The rules are :func:`callapp.signaling.invite.normalize_server_url`'s
+    (the one normalizer the app's address field uses too): ``ws://h:p``
+    becomes ``ws://h:p/ws`` (a URL without a path gets ``/ws``); ``http://``
+    and ``https://`` become ``ws://`` and ``wss://`` (a browser link such as
+    an invite gives its server's ``/ws``); ``h:p`` alone is taken as
+    ``ws://h:p/ws``. Other paths are kept. The result is also one that
+    websockets accepts.
 
     Raises:
-        BadServerUrl: If no usable ``ws://`` or ``wss://`` URL results.
+        BadServerUrl: If no usable ``ws://`` or ``wss://`` URL results; the
+            message says why and how to write one.
     """
-    text = url.strip()
     hint = "use ws://HOST:PORT or wss://HOST:PORT"
-    if "://" not in text:
-        text = "ws://" + text
-    parts = urlsplit(text)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
-    if scheme not in ("ws", "wss"):
-        raise BadServerUrl(f"Not a signaling server address: {url!r} ({hint})")
     try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise BadServerUrl(f"Bad port in signaling server address {url!r} ({hint})") from None
-    if not parts.hostname:
-        raise BadServerUrl(f"No host in signaling server address {url!r} ({hint})")
-    path = parts.path if parts.path not in ("", "/") else "/ws"
-    result = urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+        result = normalize_server_url(url)
+    except AddressError as exc:
+        raise BadServerUrl(f"{str(exc).rstrip('.')} ({hint}).") from None
     try:
         parse_uri(result)
     except InvalidURI:
-        raise BadServerUrl(f"Not a signaling server address: {url!r} ({hint})") from None
+        raise BadServerUrl(f"Not a signaling server address: {url!r} ({hint}).") from None
     return result
 
 
@@ -357,6 +376,8 @@ class SignalingClient:
         self.room: str | None = None
         self.room_capacity: int | None = None
         self.welcome: Welcome | None = None
+        # The key :attr:`room` was joined with, for rejoins; never logged.
+        self._room_key: str | None = None
 
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -411,7 +432,9 @@ class SignalingClient:
         self._attach(ws, welcome)
         return welcome
 
-    async def join(self, room: str, capacity: int | None = None) -> Created | Joined:
+    async def join(
+        self, room: str, capacity: int | None = None, key: str | None = None
+    ) -> Created | Joined:
         """Join ``room`` (leaving the current room if the join succeeds).
 
         ``capacity`` (2-8, callapp extension) is the room's size should this
@@ -422,11 +445,22 @@ class SignalingClient:
         ``capacity`` (2 from a server without the extension).
         ``PeerJoined``/``Ready`` that follow arrive through :meth:`events`.
 
+        ``key`` (callapp extension) is the room key derived from the room's
+        secret (``callapp.call.security.room_key``): a join that creates the
+        room makes it a keyed room, and joining a keyed room needs the same
+        key. :obj:`None` joins as protocol v1 does. Rejoins after a
+        reconnection send it again.
+
         Raises:
             BadRoom: ``room`` is not a valid name (checked before sending).
             BadCapacity: ``capacity`` is not an integer from 2 to 8 (checked
                 before sending), or is above what the server allows.
             RoomFull: The room is at capacity; the client stays where it was.
+            Unauthorized: The room's key is another one (or the room has
+                none, or needs one); the client stays where it was.
+            ValueError: ``key`` is not shaped like a room key
+                (:data:`~callapp.signaling.messages.ROOM_KEY_LENGTH`
+                base64url characters): a bug of the caller, not the user.
             SignalingTimeout: No answer within ``request_timeout``.
             ServerError: Any other ``error`` answer (``busy``, ...).
             ConnectionLost: Not connected, or the link dropped meanwhile.
@@ -437,8 +471,13 @@ class SignalingClient:
             raise BadCapacity(
                 capacity, f"rooms hold {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY} people"
             )
+        if key is not None and not is_valid_room_key(key):
+            # Not quoted: whatever it is, it may be close to a real key.
+            raise ValueError(
+                f"a room key is {ROOM_KEY_LENGTH} base64url characters (32 bytes, unpadded)"
+            )
         async with self._lock:
-            return await self._join(room, capacity)
+            return await self._join(room, capacity, key)
 
     async def leave(self) -> None:
         """Leave the current room, if any. The server sends no answer.
@@ -449,6 +488,7 @@ class SignalingClient:
         async with self._lock:
             self.room = None
             self.room_capacity = None
+            self._room_key = None
             ws = self._ws
             if ws is not None:
                 with contextlib.suppress(ConnectionClosed):
@@ -548,6 +588,7 @@ class SignalingClient:
                     close_timeout=self.connect_timeout,
                     max_size=4 * MAX_MESSAGE_BYTES,
                     proxy=self.proxy,
+                    logger=QuietFrames(logging.getLogger("websockets.client")),
                     **tls,
                 )
                 frame = await ws.recv()
@@ -646,6 +687,8 @@ class SignalingClient:
                     return
                 if message.code == ErrorCode.BAD_ROOM:
                     pending.future.set_exception(BadRoom(pending.room))
+                elif message.code == ErrorCode.UNAUTHORIZED:
+                    pending.future.set_exception(Unauthorized(pending.room, message.message))
                 elif message.code == ErrorCode.BAD_MESSAGE and pending.capacity is not None:
                     # The join is well formed but for its capacity: above
                     # what this server allows.
@@ -726,14 +769,17 @@ class SignalingClient:
             # A capacity this client could not ask for (a newer server's
             # larger room) is left to the server's default.
             capacity = self.room_capacity if is_valid_room_capacity(self.room_capacity) else None
-            return await self._join(room, capacity)
-        except (RoomFull, BadRoom, BadCapacity, ServerError, SignalingTimeout) as exc:
+            return await self._join(room, capacity, self._room_key)
+        except (RoomFull, BadRoom, BadCapacity, Unauthorized, ServerError, SignalingTimeout) as exc:
             logger.warning("could not rejoin room %r: %s", room, exc)
             self.room = None
             self.room_capacity = None
+            self._room_key = None
             return None
 
-    async def _join(self, room: str, capacity: int | None = None) -> Created | Joined:
+    async def _join(
+        self, room: str, capacity: int | None = None, key: str | None = None
+    ) -> Created | Joined:
         ws = self._ws
         if ws is None:
             raise ConnectionLost(self._not_connected())
@@ -742,7 +788,7 @@ class SignalingClient:
         future: asyncio.Future[Created | Joined] = asyncio.get_running_loop().create_future()
         self._pending = _PendingJoin(ref, room, capacity, future)
         try:
-            await ws.send(encode_request(Join(room=room, capacity=capacity, id=ref)))
+            await ws.send(encode_request(Join(room=room, capacity=capacity, id=ref, key=key)))
             async with asyncio.timeout(self.request_timeout):
                 reply = await future
         except TimeoutError:
@@ -758,6 +804,7 @@ class SignalingClient:
             self._pending = None
         self.room = room
         self.room_capacity = reply.capacity
+        self._room_key = key
         return reply
 
     def _fail_pending(self, exc: SignalingError) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import logging
 import math
 import re
 import secrets
@@ -47,7 +48,13 @@ DEFAULT_ROOM_CAPACITY: Final = 2
 MIN_ROOM_CAPACITY: Final = 2
 MAX_ROOM_CAPACITY: Final = 8
 
+#: Characters of a room key (callapp extension): 32 bytes written base64url, unpadded.
+ROOM_KEY_LENGTH: Final = 43
+
 _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# 43 base64url characters carry 258 bits: the last one holds 4 bits of the
+# 32 bytes and two zero bits, so only these 16 letters can end a canonical key.
+_ROOM_KEY = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 #: Any JSON value, as produced by :func:`json.loads`.
@@ -106,6 +113,19 @@ class ProtocolError(Exception):
         return Error(code=self.code, message=self.message, ref=self.ref)
 
 
+class QuietFrames(logging.LoggerAdapter[logging.Logger]):
+    """A websockets logger that never logs at DEBUG, where websockets prints each frame.
+
+    A ``join`` frame carries its room key, which must never reach a log.
+    websockets decides once per connection, with ``isEnabledFor(DEBUG)``,
+    whether to log frames; this adapter always says no, and passes INFO and
+    above (connection errors, the server's listening line) through.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
 def new_connection_id() -> str:
     """A fresh, unguessable connection id: 96 random bits, 16 base64url chars."""
     return secrets.token_urlsafe(12)
@@ -114,6 +134,16 @@ def new_connection_id() -> str:
 def is_valid_room_name(name: object) -> bool:
     """True for 1-64 ASCII letters, digits, ``-``, ``_`` and ``.``."""
     return isinstance(name, str) and _ROOM_NAME.fullmatch(name) is not None
+
+
+def is_valid_room_key(key: object) -> bool:
+    """True for a room key's shape: 32 bytes written as 43 unpadded base64url characters.
+
+    Only the canonical spelling is a key (the unused low bits of the last
+    character are zero), so that one key has one spelling: the server
+    compares keys as opaque strings.
+    """
+    return isinstance(key, str) and _ROOM_KEY.fullmatch(key) is not None
 
 
 def is_valid_room_capacity(capacity: object) -> bool:
@@ -131,17 +161,24 @@ def is_valid_room_capacity(capacity: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """``{"type": "join", "room": NAME, "capacity"?: N}``.
+    """``{"type": "join", "room": NAME, "capacity"?: N, "key"?: KEY}``.
 
     ``capacity`` (callapp extension, 2-8) is the size the joiner asks for
     should this join create the room; :obj:`None` (the field absent or
     ``null``) leaves it to the server's default. It never changes an existing
     room.
+
+    ``key`` (callapp extension, see :func:`is_valid_room_key`) is the room
+    key derived from the room's secret: the join that creates a room with a
+    key makes it a keyed room, which every later join must name with the same
+    key. :obj:`None` (absent or ``null``) is a v1 join. It is left out of
+    ``repr()``, so that a logged request never shows it.
     """
 
     room: str
     capacity: int | None = None
     id: JsonValue = ABSENT
+    key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,8 +381,10 @@ def parse_request(frame: str | bytes) -> Request:
     Size and rate are the caller's to check first (see PROTOCOL.md's order).
     Raises :class:`ProtocolError` with ``bad-message`` for binary frames,
     ``bad-json``, ``bad-message`` (schema, unknown type, a ``capacity`` that
-    is not an integer from 2 to 8) or ``bad-room``. Whether this server
-    allows the capacity asked for is the router's to say.
+    is not an integer from 2 to 8, a ``key`` that is not a room key) or
+    ``bad-room``. Whether this server allows the capacity asked for, and
+    whether the key opens the room, is the router's to say. No error message
+    ever quotes the key.
     """
     obj = _load_object(frame)
     ref = obj.get("id", ABSENT)
@@ -367,7 +406,14 @@ def parse_request(frame: str | bytes) -> Request:
                 f"'capacity' must be an integer from {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY}",
                 ref,
             )
-        return Join(room=room, capacity=capacity, id=ref)
+        key = obj.get("key")
+        if key is not None and not is_valid_room_key(key):
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"'key' must be a room key: {ROOM_KEY_LENGTH} base64url characters (32 bytes)",
+                ref,
+            )
+        return Join(room=room, capacity=capacity, id=ref, key=key)
     if kind == "leave":
         return Leave(id=ref)
     if kind == "message":
@@ -544,6 +590,8 @@ def encode_request(request: Request) -> str:
             obj = {"type": "join", "room": request.room}
             if request.capacity is not None:
                 obj["capacity"] = request.capacity
+            if request.key is not None:
+                obj["key"] = request.key
         case Leave():
             obj = {"type": "leave"}
         case Send():

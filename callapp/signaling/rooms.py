@@ -1,24 +1,38 @@
 """Rooms and relaying, sans-I/O: (connection, request) in, deliveries out.
 
 :class:`RoomRouter` is the whole of protocol v1's room and relay semantics,
-with callapp's room capacity extension. It keeps which connections are live,
-which room each is in and each room's capacity, and answers every event with
-a list of :class:`Deliver` values, in the order they must be sent. It never
-performs I/O, never reads a clock and never raises because of what a peer
-sent: peer mistakes become ``error`` deliveries. Calling it wrongly (an
-event for a connection it does not know) raises ``ValueError``.
+with callapp's room capacity and room key extensions. It keeps which
+connections are live, which room each is in and each room's capacity and
+key, and answers every event with a list of :class:`Deliver` values, in the
+order they must be sent. It never performs I/O, never reads a clock and
+never raises because of what a peer sent: peer mistakes become ``error``
+deliveries. Calling it wrongly (an event for a connection it does not know)
+raises ``ValueError``.
 
 A room's capacity is fixed when it is created: the join's ``capacity`` if
 it has one, else the router's default. The room is complete (``ready`` to
 every member) when it reaches that capacity, and ``full`` from then on.
+
+A room's key is fixed when it is created too: the creating join's ``key``,
+or none. Keys are opaque strings here (what they are derived from is the
+clients' business): every later join into the room must carry the same key
+(compared in constant time), and a join carrying a key into a room made
+without one is refused as well, so that a client holding a secret never
+lands in an open room someone else made under that name. ``key(R)`` below
+is room R's key or none, ``k`` the join's.
 
 Transitions of one connection (``cap(R)`` is room R's capacity)::
 
     event                 not in a room                 in room R
     join R2 asking more   bad-message, stays            bad-message, stays in R
       than max_room_capacity
+    join R2 (exists,      unauthorized, stays           unauthorized, stays in R
+      k != key(R2))                                     (R2 = R included)
+    join R2 (new, no k,   unauthorized, stays           unauthorized, stays in R
+      require_keys)
     join R2 (new room)    -> in R2, created; cap(R2)    -> leaves R (peer-left), in
-                          = capacity asked or default   R2, created; cap(R2) likewise
+                          = capacity asked or default;  R2, created; cap(R2) and
+                          key(R2) = k                   key(R2) likewise
     join R2 (n < cap(R2)  -> in R2: joined (capacity    -> leaves R (peer-left), in
       members)            asked is ignored)             R2: joined
     join R2 (full: n =    full, stays                   full, stays in R
@@ -32,11 +46,14 @@ Transitions of one connection (``cap(R)`` is room R's capacity)::
     disconnect            forgotten                     peer-left to R; forgotten
 
 A join that brings room R to ``cap(R)`` members also sends ``ready`` to
-every member of R.
+every member of R. An ``unauthorized`` join changes nothing and tells the
+room's members nothing; it is answered before ``full``, so a refused joiner
+does not learn whether the room is full.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from callapp.signaling.messages import (
@@ -91,6 +108,9 @@ class RoomRouter:
         max_room_capacity: The largest ``capacity`` a join may ask for
             (2-8); a join asking for more is answered ``bad-message``, with
             a message saying what this server allows.
+        require_keys: Only joins that carry a ``key`` may create rooms; a
+            keyless join that would create one is answered
+            ``unauthorized``. Off by default (protocol v1's open rooms).
 
     Raises:
         ValueError: If ``capacity`` is below 2, ``max_room_capacity`` is
@@ -102,6 +122,7 @@ class RoomRouter:
         capacity: int = DEFAULT_ROOM_CAPACITY,
         max_rooms: int | None = None,
         max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
+        require_keys: bool = False,
     ) -> None:
         if capacity < MIN_ROOM_CAPACITY:
             raise ValueError(f"a room needs a capacity of at least {MIN_ROOM_CAPACITY}")
@@ -118,11 +139,14 @@ class RoomRouter:
         self.capacity = capacity
         self.max_rooms = max_rooms
         self.max_room_capacity = max_room_capacity
+        self.require_keys = require_keys
         self._room_of: dict[str, str | None] = {}
         # Members in join order: the first is the caller.
         self._rooms: dict[str, list[str]] = {}
         # Fixed by the join that created the room; forgotten with it.
         self._capacity: dict[str, int] = {}
+        # Keyed rooms only, fixed by the join that created the room; forgotten with it.
+        self._keys: dict[str, str] = {}
 
     # -- queries -----------------------------------------------------------
 
@@ -139,6 +163,10 @@ class RoomRouter:
     def capacity_of(self, room: str) -> int | None:
         """The capacity ``room`` was created with (:obj:`None` if it does not exist)."""
         return self._capacity.get(room)
+
+    def is_keyed(self, room: str) -> bool:
+        """True if ``room`` exists and was created with a key (the key itself is never exposed)."""
+        return room in self._keys
 
     def room_names(self) -> tuple[str, ...]:
         """The rooms that exist (each has at least one member), oldest first."""
@@ -200,6 +228,11 @@ class RoomRouter:
             return [Deliver(joiner, error)]
         current = self._room_of[joiner]
         members = self._rooms.get(room)
+        # Before every other room rule: a joiner without the key learns
+        # nothing about the room (its members, whether it is full).
+        refusal = self._refusal(room, request.key, exists=members is not None)
+        if refusal is not None:
+            return [Deliver(joiner, Error(ErrorCode.UNAUTHORIZED, refusal, request.id))]
         if current == room and members is not None:
             return [Deliver(joiner, Joined(room, joiner, tuple(members), self._capacity[room]))]
         if members is not None and len(members) >= self._capacity[room]:
@@ -218,6 +251,8 @@ class RoomRouter:
         if members is None:
             members = self._rooms[room] = []
             self._capacity[room] = self.capacity if asked is None else asked
+            if request.key is not None:
+                self._keys[room] = request.key
         capacity = self._capacity[room]
         members.append(joiner)
         self._room_of[joiner] = room
@@ -231,6 +266,26 @@ class RoomRouter:
             deliveries.extend(Deliver(m, Ready(room, peers)) for m in peers)
         return deliveries
 
+    def _refusal(self, room: str, key: str | None, *, exists: bool) -> str | None:
+        """Why a join carrying ``key`` may not enter ``room``, or :obj:`None` if it may."""
+        if not exists:
+            if key is None and self.require_keys:
+                return "this server opens rooms only with a secret: use an invite link"
+            return None
+        expected = self._keys.get(room)
+        if expected is None:
+            if key is None:
+                return None
+            return (
+                "this room was opened without a secret, so it is not the invite link's room;"
+                " make a new invite"
+            )
+        # Constant time, over bytes: a Join built in code may hold any text.
+        given = None if key is None else key.encode("utf-8", "surrogatepass")
+        if given is None or not hmac.compare_digest(expected.encode(), given):
+            return "this room needs the invite link's secret"
+        return None
+
     def _leave_room(self, leaver: str) -> list[Deliver]:
         room = self._room_of[leaver]
         if room is None:
@@ -241,6 +296,7 @@ class RoomRouter:
         if not members:
             del self._rooms[room]
             del self._capacity[room]
+            self._keys.pop(room, None)
         return [Deliver(m, PeerLeft(room, leaver)) for m in members]
 
     def _send(self, sender: str, request: Send) -> list[Deliver]:

@@ -17,6 +17,12 @@ queue drained by one writer task: deliveries are queued in the order the
 router produced them, so messages from one sender reach one receiver in order,
 and a slow receiver never stalls the sender's read loop.
 
+Room keys (``join``'s ``key``) are opaque strings to the server: the router
+compares them, nothing logs them. websockets' own DEBUG log would print
+every frame, a keyed ``join`` included, so the server hands it a logger
+that never logs at DEBUG (:class:`QuietFrames`); refused joins are counted
+in ``callapp_signaling_unauthorized_joins_total``.
+
 The server runs inside whatever asyncio loop is already running (the desktop
 app runs it on qasync)::
 
@@ -45,6 +51,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
+from prometheus_client import Counter
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -59,8 +66,10 @@ from callapp.signaling.messages import (
     ApigwSend,
     Error,
     ErrorCode,
+    Join,
     JsonValue,
     ProtocolError,
+    QuietFrames,
     Relayed,
     Send,
     ServerMessage,
@@ -73,6 +82,7 @@ from callapp.signaling.messages import (
     parse_request,
 )
 from callapp.signaling.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from callapp.signaling.metrics import PREFIX as METRICS_PREFIX
 from callapp.signaling.metrics import SignalingMetrics
 from callapp.signaling.rooms import (
     DEFAULT_MAX_ROOM_CAPACITY,
@@ -209,6 +219,9 @@ class SignalingServer:
             people") and joins nothing.
         max_rooms: Rooms that may exist at once; a join that would create one
             more is answered ``busy``. :obj:`None` means no limit.
+        require_room_keys: Only joins that carry a room ``key`` may create
+            rooms (a keyless one is answered ``unauthorized``). Off by
+            default: rooms without a key work as in protocol v1.
         ice_servers: ``RTCIceServer`` objects sent in every ``welcome``.
         max_message_bytes: Largest message accepted, in bytes after
             reassembly (the limit itself is allowed); larger ones are answered
@@ -251,6 +264,7 @@ class SignalingServer:
         room_capacity: int = DEFAULT_ROOM_CAPACITY,
         max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
         max_rooms: int | None = None,
+        require_room_keys: bool = False,
         ice_servers: Iterable[Mapping[str, Any]] = (),
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_frame_bytes: int | None = None,
@@ -307,11 +321,19 @@ class SignalingServer:
         self._clock = clock
 
         self.router = RoomRouter(
-            capacity=room_capacity, max_rooms=max_rooms, max_room_capacity=max_room_capacity
+            capacity=room_capacity,
+            max_rooms=max_rooms,
+            max_room_capacity=max_room_capacity,
+            require_keys=require_room_keys,
         )
         self.metrics = SignalingMetrics(
             connections=lambda: self.router.connection_count,
             rooms=lambda: self.router.room_count,
+        )
+        self.unauthorized_joins = Counter(
+            f"{METRICS_PREFIX}_unauthorized_joins",
+            "Joins refused because their room key was missing or wrong",
+            registry=self.metrics.registry,
         )
         self._peers: dict[str, _Peer] = {}
         self._per_address: Tally[str] = Tally()
@@ -342,6 +364,7 @@ class SignalingServer:
             open_timeout=self.open_timeout,
             close_timeout=self.close_timeout,
             ssl=self.ssl_context,
+            logger=QuietFrames(logging.getLogger("websockets.server")),
         )
         self._port = self._server.sockets[0].getsockname()[1]
         logger.info("signaling server listening on %s", self.url)
@@ -582,7 +605,10 @@ class SignalingServer:
                     _peek_ref(frame),
                 )
             if peer.endpoint == "ws":
-                deliveries = self.router.handle(peer.id, parse_request(frame))
+                request = parse_request(frame)
+                deliveries = self.router.handle(peer.id, request)
+                if isinstance(request, Join):
+                    self._note_join(peer, request, deliveries)
             else:
                 deliveries = self._route_apigw(peer, frame)
                 # An error answer already names the sender; anything else
@@ -604,6 +630,23 @@ class SignalingServer:
                 logger.warning("%s keeps sending bad messages; closing it", peer.id)
                 self._enqueue(peer, _Close(CloseCode.POLICY_VIOLATION, "too many bad messages"))
                 break
+
+    def _note_join(self, peer: _Peer, join: Join, deliveries: Iterable[Deliver]) -> None:
+        """Count and log (without its key, ever) a join the router refused as unauthorized."""
+        for delivery in deliveries:
+            message = delivery.message
+            if (
+                delivery.to == peer.id
+                and isinstance(message, Error)
+                and message.code == ErrorCode.UNAUTHORIZED
+            ):
+                self.unauthorized_joins.inc()
+                logger.debug(
+                    "%s was refused room %r (%s)",
+                    peer.id,
+                    join.room,
+                    "its key does not open it" if join.key is not None else "no key",
+                )
 
     def _route_apigw(self, peer: _Peer, frame: str | bytes) -> list[Deliver]:
         """Route one /apigw frame (its answer is the caller's to send)."""

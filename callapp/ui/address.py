@@ -1,83 +1,38 @@
 """Server addresses: checking what a person typed, and what to tell the other person.
 
 Pure functions (no Qt, no sockets opened except the address probe), so the
-rules are unit-testable.
+rules are unit-testable. What a server address may look like is decided in
+one place, :mod:`callapp.signaling.invite` (the signaling client reads
+addresses with the same rules); :func:`normalize_server_url` and
+:class:`AddressError` are that module's, re-exported here for the UI.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Callable, Iterable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+
+from callapp.signaling.invite import WS_PATH, AddressError, normalize_server_url
+
+__all__ = [
+    "DEFAULT_PORT",
+    "LOOPBACK",
+    "WS_PATH",
+    "AddressError",
+    "choose_lan_address",
+    "invite_hint",
+    "invite_url",
+    "local_address_candidates",
+    "normalize_server_url",
+    "port_is_free",
+    "server_url",
+]
 
 #: The port Host tries first; any free port is used when it is taken.
 DEFAULT_PORT = 8765
-#: The path of the native signaling endpoint (protocol v1).
-WS_PATH = "/ws"
 LOOPBACK = "127.0.0.1"
-
-_HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-
-
-class AddressError(ValueError):
-    """A server address that cannot be used; ``str()`` says why, in plain words."""
-
-
-def normalize_server_url(text: str) -> str:
-    """Turn what a person typed into a ``ws://host:port/ws`` URL, or raise AddressError.
-
-    Forgiving where the meaning is clear: ``host:port`` gets ``ws://`` and
-    ``/ws``; ``http(s)://`` becomes ``ws(s)://``. Strict where it is not:
-    other schemes, spaces, a missing host or a bad port are refused.
-    """
-    raw = text.strip()
-    if not raw:
-        raise AddressError("Enter the server address, for example ws://192.168.1.20:8765/ws.")
-    if any(ch.isspace() for ch in raw):
-        raise AddressError(f"The server address {raw!r} contains spaces.")
-    if "://" not in raw:
-        raw = "ws://" + raw
-    parts = urlsplit(raw)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
-    if scheme not in ("ws", "wss"):
-        raise AddressError(
-            f"The server address must start with ws:// or wss://, not {parts.scheme}://."
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise AddressError(
-            f"The port in {text.strip()!r} is not a number from 1 to 65535."
-        ) from None
-    host = parts.hostname or ""
-    if not host:
-        raise AddressError(f"The server address {text.strip()!r} has no host name.")
-    if not _valid_host(host):
-        raise AddressError(f"{host!r} is not a valid host name or IP address.")
-    if port == 0:
-        raise AddressError(f"The port in {text.strip()!r} is not a number from 1 to 65535.")
-    if parts.query or parts.fragment:
-        raise AddressError("The server address should not contain '?' or '#'.")
-    path = parts.path or WS_PATH
-    if path == "/":
-        path = WS_PATH
-    shown_host = f"[{host}]" if ":" in host else host
-    netloc = shown_host if port is None else f"{shown_host}:{port}"
-    return f"{scheme}://{netloc}{path}"
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    if re.fullmatch(r"[0-9.]+", host):  # looks like an IPv4 address but is not one
-        return False
-    return bool(_HOST_RE.match(host)) and ".." not in host
 
 
 def server_url(host: str, port: int, *, tls: bool = False) -> str:

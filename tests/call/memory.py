@@ -164,12 +164,13 @@ class MemoryHub:
                 channel._receive(message)
 
     def _join(
-        self, joiner: str, room: str, capacity: int | None, ref: str
+        self, joiner: str, room: str, capacity: int | None, ref: str, key: str | None = None
     ) -> messages.ServerMessage | messages.UnknownServerMessage:
         """Route a join; returns its answer and dispatches everything else."""
         answer: messages.ServerMessage | messages.UnknownServerMessage | None = None
         rest: list[_Received] = []
-        for to, message in self._route(joiner, messages.Join(room, capacity, id=ref)):
+        join = messages.Join(room, capacity, id=ref, key=key)
+        for to, message in self._route(joiner, join):
             if answer is None and to == joiner and _answers(message, room, ref):
                 answer = message
             else:
@@ -208,6 +209,7 @@ class MemoryChannel:
         self._closed = False
         self._room: str | None = None
         self._room_capacity: int | None = None
+        self._room_key: str | None = None
         self._refs = itertools.count(1)
 
     @property
@@ -254,7 +256,7 @@ class MemoryChannel:
         return self._id
 
     async def join(
-        self, room: str, capacity: int | None = None
+        self, room: str, capacity: int | None = None, key: str | None = None
     ) -> messages.Created | messages.Joined:
         """Join ``room``, asking for ``capacity`` should this create it.
 
@@ -264,11 +266,14 @@ class MemoryChannel:
         a capacity the hub does not allow or ``busy``; the channel then
         stays where it was.
         """
-        answer = self._hub._join(self._require(), room, capacity, f"join-{next(self._refs)}")
+        answer = self._hub._join(self._require(), room, capacity, f"join-{next(self._refs)}", key)
         match answer:
             case messages.Created() | messages.Joined():
                 self._room, self._room_capacity = room, answer.capacity
+                self._room_key = key
                 return answer
+            case messages.Error(code=messages.ErrorCode.UNAUTHORIZED):
+                raise errors.RoomLockedError(answer.message)
             case messages.Full():
                 raise _call_error(client.RoomFull(room))
             case messages.Error(code=messages.ErrorCode.BAD_ROOM):
@@ -334,7 +339,7 @@ class MemoryChannel:
                 if not messages.is_valid_room_capacity(capacity):
                     capacity = None
                 try:
-                    reply = await self.join(self._room, capacity)
+                    reply = await self.join(self._room, capacity, self._room_key)
                     rejoined = True
                 except errors.CallError:
                     self._room = self._room_capacity = None

@@ -159,6 +159,19 @@ async def test_max_room_capacity_bounds_what_creators_ask_for(running: list[Runn
     }
 
 
+async def test_require_room_keys(running: list[Running]) -> None:
+    run = await start_cli("--require-room-keys")
+    running.append(run)
+    ws = await open_ws(run.url)
+    await recv_json(ws)  # welcome
+    await send_json(ws, {"type": "join", "room": "open", "id": 1})
+    refused = await recv_json(ws)
+    assert (refused["type"], refused["code"], refused["ref"]) == ("error", "unauthorized", 1)
+    key = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq80"
+    await send_json(ws, {"type": "join", "room": "keyed", "key": key})
+    assert (await recv_json(ws))["type"] == "created"
+
+
 async def test_bad_arguments_in_a_subprocess() -> None:
     process = await asyncio.create_subprocess_exec(
         str(SCRIPT),

@@ -108,13 +108,16 @@ def free_port() -> int:
         ("https://h", "wss://h/ws"),
         ("  h:8765 ", "ws://h:8765/ws"),
         ("ws://[::1]:9/ws", "ws://[::1]:9/ws"),
+        ("http://h:1/?room=r#secret=9ysMfMT9xVNbmulSVnJK_A", "ws://h:1/ws"),  # an invite link
     ],
 )
 def test_normalize_url(given: str, expected: str) -> None:
     assert normalize_url(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["ftp://h/", "ws://", "ws://h:99999", "ws://h:port", ""])
+@pytest.mark.parametrize(
+    "bad", ["ftp://h/", "ws://", "ws://h:99999", "ws://h:port", "", "ws//h:1", "ws://h/ws?x"]
+)
 def test_bad_urls(bad: str) -> None:
     with pytest.raises(BadServerUrl, match="ws://HOST:PORT"):
         SignalingClient(bad)

@@ -8,6 +8,7 @@ code the sans-I/O core itself produces is provoked (``too-large`` and
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -23,6 +24,7 @@ from callapp.signaling.messages import (
     MAX_ROOM_CAPACITY,
     MIN_ROOM_CAPACITY,
     PROTOCOL_VERSION,
+    ROOM_KEY_LENGTH,
     ApigwPing,
     ApigwSend,
     Created,
@@ -47,6 +49,7 @@ from callapp.signaling.messages import (
     encode_apigw_answer,
     encode_request,
     is_valid_room_capacity,
+    is_valid_room_key,
     is_valid_room_name,
     new_connection_id,
     parse_apigw_request,
@@ -56,6 +59,8 @@ from callapp.signaling.messages import (
     to_json_object,
 )
 
+#: A room key as clients send it: 32 bytes, 43 unpadded base64url characters.
+KEY = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq80"
 ID_A = "AAAAAAAAAAAAAAAA"
 ID_B = "b-b_bbbbbbbbbbbbbbbb"
 
@@ -159,7 +164,7 @@ def test_a_client_cannot_choose_its_from() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    request = parse_request(frame({"type": "join", "room": "r", "key": "x", "v": 2}))
+    request = parse_request(frame({"type": "join", "room": "r", "colour": "x", "v": 2}))
     assert request == Join(room="r")
 
 
@@ -390,6 +395,68 @@ def test_the_room_name_is_checked_before_the_capacity() -> None:
 
 def test_room_capacity_bounds() -> None:
     assert (MIN_ROOM_CAPACITY, DEFAULT_ROOM_CAPACITY, MAX_ROOM_CAPACITY) == (2, 2, 8)
+
+
+# --------------------------------------------------------------------------
+# join's key (callapp extension)
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_any_32_bytes_written_base64url_are_a_room_key(raw: bytes) -> None:
+    key = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert len(key) == ROOM_KEY_LENGTH == 43
+    assert is_valid_room_key(key)
+    request = parse_request(frame({"type": "join", "room": "r", "key": key, "id": 1}))
+    assert request == Join(room="r", id=1, key=key)
+
+
+def test_a_null_key_is_no_key() -> None:
+    request = parse_request(frame({"type": "join", "room": "r", "key": None}))
+    assert request == Join(room="r")
+    assert isinstance(request, Join)
+    assert request.key is None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        KEY[:-1],  # 42 characters
+        KEY + "A",  # 44
+        KEY[:-1] + "=",  # padding is not base64url without padding
+        KEY[:-2] + "+/",  # standard base64, not base64url
+        KEY[:-1] + "B",  # non-canonical: the unused low bits must be zero
+        " " + KEY[1:],
+        "é" * 43,
+        42,
+        True,
+        [KEY],
+        {"key": KEY},
+    ],
+    ids=repr,
+)
+def test_a_key_that_is_not_a_room_key_is_bad_message(key: Any) -> None:
+    error = protocol_error(parse_request, frame({"type": "join", "room": "r", "key": key, "id": 3}))
+    assert error.code is ErrorCode.BAD_MESSAGE
+    assert error.ref == 3
+    assert "'key' must be a room key: 43 base64url characters" in error.message
+    assert not is_valid_room_key(key)
+    if isinstance(key, str) and key:
+        assert key not in error.message  # never quoted back
+
+
+def test_the_room_name_and_capacity_are_checked_before_the_key() -> None:
+    bad_room = frame({"type": "join", "room": "a b", "key": "x"})
+    assert protocol_error(parse_request, bad_room).code is ErrorCode.BAD_ROOM
+    bad_capacity = frame({"type": "join", "room": "r", "capacity": 0, "key": "x"})
+    assert "'capacity'" in protocol_error(parse_request, bad_capacity).message
+
+
+def test_the_key_is_not_in_a_joins_repr() -> None:
+    join = Join(room="r", capacity=3, id=1, key=KEY)
+    assert KEY not in repr(join)
+    assert KEY not in str(join)
+    assert "r" in repr(join)
 
 
 def test_room_names_are_case_sensitive() -> None:
@@ -725,6 +792,11 @@ def test_server_error_without_ref_parses_with_absent_ref() -> None:
         (Join("r", id=1), {"type": "join", "room": "r", "id": 1}),
         (Join("r", capacity=3), {"type": "join", "room": "r", "capacity": 3}),
         (Join("g", capacity=8, id="j"), {"type": "join", "room": "g", "capacity": 8, "id": "j"}),
+        (Join("k", key=KEY), {"type": "join", "room": "k", "key": KEY}),
+        (
+            Join("k", capacity=3, id=2, key=KEY),
+            {"type": "join", "room": "k", "capacity": 3, "key": KEY, "id": 2},
+        ),
         (Leave(), {"type": "leave"}),
         (Leave(id=None), {"type": "leave", "id": None}),
         (Send(data={"type": "BYE"}), {"type": "message", "data": {"type": "BYE"}}),

@@ -46,9 +46,13 @@ class Wire:
         capacity: int = DEFAULT_ROOM_CAPACITY,
         max_rooms: int | None = None,
         max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
+        require_keys: bool = False,
     ):
         self.router = RoomRouter(
-            capacity=capacity, max_rooms=max_rooms, max_room_capacity=max_room_capacity
+            capacity=capacity,
+            max_rooms=max_rooms,
+            max_room_capacity=max_room_capacity,
+            require_keys=require_keys,
         )
 
     def connect(self, *ids: str) -> None:
@@ -585,6 +589,118 @@ def test_moving_out_of_a_room_one_is_alone_in_is_not_busy() -> None:
     assert wire.join(ALICE, "r2") == [(ALICE, created("r2", ALICE))]
     assert wire.router.room_count == 1
     assert wire.router.capacity_of("r1") is None
+
+
+# --------------------------------------------------------------------------
+# Room keys (callapp extension)
+
+KEY = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq80"
+OTHER_KEY = "3q2-7w" + "A" * 36 + "g"
+NEEDS_SECRET = "this room needs the invite link's secret"
+
+
+def refused(out: Out, who: str, ref: Any = "absent") -> str:
+    """The message of the single ``unauthorized`` answer to ``who`` in ``out``."""
+    assert error_code(out) == (who, "unauthorized", ref)
+    message: str = out[0][1]["message"]
+    return message
+
+
+def test_the_creator_of_a_keyed_room_gets_created_as_usual(wire: Wire) -> None:
+    assert wire.join(ALICE, "k", key=KEY) == [(ALICE, created("k", ALICE))]
+    assert wire.router.is_keyed("k")
+    assert not wire.router.is_keyed("nowhere")
+
+
+def test_a_keyed_room_needs_its_key_from_every_later_joiner(wire: Wire) -> None:
+    wire.join(ALICE, "k", key=KEY)
+    before = wire.state()
+    assert refused(wire.join(BOB, "k", id=1), BOB, 1) == NEEDS_SECRET
+    assert refused(wire.join(BOB, "k", key=OTHER_KEY, id=2), BOB, 2) == NEEDS_SECRET
+    assert refused(wire.join(BOB, "k", key=None), BOB) == NEEDS_SECRET
+    assert wire.state() == before  # and ALICE heard nothing of it
+    assert wire.join(BOB, "k", key=KEY) == [
+        (BOB, joined("k", BOB, ALICE, BOB)),
+        (ALICE, peer_joined("k", BOB)),
+        (ALICE, ready("k", ALICE, BOB)),
+        (BOB, ready("k", ALICE, BOB)),
+    ]
+
+
+def test_unauthorized_comes_before_full_so_nothing_is_revealed(wire: Wire) -> None:
+    wire.join(ALICE, "k", key=KEY)
+    wire.join(BOB, "k", key=KEY)
+    assert refused(wire.join(CAROL, "k"), CAROL) == NEEDS_SECRET
+    assert wire.join(CAROL, "k", key=KEY) == [(CAROL, full("k"))]
+
+
+def test_an_unauthorized_join_leaves_the_joiner_where_it_was(pair: Wire) -> None:
+    pair.join(CAROL, "k", key=KEY)
+    before = pair.state()
+    refused(pair.join(BOB, "k", key=OTHER_KEY), BOB)  # ALICE gets no peer-left
+    assert pair.state() == before
+    assert pair.router.room_of(BOB) == "r"
+
+
+def test_a_key_sent_to_a_room_made_without_one_is_unauthorized(pair: Wire) -> None:
+    pair.leave(BOB)
+    message = refused(pair.join(BOB, "r", key=KEY), BOB)
+    assert "without a secret" in message
+    assert pair.router.members("r") == (ALICE,)
+    # v1 joins into the open room work as before.
+    assert pair.join(BOB, "r")[0] == (BOB, joined("r", BOB, ALICE, BOB))
+
+
+def test_the_key_is_checked_on_a_rejoin_of_ones_own_room(wire: Wire) -> None:
+    wire.join(ALICE, "k", key=KEY)
+    refused(wire.join(ALICE, "k"), ALICE)
+    assert wire.router.members("k") == (ALICE,)  # still in, unchanged
+    assert wire.join(ALICE, "k", key=KEY) == [(ALICE, joined("k", ALICE, ALICE))]
+
+
+def test_the_key_is_forgotten_with_the_room(wire: Wire) -> None:
+    wire.join(ALICE, "k", key=KEY)
+    wire.close(ALICE)
+    assert not wire.router.is_keyed("k")
+    # The next creator chooses again: no key, or another one.
+    assert wire.join(BOB, "k") == [(BOB, created("k", BOB))]
+    wire.leave(BOB)
+    assert wire.join(CAROL, "k", key=OTHER_KEY) == [(CAROL, created("k", CAROL))]
+    refused(wire.join(DAVE, "k", key=KEY), DAVE)
+
+
+def test_keyed_and_open_rooms_live_side_by_side(wire: Wire) -> None:
+    wire.join(ALICE, "k", key=KEY)
+    wire.join(BOB, "open")
+    assert wire.join(CAROL, "open")[0] == (CAROL, joined("open", CAROL, BOB, CAROL))
+    assert wire.join(DAVE, "k", key=KEY)[0] == (DAVE, joined("k", DAVE, ALICE, DAVE))
+
+
+def test_a_capacity_above_the_maximum_is_refused_before_the_key(wire: Wire) -> None:
+    wire.join(ALICE, "k", key=KEY)
+    assert error_code(wire.join(BOB, "k", capacity=8)) == (BOB, "bad-message", "absent")
+
+
+def test_the_key_never_appears_in_what_is_sent(wire: Wire) -> None:
+    out = wire.join(ALICE, "k", key=KEY)
+    out += wire.join(BOB, "k", key=OTHER_KEY)
+    out += wire.join(BOB, "k", key=KEY)
+    assert out
+    for _, obj in out:
+        text = json.dumps(obj)
+        assert KEY not in text
+        assert OTHER_KEY not in text
+
+
+def test_require_keys_opens_rooms_only_for_keyed_joins() -> None:
+    wire = Wire(require_keys=True)
+    wire.connect(ALICE, BOB)
+    message = refused(wire.join(ALICE, "open", id="a"), ALICE, "a")
+    assert "only with a secret" in message
+    assert wire.router.room_count == 0
+    assert wire.join(ALICE, "k", key=KEY) == [(ALICE, created("k", ALICE))]
+    refused(wire.join(BOB, "k"), BOB)
+    assert wire.join(BOB, "k", key=KEY)[0] == (BOB, joined("k", BOB, ALICE, BOB))
 
 
 # --------------------------------------------------------------------------

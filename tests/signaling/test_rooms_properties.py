@@ -2,12 +2,15 @@
 
 Hypothesis drives connect/join/leave/send (to an id or the room)/disconnect
 over a few connections and rooms, with a default capacity of 2..4, a
-max_room_capacity of up to 2 more, and an optional max_rooms. Joins ask for
-random capacities (none; allowed; above the server's maximum; outside 2..8
-altogether), so rooms of different capacities live side by side. A
-plain-dict model of PROTOCOL.md's rules and of docs/protocol.md's capacity
-extension predicts what each step must deliver; the router's own state and
-every delivery are checked against it and against the protocol's invariants.
+max_room_capacity of up to 2 more, an optional max_rooms and, sometimes,
+require_keys. Joins ask for random capacities (none; allowed; above the
+server's maximum; outside 2..8 altogether) and carry random room keys (none,
+or one of two), so rooms of different capacities, keyed and open, live side
+by side. A plain-dict model of PROTOCOL.md's rules and of docs/protocol.md's
+capacity and room secret extensions predicts what each step must deliver;
+the router's own state and every delivery are checked against it and
+against the protocol's invariants (an ``unauthorized`` join changes nothing
+and reaches only the joiner).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ connections = st.sampled_from(CONNECTIONS)
 rooms = st.sampled_from(ROOMS)
 # Mostly none or a plausible size; sometimes outside 2..8 (a Join built in code).
 asked_capacities = st.none() | st.integers(min_value=2, max_value=6) | st.sampled_from([0, 1, 9])
+# Room keys are opaque to the router: two valid ones, and none (a v1 join).
+KEYS = ("q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq80", "3q2-7w" + "A" * 36 + "g")
+keys = st.sampled_from((None, *KEYS))
 
 
 class RouterMachine(RuleBasedStateMachine):
@@ -58,11 +64,14 @@ class RouterMachine(RuleBasedStateMachine):
         self.capacity = 2
         self.max_room_capacity = 4
         self.max_rooms: int | None = None
+        self.require_keys = False
         # The model: live connections -> room (or None); rooms -> members in
-        # join order; rooms -> the capacity they were created with.
+        # join order; rooms -> the capacity and the key (or None) they were
+        # created with.
         self.room_of: dict[str, str | None] = {}
         self.rooms: dict[str, list[str]] = {}
         self.capacity_of: dict[str, int] = {}
+        self.key_of: dict[str, str | None] = {}
         self.serial = 0
 
     # -- set-up ----------------------------------------------------------------
@@ -71,13 +80,20 @@ class RouterMachine(RuleBasedStateMachine):
         capacity=st.integers(min_value=2, max_value=4),
         headroom=st.integers(min_value=0, max_value=2),
         max_rooms=st.sampled_from([None, 1, 2]),
+        require_keys=st.sampled_from([False, False, True]),
     )
-    def start(self, capacity: int, headroom: int, max_rooms: int | None) -> None:
+    def start(
+        self, capacity: int, headroom: int, max_rooms: int | None, require_keys: bool
+    ) -> None:
         self.capacity = capacity
         self.max_room_capacity = capacity + headroom
         self.max_rooms = max_rooms
+        self.require_keys = require_keys
         self.router = RoomRouter(
-            capacity=capacity, max_rooms=max_rooms, max_room_capacity=self.max_room_capacity
+            capacity=capacity,
+            max_rooms=max_rooms,
+            max_room_capacity=self.max_room_capacity,
+            require_keys=require_keys,
         )
 
     @property
@@ -99,6 +115,7 @@ class RouterMachine(RuleBasedStateMachine):
             self.r.connection_count,
             self.r.room_count,
             tuple(self.r.members(room) for room in ROOMS),
+            tuple(self.r.is_keyed(room) for room in ROOMS),
             tuple(self.r.room_of(c) for c in CONNECTIONS),
         )
 
@@ -121,6 +138,7 @@ class RouterMachine(RuleBasedStateMachine):
         if not members:
             del self.rooms[room]
             del self.capacity_of[room]
+            del self.key_of[room]
         return [Deliver(m, PeerLeft(room, leaver)) for m in members]
 
     @staticmethod
@@ -147,14 +165,14 @@ class RouterMachine(RuleBasedStateMachine):
         self.room_of[c] = None
 
     @precondition(lambda self: self.router is not None)
-    @rule(c=connections, room=rooms, asked=asked_capacities)
-    def join(self, c: str, room: str, asked: int | None) -> None:
+    @rule(c=connections, room=rooms, asked=asked_capacities, key=keys)
+    def join(self, c: str, room: str, asked: int | None, key: str | None) -> None:
         if c not in self.room_of:
-            self._misuse(c, lambda: self.r.handle(c, Join(room, capacity=asked)))
+            self._misuse(c, lambda: self.r.handle(c, Join(room, capacity=asked, key=key)))
             return
         self.serial += 1
         before = self._snapshot()
-        out = self.r.handle(c, Join(room, capacity=asked, id=self.serial))
+        out = self.r.handle(c, Join(room, capacity=asked, id=self.serial, key=key))
         self._check_common(None, out)
         current = self.room_of[c]
         members = self.rooms.get(room)
@@ -164,6 +182,16 @@ class RouterMachine(RuleBasedStateMachine):
             message = _message(out)
             assert out == [Deliver(c, Error(ErrorCode.BAD_MESSAGE, message, self.serial))]
             assert f"2 to {self.max_room_capacity} people" in message
+            assert self._snapshot() == before
+            return
+        # A key that does not match the room's (a keyed room without it or
+        # with another, an open room with one), or no key for a new room when
+        # keys are required: refused before any other room rule, to the
+        # joiner alone, changing nothing.
+        if (members is not None and key != self.key_of[room]) or (
+            members is None and key is None and self.require_keys
+        ):
+            assert out == [Deliver(c, Error(ErrorCode.UNAUTHORIZED, _message(out), self.serial))]
             assert self._snapshot() == before
             return
         if current == room:
@@ -183,8 +211,9 @@ class RouterMachine(RuleBasedStateMachine):
         expected = self._departure(c)
         self._check_one_peer_left_each(out, c, old_members)
         if room not in self.rooms:
-            # Only the join that creates the room sets its capacity.
+            # Only the join that creates the room sets its capacity and key.
             self.capacity_of[room] = self.capacity if asked is None else asked
+            self.key_of[room] = key
         capacity = self.capacity_of[room]
         members = self.rooms.setdefault(room, [])
         members.append(c)
@@ -279,6 +308,10 @@ class RouterMachine(RuleBasedStateMachine):
                 assert 2 <= capacity <= self.max_room_capacity
                 assert len(members) <= capacity
             assert (len(members) > 0) == (room in self.rooms)
+            # Keyed exactly when its creator sent a key; with require_keys, always.
+            assert self.r.is_keyed(room) == (self.key_of.get(room) is not None)
+            if self.require_keys and room in self.rooms:
+                assert self.r.is_keyed(room)
             # Only live members.
             assert all(self.r.is_connected(m) for m in members)
         if self.max_rooms is not None:

@@ -32,10 +32,22 @@ from callapp.ui.status import call_duration, format_duration, stats_text, status
         ("https://calls.example.org/ws", "wss://calls.example.org/ws"),
         ("WS://Example.org:1/custom", "ws://example.org:1/custom"),
         ("ws://[::1]:8765/ws", "ws://[::1]:8765/ws"),
+        # The browser link Host shows, pasted into the server field.
+        ("http://192.168.1.20:8765/?room=blue-fox-42", "ws://192.168.1.20:8765/ws"),
+        ("https://10.0.0.7:9000/?room=r#secret=9ysMfMT9xVNbmulSVnJK_A", "wss://10.0.0.7:9000/ws"),
     ],
 )
 def test_server_urls_are_normalized(typed: str, url: str) -> None:
     assert normalize_server_url(typed) == url
+
+
+def test_the_ui_and_the_signaling_client_share_one_normalizer() -> None:
+    from callapp.signaling import invite
+
+    assert normalize_server_url is invite.normalize_server_url
+    assert AddressError is invite.AddressError
+    # The pasted link's room is the invite parser's to read.
+    assert invite.parse_invite("http://192.168.1.20:8765/?room=blue-fox-42").room == "blue-fox-42"
 
 
 @pytest.mark.parametrize(
@@ -50,6 +62,9 @@ def test_server_urls_are_normalized(typed: str, url: str) -> None:
         ("ws://300.1.1.1:8765/ws", "not a valid host name"),
         ("ws://exa_mple.org/ws", "not a valid host name"),
         ("ws://example.org/ws?x=1", "should not contain"),
+        # Not "ws://ws//host": a mistyped scheme is said to be one.
+        ("ws//host", "looks mistyped"),
+        ("ws//192.168.1.20:8765/ws", "looks mistyped"),
     ],
 )
 def test_bad_server_urls_are_refused_in_words(typed: str, words: str) -> None:
