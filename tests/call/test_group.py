@@ -234,18 +234,30 @@ ACTIONS = st.lists(
 
 
 class Departures:
-    """Counts, per session, the legs that ended to each peer id."""
+    """Counts, per session, the legs that started and ended to each peer id."""
 
     def __init__(self, session: CallSession) -> None:
+        self.started: dict[str, int] = {}
         self.ended: dict[str, int] = {}
-        self._live: set[str] = set()
+        self.live: set[str] = set()
         session.subscribe(self._on_snapshot)
 
     def _on_snapshot(self, snapshot: SessionSnapshot) -> None:
         now = {leg.peer_id for leg in snapshot.legs}
-        for gone in self._live - now:
+        for gone in self.live - now:
             self.ended[gone] = self.ended.get(gone, 0) + 1
-        self._live = now
+        for new in now - self.live:
+            self.started[new] = self.started.get(new, 0) + 1
+        self.live = now
+
+    def check(self) -> None:
+        """Every leg that started ended exactly once, unless it is still live."""
+        for peer_id, started in self.started.items():
+            still = 1 if peer_id in self.live else 0
+            assert self.ended.get(peer_id, 0) == started - still, (peer_id, self)
+
+    def __repr__(self) -> str:
+        return f"started={self.started} ended={self.ended} live={self.live}"
 
 
 async def run_scenario(actions: list[tuple[str, int]]) -> None:
@@ -253,6 +265,7 @@ async def run_scenario(actions: list[tuple[str, int]]) -> None:
     made = [CallSession(make_config(connect_timeout=6.0), channel=hub.channel()) for _ in range(4)]
     departures = [Departures(s) for s in made]
     in_room: list[CallSession] = []  # join order
+    departed: set[str] = set()  # connection ids that left the room at some point
     ever: dict[int, set[str]] = {i: set() for i in range(4)}
     try:
         for session in made:
@@ -263,11 +276,13 @@ async def run_scenario(actions: list[tuple[str, int]]) -> None:
                 await session.join_room("mesh", capacity=4)
                 in_room.append(session)
             elif action in ("leave", "hang_up") and session in in_room:
+                departed.add(session.my_id)
                 await (session.leave_room() if action == "leave" else session.hang_up())
                 in_room.remove(session)
             elif action == "drop" and session in in_room:
                 channel = session._channel
                 assert isinstance(channel, MemoryChannel)
+                departed.add(session.my_id)
                 channel.drop()  # gone without a word; the hub says peer-left
                 in_room.remove(session)
                 await wait_for(session, lambda s: s.phase is CallPhase.RECONNECTING, 3)
