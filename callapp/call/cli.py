@@ -48,6 +48,7 @@ from callapp.call.config import CODECS, CallConfig
 from callapp.call.errors import CallError
 from callapp.call.recording import CallRecording
 from callapp.call.report import session_report
+from callapp.call.security import decode_secret, new_room_secret
 from callapp.call.session import MAX_CAPACITY, CallSession
 from callapp.call.state import (
     CallPhase,
@@ -59,6 +60,7 @@ from callapp.call.state import (
 )
 from callapp.media.audio_sources import open_audio_source
 from callapp.media.devices import list_audio_devices, portaudio_problem
+from callapp.signaling.invite import format_invite, parse_invite
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -79,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", metavar="URL", help="signaling server, ws://HOST:PORT/ws")
     where.add_argument(
+        "--invite",
+        metavar="URL",
+        help="join with an invite link (server, room and secret in one)",
+    )
+    where.add_argument(
         "--host",
         nargs="?",
         const="127.0.0.1",
@@ -89,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--room", metavar="NAME", help="join this room and call whoever is there")
     who.add_argument("--to", metavar="ID", help="dial this connection id")
+    parser.add_argument(
+        "--room-secret",
+        metavar="S",
+        help="with --room: the room's secret (as in an invite); with --host, a new one is made",
+    )
     parser.add_argument(
         "--capacity",
         type=int,
@@ -402,7 +414,9 @@ class Runner:
         self._waiting_since = time.monotonic()
         if self.args.room:
             self.started_at = time.monotonic()
-            await session.join_room(self.args.room, capacity=self.args.capacity)
+            await session.join_room(
+                self.args.room, capacity=self.args.capacity, secret=self.args.room_secret
+            )
             say(f"joined room: {self.args.room}")
         elif self.args.to:
             self.started_at = time.monotonic()
@@ -421,6 +435,10 @@ async def run(args: argparse.Namespace) -> int:
             say_error(f"cannot start the signaling server: {exc}")
             return EXIT_FAILED
         say(f"server: {server.url}")
+        if args.room:
+            if args.room_secret is None:
+                args.room_secret = new_room_secret()
+            say(f"invite: {format_invite(server.url, args.room, secret=args.room_secret)}")
     url = server.url if server is not None else args.server
     width, height = args.size
     config = CallConfig(
@@ -507,6 +525,21 @@ def audio_device_lines() -> list[str]:
     return lines
 
 
+def apply_invite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Turn ``--invite URL`` into ``--server``, ``--room`` and ``--room-secret``."""
+    if args.invite is None:
+        return
+    if args.room or args.to or args.room_secret:
+        parser.error("--invite already names the server, the room and its secret")
+    try:
+        invite = parse_invite(args.invite)
+    except ValueError as exc:
+        parser.error(f"--invite: {exc}")
+    if invite.pin is not None:
+        parser.error("--invite: links to TLS hosts with a pinned certificate are not supported yet")
+    args.server, args.room, args.room_secret = invite.server_url, invite.room, invite.secret
+
+
 def main(argv: list[str]) -> int:
     """Entry point of ``callapp call``; returns the exit code."""
     if "--list-audio-devices" in argv:  # needs no server, unlike everything else
@@ -517,6 +550,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.seconds is not None and args.seconds <= 0:
         parser.error("--seconds must be positive")
+    apply_invite(args, parser)
+    if args.room_secret is not None and not args.room:
+        parser.error("--room-secret goes with --room")
+    if args.room_secret is not None:
+        try:
+            decode_secret(args.room_secret)
+        except ValueError as exc:
+            parser.error(f"--room-secret: {exc}")
     if args.share_for is not None and not args.share_screen:
         parser.error("--share-for goes with --share-screen")
     if args.share_screen and not args.share_screen.startswith("screen"):

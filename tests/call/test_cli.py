@@ -83,3 +83,36 @@ def test_presence_lines_say_only_what_is_on() -> None:
     assert cli.describe_presence("x", Presence(name="Ana")) == "presence: x (Ana)"
     line = cli.describe_presence("x", Presence(name="Bo", muted=True, screen=True))
     assert line == "presence: x (Bo) muted screen"
+
+
+def test_an_invite_becomes_server_room_and_secret() -> None:
+    from callapp.call.security import new_room_secret
+    from callapp.signaling.invite import format_invite
+
+    secret = new_room_secret()
+    link = format_invite("ws://127.0.0.1:5000/ws", "den", secret=secret)
+    parser = cli.build_parser()
+    args = parser.parse_args(["--invite", link])
+    cli.apply_invite(args, parser)
+    assert (args.server, args.room, args.room_secret) == ("ws://127.0.0.1:5000/ws", "den", secret)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--invite", "http://127.0.0.1:5000/"],  # no room
+        ["--invite", "http://127.0.0.1:5000/?room=a#secret=short"],
+        ["--invite", "http://127.0.0.1:5000/?room=a", "--room", "b"],
+        ["--server", "ws://x", "--room-secret", "AAAAAAAAAAAAAAAAAAAAAA"],  # without --room
+        ["--server", "ws://x", "--room", "r", "--room-secret", "nope"],
+    ],
+)
+def test_bad_invites_and_secrets_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "error:" in err

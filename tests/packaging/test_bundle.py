@@ -340,12 +340,12 @@ def test_frozen_call_through_the_embedded_server(
         *("call", "--host", "--room", "embedded", "--allow-loopback", "--size", "320x240"),
         *("--seconds", "2", "--stats-json", "host.json"),
     )
-    url = host.wait_line(r"server: (ws://\S+)").group(1)
+    invite = host.wait_line(r"invite: (http://\S+)").group(1)  # the room has a secret
     guest = start(
         running,
         tmp_path,
         bundle.callapp,
-        *("call", "--server", url, "--room", "embedded", "--allow-loopback"),
+        *("call", "--invite", invite, "--allow-loopback"),
         *("--size", "320x240", "--stats-json", "guest.json"),
     )
     host.finished()
