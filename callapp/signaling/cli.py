@@ -39,6 +39,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, not {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -163,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections-per-address", type=_positive_int, default=256, metavar="N"
     )
     limits.add_argument("--max-rooms", type=_positive_int, default=None, metavar="N")
+    limits.add_argument(
+        "--max-unanswered-calls",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="dialled calls waiting unanswered per caller, and per callee, in a minute (0: off)",
+    )
     limits.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS")
     limits.add_argument("--ping-timeout", type=_positive_float, default=20.0, metavar="SECONDS")
     return parser
@@ -218,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         room_capacity=args.room_capacity,
         max_room_capacity=args.max_room_capacity,
         max_rooms=args.max_rooms,
+        max_unanswered_calls=args.max_unanswered_calls,
         require_room_keys=args.require_room_keys,
         ice_servers=args.ice_server,
         max_message_bytes=args.max_message_bytes,

@@ -128,3 +128,88 @@ class AbuseCounter:
         if code in self.codes:
             self._strikes += 1.0
         return self._strikes > self.threshold
+
+
+class CallAttemptLimiter:
+    """Unanswered call attempts per caller and per callee, in a sliding window.
+
+    A call attempt is an offer relayed by id to someone outside the caller's
+    room (a dialled call; rooms have their own rules). It stays unanswered
+    until the callee relays an answer back to the caller. :meth:`attempt`
+    refuses a new one once the caller, or the callee, has ``limit``
+    unanswered attempts in the last ``window`` seconds: a stranger cannot
+    ring everyone, and nobody can be rung again and again. ``limit`` 0
+    turns the limit off. Memory is bounded by the attempts still in the
+    window (at most ``limit`` per caller is kept; older ones are dropped).
+    """
+
+    def __init__(self, limit: int = 10, window: float = 60.0, clock: Clock = time.monotonic):
+        if limit < 0 or window <= 0:
+            raise ValueError("limit must be >= 0 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._by_caller: dict[str, dict[str, float]] = {}
+        self._by_callee: dict[str, dict[str, float]] = {}
+
+    def _fresh(self, table: dict[str, dict[str, float]], key: str, now: float) -> dict[str, float]:
+        entries = table.get(key)
+        if entries is None:
+            return {}
+        for other, at in list(entries.items()):
+            if now - at >= self.window:
+                del entries[other]
+        if not entries:
+            del table[key]
+            return {}
+        return entries
+
+    def attempt(self, caller: str, callee: str) -> bool:
+        """Record an offer from ``caller`` to ``callee``; False if it is one too many.
+
+        Offers to someone the caller is already ringing (a restarted offer,
+        glare) do not count again.
+        """
+        if not self.limit:
+            return True
+        now = self._clock()
+        mine = self._fresh(self._by_caller, caller, now)
+        theirs = self._fresh(self._by_callee, callee, now)
+        if callee in mine:
+            return True
+        if len(mine) >= self.limit or len(theirs) >= self.limit:
+            return False
+        self._by_caller.setdefault(caller, {})[callee] = now
+        self._by_callee.setdefault(callee, {})[caller] = now
+        return True
+
+    def answered(self, caller: str, callee: str) -> None:
+        """``callee`` answered ``caller``: that attempt no longer counts."""
+        for table, key, other in (
+            (self._by_caller, caller, callee),
+            (self._by_callee, callee, caller),
+        ):
+            entries = table.get(key)
+            if entries is not None:
+                entries.pop(other, None)
+                if not entries:
+                    del table[key]
+
+    def forget(self, connection_id: str) -> None:
+        """A connection closed: drop what rang it and its own list of calls.
+
+        What it rang still counts against those it rang until the window
+        passes, so that reconnecting does not let a caller ring them afresh.
+        """
+        for caller in self._by_callee.pop(connection_id, {}):
+            entries = self._by_caller.get(caller)
+            if entries is not None:
+                entries.pop(connection_id, None)
+                if not entries:
+                    del self._by_caller[caller]
+        self._by_caller.pop(connection_id, None)
+
+    @property
+    def tracked(self) -> int:
+        """Attempts held in memory (for tests and metrics)."""
+        return sum(len(entries) for entries in self._by_caller.values())

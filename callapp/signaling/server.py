@@ -58,7 +58,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from callapp.signaling.limits import AbuseCounter, Clock, TokenBucket
+from callapp.signaling.limits import AbuseCounter, CallAttemptLimiter, Clock, TokenBucket
 from callapp.signaling.messages import (
     ABSENT,
     MAX_MESSAGE_BYTES,
@@ -222,6 +222,9 @@ class SignalingServer:
         require_room_keys: Only joins that carry a room ``key`` may create
             rooms (a keyless one is answered ``unauthorized``). Off by
             default: rooms without a key work as in protocol v1.
+        max_unanswered_calls: Offers relayed by id outside a room (dialled
+            calls) that may wait unanswered per caller, and per callee, in
+            any minute; one more is answered ``rate-limited``. 0: no limit.
         ice_servers: ``RTCIceServer`` objects sent in every ``welcome``.
         max_message_bytes: Largest message accepted, in bytes after
             reassembly (the limit itself is allowed); larger ones are answered
@@ -265,6 +268,7 @@ class SignalingServer:
         max_room_capacity: int = DEFAULT_MAX_ROOM_CAPACITY,
         max_rooms: int | None = None,
         require_room_keys: bool = False,
+        max_unanswered_calls: int = 10,
         ice_servers: Iterable[Mapping[str, Any]] = (),
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_frame_bytes: int | None = None,
@@ -333,6 +337,12 @@ class SignalingServer:
         self.unauthorized_joins = Counter(
             f"{METRICS_PREFIX}_unauthorized_joins",
             "Joins refused because their room key was missing or wrong",
+            registry=self.metrics.registry,
+        )
+        self.calls = CallAttemptLimiter(max_unanswered_calls, 60.0, clock)
+        self.calls_refused = Counter(
+            f"{METRICS_PREFIX}_calls_refused",
+            "Dialled calls refused: too many unanswered from that caller or to that callee",
             registry=self.metrics.registry,
         )
         self._peers: dict[str, _Peer] = {}
@@ -540,6 +550,7 @@ class SignalingServer:
             logger.info("%s disconnected: %s", connection_id, exc)
         finally:
             del self._peers[connection_id]
+            self.calls.forget(connection_id)
             self._dispatch(self.router.disconnect(connection_id))
             if not peer.writer.done():
                 peer.writer.cancel()
@@ -606,6 +617,8 @@ class SignalingServer:
                 )
             if peer.endpoint == "ws":
                 request = parse_request(frame)
+                if isinstance(request, Send):
+                    self._check_call_attempt(peer.id, request)
                 deliveries = self.router.handle(peer.id, request)
                 if isinstance(request, Join):
                     self._note_join(peer, request, deliveries)
@@ -631,6 +644,30 @@ class SignalingServer:
                 self._enqueue(peer, _Close(CloseCode.POLICY_VIOLATION, "too many bad messages"))
                 break
 
+    def _check_call_attempt(self, sender: str, send: Send) -> None:
+        """Count a dialled call's offer (raise ``rate-limited`` past the limit); note answers.
+
+        The server reads no SDP: it only looks whether relayed ``data`` is a
+        call message of PROTOCOL.md's shape with an offer or an answer in it.
+        """
+        to = send.to
+        if to is None or not self.router.is_connected(to):
+            return
+        kind = _sdp_kind(send.data)
+        if kind == "answer":
+            self.calls.answered(caller=to, callee=sender)
+            return
+        room = self.router.room_of(sender)
+        if kind != "offer" or (room is not None and room == self.router.room_of(to)):
+            return
+        if not self.calls.attempt(sender, to):
+            self.calls_refused.inc()
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                "too many unanswered calls: wait a minute before calling again",
+                send.id,
+            )
+
     def _note_join(self, peer: _Peer, join: Join, deliveries: Iterable[Deliver]) -> None:
         """Count and log (without its key, ever) a join the router refused as unauthorized."""
         for delivery in deliveries:
@@ -652,7 +689,9 @@ class SignalingServer:
         """Route one /apigw frame (its answer is the caller's to send)."""
         request = parse_apigw_request(frame)
         if isinstance(request, ApigwSend):
-            return self.router.handle(peer.id, Send(data=request.message, to=request.to))
+            send = Send(data=request.message, to=request.to)
+            self._check_call_attempt(peer.id, send)
+            return self.router.handle(peer.id, send)
         assert isinstance(request, ApigwPing)
         return []
 
@@ -671,3 +710,12 @@ class SignalingServer:
         text = encode(message) if peer.endpoint == "ws" else encode_apigw(message, peer.id)
         if text is not None:
             self._enqueue(peer, text)
+
+
+def _sdp_kind(data: object) -> str | None:
+    """``"offer"`` or ``"answer"`` for relayed ``{"type": "SDP", ...}`` data, else None."""
+    if isinstance(data, dict) and data.get("type") == "SDP":
+        payload = data.get("payload")
+        if isinstance(payload, dict) and payload.get("type") in ("offer", "answer"):
+            return str(payload["type"])
+    return None
