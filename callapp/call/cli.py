@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", metavar="PATH", help="record the received video and audio here")
     parser.add_argument("--stats-json", metavar="PATH", help="write the last call's numbers here")
     parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.set_defaults(server_pin=None)  # from --invite, for a TLS host
     return parser
 
 
@@ -444,6 +445,7 @@ async def run(args: argparse.Namespace) -> int:
     config = CallConfig(
         server_url=url,
         name=args.name,
+        server_pin=args.server_pin,
         video=args.video,
         audio=args.audio,
         speaker=args.speaker,
@@ -535,9 +537,8 @@ def apply_invite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         invite = parse_invite(args.invite)
     except ValueError as exc:
         parser.error(f"--invite: {exc}")
-    if invite.pin is not None:
-        parser.error("--invite: links to TLS hosts with a pinned certificate are not supported yet")
     args.server, args.room, args.room_secret = invite.server_url, invite.room, invite.secret
+    args.server_pin = invite.pin
 
 
 def main(argv: list[str]) -> int:

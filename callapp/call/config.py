@@ -60,6 +60,9 @@ class CallConfig:
     #: certificate it holds. That certificate is pinned, so the host name is not
     #: checked. ``None``: the system's trust store and the usual checks.
     tls_pin: str | None = None
+    #: An invite's certificate pin (SHA-256 of the server certificate, see
+    #: :mod:`callapp.signaling.invite`): trust exactly that ``wss://`` server.
+    server_pin: str | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:

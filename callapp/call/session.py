@@ -252,7 +252,9 @@ class CallSession:
         try:
             with wrap_errors():
                 if self._channel is None:
-                    self._channel = _client_for(self._config.server_url, self._config.tls_pin)
+                    self._channel = _client_for(
+                        self._config.server_url, self._config.tls_pin, self._config.server_pin
+                    )
                 await self._channel.connect()
         except BaseException:
             self._move_link(LinkEvent.CONNECT_FAILED)
@@ -920,8 +922,14 @@ class CallSession:
         await self._start_leg(sender, begin, in_room=in_room, offer=sdp)
 
 
-def _client_for(url: str, tls_pin: str | None = None) -> SignalingChannel:
-    """The real websockets client for ``url`` (trusting only ``tls_pin`` when given)."""
+def _client_for(
+    url: str, tls_pin: str | None = None, server_pin: str | None = None
+) -> SignalingChannel:
+    """The real websockets client for ``url``.
+
+    ``tls_pin`` (a PEM file) or ``server_pin`` (an invite's pin) makes it
+    trust only that certificate.
+    """
     context = None
     if tls_pin is not None:
         try:
@@ -929,7 +937,10 @@ def _client_for(url: str, tls_pin: str | None = None) -> SignalingChannel:
         except TlsError as exc:
             raise errors.ServerUnavailable(str(exc)) from exc
     with wrap_errors():
-        return SignalingClient(url, ssl_context=context)
+        try:
+            return SignalingClient(url, ssl_context=context, pin=server_pin)
+        except ValueError as exc:  # a malformed pin: the invite said it
+            raise errors.ServerUnavailable(str(exc)) from exc
 
 
 __all__ = ["MAX_CAPACITY", "CallSession", "Listener", "PeerFrameCallback"]

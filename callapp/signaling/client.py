@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import random
 import socket
@@ -58,7 +60,7 @@ from websockets.exceptions import (
 from websockets.frames import CloseCode
 from websockets.uri import parse_uri
 
-from callapp.signaling.invite import AddressError, normalize_server_url
+from callapp.signaling.invite import AddressError, normalize_server_url, pin_digest
 from callapp.signaling.messages import (
     MAX_MESSAGE_BYTES,
     MAX_ROOM_CAPACITY,
@@ -93,6 +95,7 @@ __all__ = [
     "BadCapacity",
     "BadRoom",
     "BadServerUrl",
+    "CertificateMismatch",
     "ClientClosed",
     "ClientEvent",
     "ConnectionLost",
@@ -113,6 +116,7 @@ __all__ = [
     "SignalingError",
     "SignalingTimeout",
     "Unauthorized",
+    "UntrustedCertificate",
     "Welcome",
     "normalize_url",
 ]
@@ -132,6 +136,14 @@ class BadServerUrl(SignalingError):
 
 class ServerUnreachable(SignalingError):
     """The server could not be reached, or refused the WebSocket handshake."""
+
+
+class UntrustedCertificate(ServerUnreachable):
+    """A ``wss://`` server whose certificate the system does not trust (and no pin)."""
+
+
+class CertificateMismatch(ServerUnreachable):
+    """A ``wss://`` server whose certificate is not the one the invite pins."""
 
 
 class SignalingTimeout(SignalingError):
@@ -271,6 +283,19 @@ def normalize_url(url: str) -> str:
     return result
 
 
+def _pin_context() -> ssl.SSLContext:
+    """TLS that checks nothing by itself: the pin check after the handshake is the trust.
+
+    A self-signed certificate names no CA and often no usable host name, so
+    the usual checks would refuse it; comparing the whole certificate with
+    the pin is stronger than both.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _describe_os_error(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -325,6 +350,9 @@ class SignalingClient:
         ping_interval: Seconds between keepalive pings (:obj:`None`: off).
         ping_timeout: Seconds to wait for a pong before calling the link dead.
         ssl_context: TLS settings for ``wss://`` (default: system trust).
+        pin: Trust exactly the server certificate whose SHA-256 (of its DER
+            bytes) is this invite pin (:mod:`callapp.signaling.invite`), and
+            no other: for self-signed hosts. Not with ``ssl_context``.
         proxy: Passed to websockets; the default connects directly, since
             signaling servers are usually on the LAN or the same host.
 
@@ -357,9 +385,16 @@ class SignalingClient:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         ssl_context: ssl.SSLContext | None = None,
+        pin: str | None = None,
         proxy: str | Literal[True] | None = None,
     ) -> None:
         self.url = normalize_url(url)
+        self._pin: bytes | None = None
+        if pin is not None:
+            if ssl_context is not None:
+                raise ValueError("give a pin or an ssl_context, not both")
+            self._pin = pin_digest(pin)  # ValueError (InviteError) for a malformed pin
+            ssl_context = _pin_context()
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.reconnect = reconnect
@@ -591,7 +626,11 @@ class SignalingClient:
                     logger=QuietFrames(logging.getLogger("websockets.client")),
                     **tls,
                 )
+                self._check_pin(ws)
                 frame = await ws.recv()
+        except CertificateMismatch:
+            await self._discard(ws)
+            raise
         except TimeoutError:
             await self._discard(ws)
             raise SignalingTimeout(
@@ -612,6 +651,12 @@ class SignalingClient:
         except InvalidHandshake:
             raise ServerUnreachable(
                 f"Could not reach the signaling server at {url}: not a WebSocket server"
+            ) from None
+        except ssl.SSLCertVerificationError:
+            raise UntrustedCertificate(
+                f"The signaling server at {url} has a certificate this computer does not"
+                " trust (a self-signed one?). Join with the host's invite link: it carries"
+                " the certificate's pin."
             ) from None
         except OSError as exc:
             raise ServerUnreachable(
@@ -635,6 +680,18 @@ class SignalingClient:
                 f"{url} is not a callapp signaling server ({problem}, not a welcome)",
             )
         return ws, welcome
+
+    def _check_pin(self, ws: ClientConnection) -> None:
+        """With a pin, refuse any server certificate but the pinned one."""
+        if self._pin is None:
+            return
+        tls = ws.transport.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        if not der or not hmac.compare_digest(hashlib.sha256(der).digest(), self._pin):
+            raise CertificateMismatch(
+                f"The signaling server at {self.url} is not the one the invite names: its"
+                " certificate does not match the invite's pin. Ask the host for a new link."
+            )
 
     @staticmethod
     async def _discard(ws: ClientConnection | None) -> None:
