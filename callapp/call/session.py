@@ -87,6 +87,8 @@ PeerFrameCallback = Callable[[str, av.VideoFrame], None]
 #: Senders with no leg yet whose early candidates/presence are remembered, and how many each.
 _EARLY_SENDERS = 8
 _EARLY_CANDIDATES = 64
+#: How long after we left a room an offer from one of its members is taken as stale.
+_STALE_OFFER_S = 5.0
 #: Chat lines kept in snapshots.
 _CHAT_TAIL = 200
 #: Audio frames (20 ms) a leg's consumer of the microphone may fall behind.
@@ -117,6 +119,9 @@ class CallSession:
         #: The room secret's fingerprint-auth key while in a room with a secret.
         self._auth_key: bytes | None = None
         self._room_peers: list[str] = []
+        #: Members of the room we last left, and when: their late room offers are not calls.
+        self._former_peers: set[str] = set()
+        self._left_at = 0.0
         self._early: OrderedDict[str, list[wire.Ice]] = OrderedDict()
         self._early_presence: OrderedDict[str, Presence] = OrderedDict()
         self._chat: list[ChatMessage] = []
@@ -304,6 +309,7 @@ class CallSession:
             self._room = room
             self._capacity = int(getattr(reply, "capacity", None) or 2)
             self._room_peers = peers
+            self._former_peers -= set(peers)
             self._last_end = None
             self._publish()
             # A newcomer expects an offer from everyone already here.
@@ -320,6 +326,10 @@ class CallSession:
         if self._room is not None and self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.leave()
+        # An offer they sent before they heard we left is still on its way:
+        # it is the old room's, not a call to ring.
+        self._former_peers = set(self._room_peers[-_EARLY_SENDERS:]) - {self.my_id}
+        self._left_at = time.monotonic()
         self._room = None
         self._room_peers = []
         self._auth_key = None
@@ -794,6 +804,8 @@ class CallSession:
                 message = wire.parse(data)
                 if message is not None and sender != self.my_id:
                     await self._on_call_message(sender, message, "signaling")
+            case messages.Ready(room=room) | messages.PeerJoined(room=room) if room != self._room:
+                pass  # the room we left: what it says now is not about us
             case messages.Ready(peers=peers):
                 self._room_peers = list(peers)
                 await self._reconcile(list(peers))
@@ -909,7 +921,8 @@ class CallSession:
     async def _on_new_offer(self, sender: str, sdp: str) -> None:
         """An offer from someone we have no leg to: a room member, or a dialled call."""
         in_room = sender in self._room_peers
-        if not in_room and self._live_legs():
+        stale = sender in self._former_peers and time.monotonic() - self._left_at < _STALE_OFFER_S
+        if not in_room and (self._live_legs() or stale):
             # Busy with someone else: turn the newcomer away.
             with contextlib.suppress(errors.CallError):
                 await self.send(wire.Bye(), sender)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -44,6 +45,15 @@ async def wait_for(
         return await asyncio.wait_for(done, within)
     finally:
         unsubscribe()
+
+
+async def eventually(check: Callable[[], object], within: float = 5.0) -> None:
+    """Poll ``check()`` until it is true; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
 
 
 async def wait_phase(session: CallSession, phase: CallPhase, within: float = 10.0) -> CallSnapshot:

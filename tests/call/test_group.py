@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +17,7 @@ from callapp.call import errors, wire
 from callapp.call.session import CallSession
 from callapp.call.state import CallPhase, EndReason, LegState, Role, SessionSnapshot
 
-from .conftest import Sessions, make_config, wait_for
+from .conftest import Sessions, eventually, make_config, wait_for
 from .memory import MemoryChannel, MemoryHub
 
 
@@ -32,14 +31,6 @@ async def all_connected(members: list[CallSession], within: float = 15.0) -> Non
     for session in members:
         others = [o for o in members if o is not session]
         await wait_for(session, lambda s, o=others, me=session: connected_to(me, *o), within)
-
-
-async def eventually(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_three_in_a_room_of_three_all_connect_and_one_leaving_ends_one_leg(
@@ -302,11 +293,13 @@ async def run_scenario(actions: list[tuple[str, int]]) -> None:
         for index, session in enumerate(made):
             for leg in session.snapshot.legs:
                 assert leg.peer_id in ids, "a leg to someone not in the room"
-            # Every departure ended exactly one leg on each side that had one.
-            assert all(count == 1 for count in departures[index].ended.values()), departures[
-                index
-            ].ended
-            assert set(departures[index].ended) <= ever[index]
+            # Every departure ended exactly one leg on each side that had one,
+            # and no leg ended twice or was left behind.
+            departures[index].check()
+            assert set(departures[index].started) <= ever[index]
+        for gone in departed - ids:  # left and did not come back under that id
+            for index in range(len(made)):
+                assert gone not in departures[index].live, (gone, departures[index])
     finally:
         for session in made:
             await session.close()
@@ -322,3 +315,22 @@ def test_random_joins_leaves_and_hang_ups_leave_no_orphan_legs(
     actions: list[tuple[str, int]],
 ) -> None:
     asyncio.run(asyncio.wait_for(run_scenario(actions), 90))
+
+
+async def test_a_late_room_offer_after_we_left_does_not_ring(
+    sessions: Sessions, hub: MemoryHub
+) -> None:
+    """The old room's offer was on its way as we left: no dialled call comes of it."""
+    a = await sessions()
+    await a.join_room("gone", capacity=3)
+    member = hub.channel()
+    await member.connect()
+    await member.join("gone")
+    await wait_for(a, lambda s: len(s.legs) == 1)  # a knows it, and offers to it
+    await a.leave_room()
+    await member.send(wire.encode(wire.Sdp("offer", "v=0\r\n")), to=a.my_id)
+    await asyncio.sleep(0.2)
+    assert a.snapshot.legs == ()
+    assert a.snapshot.phase is CallPhase.WAITING
+    byes = [d for frm, to, d in hub.log if frm == a.my_id and d == {"type": "BYE"}]
+    assert byes, "the late offer is turned away"

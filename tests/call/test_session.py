@@ -23,7 +23,7 @@ from callapp.call.state import CallPhase, EndReason, Role
 from callapp.signaling import messages
 from tests.call.memory import MemoryChannel, MemoryHub
 
-from .conftest import Sessions, wait_for, wait_phase
+from .conftest import Sessions, eventually, wait_for, wait_phase
 
 
 def sent(hub: MemoryHub, sender: str | None, kind: str) -> list[dict[str, Any]]:
@@ -36,14 +36,6 @@ def sent(hub: MemoryHub, sender: str | None, kind: str) -> list[dict[str, Any]]:
         if data.get("type") == kind or (isinstance(payload, dict) and payload.get("type") == kind):
             found.append(data)
     return found
-
-
-async def eventually(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def only_leg(session: CallSession) -> CallLeg:

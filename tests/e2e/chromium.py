@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 #: Flags for a headless Chromium that needs no display and no network: the
@@ -296,3 +297,14 @@ async def _terminate(process: asyncio.subprocess.Process) -> None:
     except TimeoutError:
         process.kill()
         await process.wait()
+
+
+async def launch_or_skip(stack: contextlib.AsyncExitStack, grant_media: bool = True) -> Chromium:
+    """A headless Chromium closed with ``stack``; skips the test if there is none."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("Chromium not found: run scripts/setup.sh or set $CHROMIUM")
+    try:
+        return await stack.enter_async_context(Chromium.launch(executable, grant_media=grant_media))
+    except ChromiumError as exc:
+        pytest.skip(f"Chromium could not start: {exc}")

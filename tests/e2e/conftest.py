@@ -9,6 +9,7 @@ process took to react to another.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -17,10 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from callapp.signaling.server import SignalingServer
+from tests.e2e.chromium import Chromium, launch_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,3 +154,17 @@ def server_url(procs: Procs) -> str:
     server = procs.start(args, "server")
     _, match = server.wait_line(r"(ws://127\.0\.0\.1:\d+)(/ws)?", within=20)
     return match.group(1) + "/ws"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SignalingServer]:
+    """A signaling server in the test's own loop, on 127.0.0.1 and a free port."""
+    async with SignalingServer("127.0.0.1", 0) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Chromium]:
+    """A headless Chromium for the test (skipped where there is none)."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield await launch_or_skip(stack)

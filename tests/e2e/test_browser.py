@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from callapp.signaling.server import SignalingServer
-from tests.e2e.chromium import Chromium, ChromiumError, Page, find_chromium
+from tests.e2e.chromium import Chromium, Page, launch_or_skip
 
 pytestmark = pytest.mark.e2e
 
@@ -33,29 +33,6 @@ pytestmark = pytest.mark.e2e
 MIN_FRAMES = 30
 #: How long the headless desktop app stays in a call.
 APP_SECONDS = 6
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    async with SignalingServer("127.0.0.1", 0) as running:
-        yield running
-
-
-async def launch_or_skip(stack: contextlib.AsyncExitStack, grant_media: bool = True) -> Chromium:
-    """A headless Chromium closed with ``stack``; skips the test if there is none."""
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("Chromium not found: run scripts/setup.sh or set $CHROMIUM")
-    try:
-        return await stack.enter_async_context(Chromium.launch(executable, grant_media=grant_media))
-    except ChromiumError as exc:
-        pytest.skip(f"Chromium could not start: {exc}")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Chromium]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield await launch_or_skip(stack)
 
 
 #: Mean R+G+B (0-765) of the remote video, sampled at 32x24 through a canvas.

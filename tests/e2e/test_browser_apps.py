@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from callapp.signaling.server import SignalingServer
 from tests.e2e.chromium import Chromium, Page
 from tests.e2e.conftest import Proc, Procs
-from tests.e2e.test_browser import hook, launch_or_skip
+from tests.e2e.test_browser import hook
 
 pytestmark = pytest.mark.e2e
 
@@ -46,18 +46,6 @@ PRESENCE_WITHIN = 1.0
 APP_SIZE = (320, 240)
 #: How long the apps of the mesh test stay in the call once media flows.
 MESH_SECONDS = 8
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    async with SignalingServer("127.0.0.1", 0) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Chromium]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield await launch_or_skip(stack)
 
 
 # -- the apps -----------------------------------------------------------------------

@@ -14,9 +14,7 @@ The page's state is read from ``window.callapp`` over the DevTools protocol.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from callapp.signaling.server import SignalingServer
 from tests.e2e.chromium import Chromium, Page
-from tests.e2e.test_browser import hook, launch_or_skip
+from tests.e2e.test_browser import hook
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +31,6 @@ pytestmark = pytest.mark.e2e
 MIN_FRAMES = 30
 #: How soon a presence change must show on the other pages.
 PRESENCE_WITHIN = 1.0
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    async with SignalingServer("127.0.0.1", 0) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Chromium]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield await launch_or_skip(stack)
 
 
 def group_url(server: SignalingServer, room: str, name: str | None, capacity: int | None) -> str:
