@@ -9,9 +9,22 @@
 // "peer-left" or a BYE ends only that peer's connection and tile.
 //
 // Call messages in signaling `data`: SDP, ICE, BYE (PROTOCOL.md), PRESENCE
-// (name and badges) and CHAT. Chat prefers the offerer's "chat" data channel
-// and falls back to signaling. Tests read and drive `window.callapp`.
+// (name and badges), CHAT and VERIFY (docs/security.md). Chat prefers the
+// offerer's "chat" data channel and falls back to signaling. Tests read and
+// drive `window.callapp`.
+//
+// Security (docs/security.md): an invite link carries the room secret in the
+// URL fragment (`#secret=...`), which never leaves the page: `join` carries
+// only the room key derived from it, and the fingerprint-auth key stays here.
+// Every remote SDP goes through pinRemoteSdp before setRemoteDescription, and
+// each connection runs a Verifier (the offerer once the answer is applied, the
+// answerer right after sending its answer) for the verification code and, in
+// a keyed room, the fingerprint MACs: until the peer's MAC checks out its
+// video stays hidden and its sound silent; a failed check, or none within
+// VERIFY_TIMEOUT_MS of connecting, ends that call as intercepted.
 // (ES modules are always strict mode.)
+
+import * as security from "./security.js";
 
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const MIN_CAPACITY = 2;
@@ -25,6 +38,9 @@ const KEEP_PRESENCE = 64; // senders whose presence we remember
 const NAME_KEY = "callapp.name";
 const STATS_INTERVAL_MS = 500;
 const MAX_EARLY_CANDIDATES = 64;
+const MAX_EARLY_VERIFY = 8; // VERIFY messages kept until the connection's Verifier exists
+const VERIFY_TIMEOUT_MS = 5000; // keyed rooms: the peer must prove itself this soon after connecting
+const KEEP_INSECURE = 64;
 // Control characters, and the bidi overrides that could make a name read backwards.
 const UNSHOWABLE = /[\p{Cc}\p{Cf}]/gu;
 
@@ -62,13 +78,24 @@ const ERROR_TEXT = {
   "unknown-peer": "The peer is no longer connected.",
   "not-in-room": "You are not in a room.",
   "too-large": "A message was too large for the server.",
+  unauthorized: "This room needs the invite link's secret: ask for the link again.",
 };
+const OPEN_ROOM_TEXT =
+  "A room of that name was opened without a secret, so it is not your invite link's room: "
+  + "ask for a new link.";
+const INTERCEPTED_TEXT =
+  "The connection was intercepted: someone may be listening. The call was ended.";
+const BAD_SECRET_TEXT = "The invite link's secret is damaged: ask for the link again.";
+const NOT_SECURE_TEXT =
+  "This page was not opened over https (or on this computer), so it cannot use the invite "
+  + "link's secret: open the link with https.";
 // How the status tells why a connection ended (see endPeer).
 const ENDED_TEXT = {
   left: "left",
   "hung up": "hung up",
   gone: "is no longer connected",
   failed: "could not be reached",
+  insecure: "could not prove who they are",
 };
 const NO_PRESENCE = Object.freeze({
   name: DEFAULT_NAME,
@@ -87,6 +114,14 @@ let screenTrack = null; // while sharing the screen
 const peers = new Map(); // connection id -> peer (see startPeer), in the order calls began
 const presence = new Map(); // connection id -> {name, muted, cameraOff, screen, recording}
 const early = new Map(); // sender id -> candidates that came before any call with them
+
+// The invite link's secret, from the fragment: kept in this closure only (never
+// logged, never on window.callapp, never sent). The pin is for the app: the
+// browser checks the server's certificate itself.
+const invite = readInvite();
+let joining = null; // {room, authKey} of the join on its way
+let roomAuthKey = null; // the fingerprint-auth key of the room we are in, if keyed
+const insecurePeers = []; // ids of connections ended as intercepted
 
 // The test hooks, and the page's state. The single-peer fields (peerId, role,
 // frames...) describe the first connection: the only one in a call of two.
@@ -107,6 +142,12 @@ const app = {
   chat: [], // {from, name, text, via: "channel" | "signaling" | "self", paths}
   chatError: "",
   log: [],
+  get keyed() {
+    return roomAuthKey !== null; // in a room opened with the invite link's secret
+  },
+  get insecurePeers() {
+    return [...insecurePeers];
+  },
   get peers() {
     return [...peers.values()].map(describePeer);
   },
@@ -166,6 +207,12 @@ function describePeer(peer) {
     frameHeight: peer.frameHeight,
     sendingVideo: sender && sender.track ? sender.track.label : null,
     negotiations: peer.negotiations,
+    keyed: peer.authKey !== null,
+    verification: peer.verifier ? peer.verifier.state : peer.noCode ? "unavailable" : "none",
+    securityCode: securityCode(peer),
+    peerVerified: peerVerified(peer),
+    mediaShown: peer.mediaShown,
+    insecure: peer.insecure,
   };
 }
 
@@ -237,8 +284,10 @@ function everyone() {
 function onSignalingLost() {
   ws = null;
   app.members = [];
+  joining = null;
   if (leaving) return;
   app.room = null;
+  roomAuthKey = null; // calls going on keep their own key
   if (anyConnected()) {
     setState("connected", "Lost the signaling server; the call goes on.", "server-lost");
   } else {
@@ -294,6 +343,9 @@ async function onServerMessage(message) {
 }
 
 function enterRoom(message, members) {
+  // Keyed if this is the room our join carried a key for (the server checked it).
+  roomAuthKey = joining && joining.room === message.room ? joining.authKey : null;
+  joining = null;
   app.room = message.room;
   app.members = Array.isArray(members) ? [...members] : [app.connectionId];
   // A server without the capacity extension has rooms of 2.
@@ -326,6 +378,12 @@ function onServerError(message) {
     setState("error", text, "bad-capacity");
   } else if (message.code === "bad-room" || message.code === "busy") {
     setState("error", ERROR_TEXT[message.code], message.code);
+  } else if (message.code === "unauthorized") {
+    // We stay where we were (in no room, or the old one).
+    const keyless = !joining || joining.authKey === null;
+    const opened = typeof message.message === "string" && message.message.includes("without a secret");
+    joining = null;
+    setState("error", !keyless && opened ? OPEN_ROOM_TEXT : ERROR_TEXT.unauthorized, "unauthorized");
   } else {
     note(`server error ${message.code}: ${message.message}`);
   }
@@ -381,6 +439,14 @@ function startPeer(id, role) {
     selectedPair: null,
     tracksAdded: false,
     negotiations: 0, // local descriptions set: screen sharing must not add any
+    authKey: roomAuthKey, // the room's fingerprint-auth key when keyed, else null
+    verifier: null, // security.Verifier, once both fingerprints are fixed
+    remoteFingerprint: null, // from the pinned remote SDP
+    earlyVerify: [], // VERIFY messages that came before the Verifier
+    verifyTimer: null,
+    noCode: false, // no WebCrypto here (not a secure context): no code to show
+    mediaShown: false, // the remote video shown and its sound played
+    insecure: false,
   };
   peers.set(id, peer);
   app.calls += 1;
@@ -409,6 +475,7 @@ function startPeer(id, role) {
   pc.onconnectionstatechange = () => {
     if (!isCurrent(peer)) return;
     note(`peer connection with ${id} ${pc.connectionState}`);
+    if (pc.connectionState === "connected") armVerifyDeadline(peer);
     renderTile(peer);
     refreshCallState();
   };
@@ -445,6 +512,7 @@ async function step(peer, action) {
     await action();
   } catch (error) {
     if (!isCurrent(peer)) return;
+    if (error instanceof security.SecurityError) return endInsecure(peer, error.message);
     note(`call with ${peer.id} failed: ${error.name}: ${error.message}`);
     endPeer(peer.id, "failed");
   }
@@ -491,6 +559,9 @@ async function onPeerMessage(from, data) {
       // Only from people in our room or in a call with us: anyone may know our id.
       if (everyone().has(from)) onChat(from, data.payload, "signaling");
       break;
+    case security.VERIFY:
+      await onVerify(from, data);
+      break;
     default:
       break; // unknown call messages are ignored, so both sides can grow
   }
@@ -511,13 +582,17 @@ async function onDescription(from, description) {
     }
     const { pc } = peer;
     await step(peer, async () => {
-      await pc.setRemoteDescription({ type: "offer", sdp: description.sdp });
+      const sdp = pinnedSdp(peer, description.sdp);
+      await pc.setRemoteDescription({ type: "offer", sdp });
       addLocalMedia(peer);
       await flushCandidates(peer);
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       peer.negotiations += 1;
       sendToPeer(from, { type: "SDP", payload: { type: answer.type, sdp: answer.sdp } });
+      // Both fingerprints are fixed; the answer went first, so the offerer
+      // has its Verifier before our first VERIFY reaches it.
+      if (!peer.verifier) await startVerifier(peer, pc.localDescription.sdp, sdp);
     });
   } else if (description.type === "answer") {
     const peer = peers.get(from);
@@ -525,10 +600,132 @@ async function onDescription(from, description) {
       return note("ignored an answer we did not ask for");
     }
     await step(peer, async () => {
-      await peer.pc.setRemoteDescription({ type: "answer", sdp: description.sdp });
+      const sdp = pinnedSdp(peer, description.sdp);
+      await peer.pc.setRemoteDescription({ type: "answer", sdp });
       await flushCandidates(peer);
+      if (!peer.verifier) await startVerifier(peer, peer.pc.localDescription.sdp, sdp);
     });
   }
+}
+
+// ---- verification (docs/security.md) ------------------------------------------
+
+// The text to give setRemoteDescription: only its sha-256 fingerprint lines, the
+// ones the code and the MAC cover (Chrome's DTLS would check the last line of
+// any algorithm). Throws SecurityError for an SDP naming two certificates, or
+// none, and for a renegotiation that swaps the certificate the Verifier checked.
+function pinnedSdp(peer, sdp) {
+  const pinned = security.pinRemoteSdp(sdp);
+  const fingerprint = security.remoteFingerprint(pinned);
+  if (peer.remoteFingerprint !== null && fingerprint !== peer.remoteFingerprint) {
+    throw new security.SecurityError("The other side changed its certificate during the call.");
+  }
+  peer.remoteFingerprint = fingerprint;
+  return pinned;
+}
+
+const canVerify = () => Boolean(globalThis.crypto && globalThis.crypto.subtle);
+
+async function startVerifier(peer, localSdp, remoteSdp) {
+  if (!canVerify()) {
+    // No WebCrypto (plain http to another computer). A keyed room has no
+    // such page in it: join() refused to derive the key.
+    peer.noCode = true;
+    note(`no verification code with ${peer.id}: this page is not a secure context`);
+    renderTile(peer);
+    return;
+  }
+  const verifier = new security.Verifier(peer.role === "caller" ? "offerer" : "answerer", {
+    localId: app.connectionId,
+    remoteId: peer.id,
+    localFingerprint: security.localFingerprint(localSdp),
+    remoteFingerprint: security.remoteFingerprint(remoteSdp),
+    authKey: peer.authKey,
+  });
+  peer.verifier = verifier;
+  const first = await verifier.start();
+  if (!isCurrent(peer)) return;
+  sendVerify(peer, first);
+  const kept = peer.earlyVerify;
+  peer.earlyVerify = [];
+  for (const message of kept) await receiveVerify(peer, message);
+  verificationChanged(peer);
+}
+
+function sendVerify(peer, messages) {
+  for (const message of messages) sendToPeer(peer.id, message);
+}
+
+async function onVerify(from, message) {
+  const peer = peers.get(from);
+  if (!peer) return note(`ignored a VERIFY from ${from}, with whom there is no call`);
+  if (!peer.verifier) {
+    if (peer.earlyVerify.length < MAX_EARLY_VERIFY) peer.earlyVerify.push(message);
+    return;
+  }
+  await step(peer, () => receiveVerify(peer, message));
+}
+
+async function receiveVerify(peer, message) {
+  const replies = await peer.verifier.receive(message);
+  if (!isCurrent(peer)) return;
+  sendVerify(peer, replies);
+  verificationChanged(peer);
+}
+
+const securityCode = (peer) =>
+  peer.verifier && peer.verifier.state === "done" ? peer.verifier.code : null;
+const peerVerified = (peer) =>
+  Boolean(peer.verifier && peer.verifier.state === "done" && peer.verifier.peerVerified);
+// The peer's media may be shown and played: in a keyed room only once its MAC checked out.
+const mediaAllowed = (peer) => !peer.insecure && (peer.authKey === null || peerVerified(peer));
+
+function verificationChanged(peer) {
+  if (!isCurrent(peer)) return;
+  const { verifier } = peer;
+  if (verifier && verifier.state === "failed") {
+    note(`verification with ${peer.id} failed (${verifier.reason}): ${verifier.message}`);
+    if (verifier.authenticated || verifier.reason === "commitment") {
+      return endInsecure(peer, verifier.message);
+    }
+  }
+  if (peerVerified(peer) && peer.verifyTimer !== null) {
+    clearTimeout(peer.verifyTimer);
+    peer.verifyTimer = null;
+  }
+  if (verifier && verifier.state === "done") {
+    note(`verification code with ${peer.id}: ${verifier.code}${peerVerified(peer) ? " (verified by the invite)" : ""}`);
+  }
+  showMediaIfAllowed(peer);
+  renderTile(peer);
+}
+
+// Keyed rooms: a peer that has not proved its fingerprint this soon after
+// connecting is not who the invite vouches for.
+function armVerifyDeadline(peer) {
+  if (peer.authKey === null || peerVerified(peer) || peer.verifyTimer !== null) return;
+  peer.verifyTimer = setTimeout(() => {
+    inbox = inbox
+      .then(() => {
+        peer.verifyTimer = null;
+        if (!isCurrent(peer) || peerVerified(peer)) return;
+        if (peer.verifier) peer.verifier.timedOut();
+        endInsecure(peer, "no verification within the time allowed");
+      })
+      .catch(fail);
+  }, VERIFY_TIMEOUT_MS);
+}
+
+// The call with `peer` is intercepted (or cannot be proved not to be): never
+// show it, tell the other side, end it.
+function endInsecure(peer, why) {
+  if (!isCurrent(peer)) return;
+  note(`the call with ${peer.id} was ended as intercepted: ${why}`);
+  peer.insecure = true;
+  insecurePeers.push(peer.id);
+  if (insecurePeers.length > KEEP_INSECURE) insecurePeers.shift();
+  sendToPeer(peer.id, { type: "BYE" });
+  endPeer(peer.id, "insecure");
 }
 
 async function onCandidate(from, payload) {
@@ -568,6 +765,8 @@ function closePeer(peer) {
   if (!isCurrent(peer)) return;
   peers.delete(peer.id);
   clearInterval(peer.statsTimer);
+  if (peer.verifyTimer !== null) clearTimeout(peer.verifyTimer);
+  peer.verifyTimer = null;
   if (peer.channel) peer.channel.onmessage = null;
   peer.pc.close();
   for (const track of peer.remote.getTracks()) track.stop();
@@ -590,6 +789,13 @@ function endPeer(id, why) {
   if (!peer) return;
   const ended = `${nameOf(id)} ${ENDED_TEXT[why]}.`;
   closePeer(peer);
+  if (why === "insecure") {
+    if (peers.size > 0) {
+      app.errorCode = "insecure";
+      return refreshCallState(`${INTERCEPTED_TEXT} (${ended})`);
+    }
+    return setState("error", INTERCEPTED_TEXT, "insecure");
+  }
   if (peers.size > 0) return refreshCallState(ended);
   if (why === "failed") return setState("error", "The connection to the peer failed.", "failed");
   const code = why === "gone" ? "unknown-peer" : null;
@@ -616,11 +822,23 @@ function addTile(peer) {
   const tile = ui.tileTemplate.content.firstElementChild.cloneNode(true);
   tile.dataset.peer = peer.id;
   const video = tile.querySelector("video");
-  video.srcObject = peer.remote;
+  // Held back (no stream, hidden, silent) until the peer may be seen and heard.
+  video.hidden = true;
+  video.muted = true;
   ui.videos.insertBefore(tile, ui.localTile);
   peer.tile = tile;
+  showMediaIfAllowed(peer);
   renderTile(peer);
   markFirstTile();
+}
+
+function showMediaIfAllowed(peer) {
+  if (peer.mediaShown || !peer.tile || !mediaAllowed(peer)) return;
+  peer.mediaShown = true;
+  const video = peer.tile.querySelector("video");
+  video.srcObject = peer.remote;
+  video.hidden = false;
+  video.muted = false;
   playRemote(video);
 }
 
@@ -648,6 +866,26 @@ function renderTile(peer) {
     Object.assign(document.createElement("span"), { className: "badge", textContent: text }),
   );
   peer.tile.querySelector(".badges").replaceChildren(...spans);
+  peer.tile.dataset.media = peer.mediaShown ? "shown" : "held";
+  peer.tile.querySelector(".held").hidden = peer.mediaShown;
+  const { text, verified } = securityText(peer);
+  peer.tile.querySelector(".code").textContent = text;
+  peer.tile.querySelector(".verified").hidden = !verified;
+}
+
+// What the tile says about the call's security.
+function securityText(peer) {
+  const code = securityCode(peer);
+  if (code !== null) return { text: `Code ${code}`, verified: peerVerified(peer) };
+  if (peer.noCode) return { text: "No verification code: open this page over https", verified: false };
+  const { verifier } = peer;
+  if (verifier && verifier.state === "failed") {
+    return { text: "No verification code: the exchange failed", verified: false };
+  }
+  return {
+    text: peer.authKey !== null ? "Checking the invite's secret…" : "Working out the code…",
+    verified: false,
+  };
 }
 
 function watchFrames(peer) {
@@ -982,6 +1220,23 @@ async function join(room, capacity = ui.capacity.value) {
   }
   ui.capacity.value = asked === null ? "" : String(asked);
   if (room === app.room && ws) return; // already there
+  // The invite's secret opens the invite's room: only the room key is sent.
+  let key = null;
+  let authKey = null;
+  if (invite.secret !== null && (invite.room === null || invite.room === room)) {
+    if (!canVerify()) {
+      setState("error", NOT_SECURE_TEXT, "not-secure");
+      return;
+    }
+    try {
+      key = await security.roomKey(invite.secret, room);
+      authKey = await security.fingerprintAuthKey(invite.secret, room);
+    } catch (error) {
+      if (!(error instanceof security.SecurityError)) throw error;
+      setState("error", BAD_SECRET_TEXT, "bad-secret");
+      return;
+    }
+  }
   const url = new URL(location.href);
   url.searchParams.set("room", room);
   if (asked === null) url.searchParams.delete("capacity");
@@ -1001,7 +1256,9 @@ async function join(room, capacity = ui.capacity.value) {
   }
   const request = { type: "join", room, id: "join" };
   if (asked !== null) request.capacity = asked;
-  send(request);
+  if (key !== null) request.key = key;
+  joining = { room, authKey };
+  send(request); // (never logged: it may carry the key)
 }
 
 function hangUp() {
@@ -1010,6 +1267,8 @@ function hangUp() {
   if (app.room !== null) send({ type: "leave" });
   app.room = null;
   app.members = [];
+  roomAuthKey = null;
+  joining = null;
   if (screenTrack) screenTrack.stop();
   screenTrack = null;
   app.sharing = false;
@@ -1032,7 +1291,9 @@ ui.screen.addEventListener("click", async () => {
 });
 ui.unmuteRemote.addEventListener("click", () => {
   ui.unmuteRemote.hidden = true;
-  for (const video of ui.videos.querySelectorAll(".remote video")) {
+  for (const peer of peers.values()) {
+    if (!peer.mediaShown) continue; // not verified yet: stays silent
+    const video = peer.tile.querySelector("video");
     video.muted = false;
     playRemote(video);
   }
@@ -1051,6 +1312,15 @@ function fail(error) {
   console.error(error);
   note(`internal error: ${error && error.message}`);
   setState("error", "Something went wrong in this page. Reload it to join again.", "internal");
+}
+
+// `#secret=...&pin=...` of an invite link, read once. A fragment without a
+// secret (or none) means an open room, as in protocol v1.
+function readInvite() {
+  const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const secret = fragment.get("secret");
+  const room = new URLSearchParams(location.search).get("room");
+  return { secret: secret === null ? null : secret.trim(), room: room === null ? null : room.trim() };
 }
 
 const params = new URLSearchParams(location.search);
