@@ -489,6 +489,15 @@ class CallLeg:
 
         Sends BYE first when asked, closes the Peer, then tells the host.
         """
+        if (
+            event in (LegEvent.BYE, LegEvent.TRANSPORT_CLOSED, LegEvent.PEER_SILENT)
+            and self._host.auth_key is not None
+            and self.connected_at is not None
+            and not self.peer_verified
+        ):
+            # An honest peer's MAC comes before its BYE (one sender, in order):
+            # media came up and the secret never vouched for it.
+            event = LegEvent.INSECURE
         self._fire(event)
         self._cancel_timer()
         if self._verify_deadline is not None:

@@ -646,6 +646,8 @@ class CallSession:
                 remote(frame)
 
         def on_audio(frame: av.AudioFrame) -> None:
+            if not leg.media_allowed:
+                return
             speaker_feed.push(frame)
             callback = self._remote_audio_callback
             if callback is not None and self._snapshot.peer_id == peer_id:
