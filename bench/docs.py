@@ -149,7 +149,8 @@ def _media_rows(r: dict[str, Any]) -> list[Row]:
                 f" barcode read {_num(read * 100 if read is not None else None, '%', 1)}",
             )
         )
-    cpu_goals = {"640x480_vp8": 35.0, "1280x720_vp8": 70.0}
+    # 640x480: the lean-pipeline goal (stock aiortc, video only, costs about 9%).
+    cpu_goals = {"640x480_vp8": 15.0, "1280x720_vp8": 70.0}
     for key, s in (_get(r, "media", "smoothness") or {}).items():
         size, codec = key.split("_")
         label = f"{size} {codec.upper().replace('H264', 'H.264')}"
@@ -340,7 +341,7 @@ def _startup_rows(r: dict[str, Any]) -> list[Row]:
                 f" bare `python -c pass` {_num(s['bare_python_ms']['median'], 'ms')}",
             )
         )
-    for size in ("640x480", "1280x720"):
+    for size, limit_mb in (("640x480", 350), ("1280x720", 300)):
         gui = _get(r, "media", f"gui_{size}_vp8")
         if not gui:
             continue
@@ -350,8 +351,8 @@ def _startup_rows(r: dict[str, Any]) -> list[Row]:
                 f"6. Memory of the desktop app in a {size} call (RSS; median, peak over the call)",
                 _num(gui["gui_rss_mib"], "MiB"),
                 f"{_num(peak, 'MiB')} (peak)",
-                "≤ 350 MB",
-                _verdict(_at_most(peak * 2**20 / 1e6 if peak is not None else None, 350)),
+                f"≤ {limit_mb} MB peak",
+                _verdict(_at_most(peak * 2**20 / 1e6 if peak is not None else None, limit_mb)),
                 f"= {_num(peak * 2**20 / 1e6 if peak is not None else None, 'MB')} at peak;"
                 f" PSS {_num(gui['gui_pss_mib'], 'MiB')};"
                 f" lifetime peak (VmHWM) {_num(gui.get('gui_rss_lifetime_peak_mib'), 'MiB')};"

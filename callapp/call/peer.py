@@ -7,8 +7,11 @@ the other side is, which state the leg is in or how messages travel:
 
 * Local media arrives ready to send: the session's one capture is fanned out
   (:class:`~callapp.media.fanout.TrackFanout`), and each leg gets its own
-  consumer track of the video and of the (muted or not) audio. Nothing here
-  copies or converts a frame.
+  consumer track of the video and of the (muted or not) audio. Video frames
+  go to aiortc's encoder as they come; audio is encoded to Opus here, on the
+  loop, by an :class:`~callapp.media.opus.OpusTrack` (mono, no thread
+  hand-off), unless the leg agreed on another codec, which aiortc then
+  encodes. Nothing here copies or converts a frame.
 * Remote video is read by a :class:`~callapp.media.sinks.LatestFrameSink`,
   which counts frames and hands each one to ``on_video`` at once (nothing
   queues here). Remote audio is read the same way (``read_track``) and handed
@@ -18,6 +21,7 @@ the other side is, which state the leg is in or how messages travel:
 * Remote candidates wait in a queue until the remote description is set.
 * :meth:`Peer.watch` notices a peer that went silent: aiortc has no ICE
   "disconnected" state, and aioice's consent checks take 30 s to give up.
+  While frames arrive it only wakes when the newest could be too old.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from aiortc import (
 from callapp.call import ice, wire
 from callapp.call.config import CallConfig
 from callapp.call.stats import FrameCounters, negotiated_codec
+from callapp.media.opus import OpusTrack
 from callapp.media.reading import read_track
 from callapp.media.sinks import LatestFrameSink
 
@@ -50,6 +55,9 @@ FrameCallback = Callable[[av.VideoFrame], None]
 AudioCallback = Callable[[av.AudioFrame], None]
 
 _MIME = {"vp8": "video/vp8", "h264": "video/h264"}
+
+#: How often Peer.watch counts transport packets once media has stopped (s).
+_WATCH_POLL = 0.1
 
 #: The label of the chat data channel (docs/protocol.md).
 CHAT_LABEL = "chat"
@@ -96,6 +104,11 @@ class Peer:
         self.pc = RTCPeerConnection(ice.configuration(servers))
         self.video = video
         self.audio = audio
+        #: What the audio sender reads: ``audio`` as Opus packets (see _sends_opus).
+        self.audio_out = (
+            OpusTrack(audio, sends_opus=self._sends_opus) if audio is not None else None
+        )
+        self._opus: bool | None = None
         self._on_video = on_video
         self._on_audio = on_audio
         self._on_connection_state = on_connection_state
@@ -109,6 +122,8 @@ class Peer:
         #: Reads the remote video once its track arrives (counts, first/last frame).
         self.video_sink: LatestFrameSink | None = None
         self.audio_frames_received = 0
+        #: ``time.monotonic()`` when the newest remote audio frame was read.
+        self.last_audio_at: float | None = None
         self.closed = False
 
         # Audio and the data channel are attached when the roles are known.
@@ -161,6 +176,7 @@ class Peer:
         if not isinstance(frame, av.AudioFrame):
             return
         self.audio_frames_received += 1
+        self.last_audio_at = time.monotonic()
         self._on_audio(frame)
 
     # -- chat ------------------------------------------------------------------------
@@ -226,13 +242,31 @@ class Peer:
         microphone, an older client) must still be callable.
         """
         if offering:
-            if self.audio is not None:
-                self.pc.addTransceiver(self.audio, direction="sendrecv")
+            if self.audio_out is not None:
+                self.pc.addTransceiver(self.audio_out, direction="sendrecv")
             else:
                 self.pc.addTransceiver("audio", direction="recvonly")
-        elif self.audio is not None and any(t.kind == "audio" for t in self.pc.getTransceivers()):
-            self.pc.addTrack(self.audio)  # reuses the offer's audio transceiver
+        elif self.audio_out is not None and any(
+            t.kind == "audio" for t in self.pc.getTransceivers()
+        ):
+            self.pc.addTrack(self.audio_out)  # reuses the offer's audio transceiver
         self._tune()  # new transceivers have gatherers of their own
+
+    def _sends_opus(self) -> bool:
+        """Whether our audio sender was started with Opus (asked by it, per frame).
+
+        aiortc starts a sender once, with the first codec negotiated for its
+        transceiver (``_codecs``, set by then), and keeps it: the first
+        answer is kept too. Anything unexpected means no: aiortc encodes.
+        """
+        if self._opus is None:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.sender.track is self.audio_out:
+                    codecs = getattr(transceiver, "_codecs", None)
+                    if codecs:
+                        self._opus = str(codecs[0].mimeType).lower() == "audio/opus"
+                    break
+        return bool(self._opus)
 
     async def make_offer(self) -> str:
         if self.chat is None:
@@ -317,17 +351,42 @@ class Peer:
                     count += int(stat.packetsReceived)
         return count
 
+    def _last_media_at(self) -> float | None:
+        """When the newest remote video or audio frame was read, or None before any."""
+        video = self.last_frame_at
+        audio = self.last_audio_at
+        if video is None or audio is None:
+            return video if audio is None else audio
+        return max(video, audio)
+
     async def watch(self, silence_timeout: float, on_silent: Callable[[], None]) -> None:
         """Call ``on_silent`` once nothing has arrived for ``silence_timeout`` s.
 
-        Counts packets on the transports (RTP, RTCP and data alike). A peer
-        that sends no media at all only sends RTCP about once a second, so
-        until its media has been seen the limit is at least 5 s.
+        While remote media arrives (the frames read here are time-stamped as
+        they come anyway), nothing needs counting: the watch sleeps until
+        the newest frame would be ``silence_timeout`` old, so it wakes about
+        once per ``silence_timeout`` instead of ten times a second. Once
+        frames stop (and before the first), it counts packets on the
+        transports (RTP, RTCP and data alike) every 0.1 s, the newest frame
+        counting as the last thing that arrived. A peer that sends no media
+        at all only sends RTCP about once a second, so until its media has
+        been seen the limit is at least 5 s.
         """
-        last_count = -1
+        last_count: int | None = None
         last_change = time.monotonic()
         while not self.closed:
-            await asyncio.sleep(0.1)
+            media = self._last_media_at()
+            now = time.monotonic()
+            if media is not None and now - media < _WATCH_POLL:
+                # Frames are coming: nothing can be silent before media + timeout.
+                last_count, last_change = None, media
+                await asyncio.sleep(max(_WATCH_POLL, media + silence_timeout - now))
+                continue
+            if last_count is None:
+                last_count = self._packets_received()  # counting starts here
+                if media is not None:
+                    last_change = max(last_change, media)
+            await asyncio.sleep(_WATCH_POLL)
             count = self._packets_received()
             rtp_seen = self.frames_received > 0 or self.audio_frames_received > 0
             now = time.monotonic()
@@ -373,6 +432,8 @@ class Peer:
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
         self.video.stop()
+        if self.audio_out is not None:
+            self.audio_out.stop()  # and self.audio with it
         if self.audio is not None:
             self.audio.stop()
         await self.pc.close()

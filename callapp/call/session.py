@@ -57,7 +57,6 @@ from callapp.call.config import CallConfig
 from callapp.call.leg import CallLeg
 from callapp.call.link import LinkEvent, next_link_state
 from callapp.call.peer import AudioCallback, FrameCallback, Peer
-from callapp.call.recording import FrameFeed
 from callapp.call.report import LegRecord
 from callapp.call.state import (
     ChatMessage,
@@ -71,6 +70,7 @@ from callapp.call.state import (
 )
 from callapp.call.stats import CallStats
 from callapp.call.transitions import LegEvent, LegProtocolError, LocalProtocolError
+from callapp.media import memory
 from callapp.media.audio_sources import MutableAudioTrack
 from callapp.media.fanout import TrackFanout
 from callapp.media.playback import AudioPlayback
@@ -540,6 +540,7 @@ class CallSession:
 
     def _open_capture(self) -> None:
         if self._video is None:
+            memory.map_large_buffers()  # frames' memory goes back when they do
             self._camera = self._open_camera()
             self._video = SwitchableVideoTrack(
                 self._camera,
@@ -632,8 +633,7 @@ class CallSession:
         peer_id = leg.peer_id
         speaker = self._speaker_for_legs()
         speaker.remove_input(peer_id)  # a leg that lost glare replaces its Peer
-        speaker_feed = FrameFeed(25, kind="audio")
-        speaker.add_input(peer_id, speaker_feed)
+        play = speaker.add_feed(peer_id)  # on_audio hands it each frame: no task, no queue
 
         def on_video(frame: av.VideoFrame) -> None:
             if not leg.media_allowed:
@@ -648,7 +648,7 @@ class CallSession:
         def on_audio(frame: av.AudioFrame) -> None:
             if not leg.media_allowed:
                 return
-            speaker_feed.push(frame)
+            play(frame)
             callback = self._remote_audio_callback
             if callback is not None and self._snapshot.peer_id == peer_id:
                 callback(frame)

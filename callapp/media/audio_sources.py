@@ -57,7 +57,9 @@ from callapp.media.devices import (
 from callapp.media.pcm import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
+    SILENCE_DBFS,
     Pcm,
+    frame_samples,
     frame_to_pcm,
     level_dbfs,
     pcm_to_frame,
@@ -368,12 +370,18 @@ class MutableAudioTrack(MediaStreamTrack):
         self._source = source
         self.muted = muted
         self._gain = 0.0 if muted else 1.0
-        self.level = level_dbfs(_zeros(1))
+        self._last: AudioFrame | None = None
         self.frames = 0
 
     @property
     def source(self) -> MediaStreamTrack:
         return self._source
+
+    @property
+    def level(self) -> float:
+        """Level of the last frame sent, in dBFS (worked out when asked, not per frame)."""
+        frame = self._last
+        return level_dbfs(frame_samples(frame)) if frame is not None else SILENCE_DBFS
 
     def replace_source(self, source: MediaStreamTrack) -> MediaStreamTrack:
         """Send ``source`` from the next frame on; returns the previous one (not stopped)."""
@@ -390,18 +398,16 @@ class MutableAudioTrack(MediaStreamTrack):
             raise TypeError(f"audio source produced {type(frame).__name__}, not an AudioFrame")
         target = 0.0 if self.muted else 1.0
         if target == 1.0 and self._gain == 1.0 and frame.format.name == "s16":
-            out = frame
-            pcm = frame_to_pcm(frame)
+            out = frame  # the source's frame as it is: no copy
         else:
-            pcm = frame_to_pcm(frame)
             if target == 0.0 and self._gain == 0.0:
-                pcm = np.zeros_like(pcm)
+                pcm = _zeros(frame.samples, len(frame.layout.channels))
             else:
-                pcm = ramp(pcm, self._gain, target)
+                pcm = ramp(frame_to_pcm(frame), self._gain, target)
             out = pcm_to_frame(pcm, frame.pts, frame.sample_rate)
             out.time_base = frame.time_base
         self._gain = target
-        self.level = level_dbfs(pcm)
+        self._last = out
         self.frames += 1
         return out
 
@@ -433,8 +439,8 @@ def open_audio_source(spec: str, *, on_status: StatusCallback | None = None) -> 
     return AudioFileTrack(source_file_path(spec, "audio", SPEC_HELP))
 
 
-def _zeros(samples: int = FRAME_SAMPLES) -> Pcm:
-    return np.zeros((samples, 1), dtype=np.int16)
+def _zeros(samples: int = FRAME_SAMPLES, channels: int = 1) -> Pcm:
+    return np.zeros((samples, channels), dtype=np.int16)
 
 
 __all__ = [

@@ -58,13 +58,33 @@ def silent_frame(samples: int = FRAME_SAMPLES, pts: int | None = None) -> AudioF
     return pcm_to_frame(np.zeros((samples, 1), dtype=np.int16), pts)
 
 
+def frame_samples(frame: AudioFrame) -> Pcm:
+    """The samples of a packed ``s16`` frame as a read-only view shaped ``(samples, channels)``.
+
+    No copy: the view keeps the frame's buffer alive and shows what it holds,
+    which nobody may change (frames are shared, see :mod:`callapp.media.fanout`).
+    Any other format is converted into a new array, as :func:`frame_to_pcm` does.
+    """
+    if frame.format.name != "s16":
+        return frame_to_pcm(frame)
+    channels = len(frame.layout.channels)
+    count = frame.samples * channels
+    view: Pcm = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16, count=count)
+    view = view.reshape(-1, channels)
+    view.flags.writeable = False
+    return view
+
+
 def frame_to_pcm(frame: AudioFrame) -> Pcm:
     """The frame's samples as a new int16 array shaped ``(samples, channels)``.
 
     Accepts packed or planar frames of 16-bit, 32-bit or float samples (what
-    decoders and files give); floats are clipped to [-1, 1].
+    decoders and files give); floats are clipped to [-1, 1]. Packed ``s16``
+    is copied once, straight out of the frame.
     """
     channels = len(frame.layout.channels)
+    if frame.format.name == "s16":
+        return np.array(frame_samples(frame), dtype=np.int16, copy=True)
     data: npt.NDArray[Any] = np.asarray(frame.to_ndarray())
     if frame.format.is_planar:
         data = data.T

@@ -14,11 +14,20 @@ loop. An input whose audio has not arrived gives its fade-out, then silence
 never holds up the others; an input removed gives one last block faded to
 nothing, so leaving does not click.
 
+Inputs are tracks (:meth:`AudioPlayback.add_input`: a task reads each) or
+feeds (:meth:`AudioPlayback.add_feed`: whoever already has the decoded
+frames, the call session reading a leg's remote track, pushes them in, and no
+task or queue of ours sits in between).
+
 Without a speaker (none found, it fails to open, it goes away, or ``none``
-was asked for) the call goes on: a clock on the event loop pulls the same
-blocks in real time and throws them away, and :attr:`AudioPlayback.status`
-says so in words. Either way every block played (or discarded), the mix, is
-handed to ``capture``, which is how tests and recordings hear what the user heard.
+was asked for) the call goes on: the same blocks are pulled in real time and
+thrown away, and :attr:`AudioPlayback.status` says so in words. No timer of
+its own ticks 100 times a second for that: whenever a frame arrives, and at
+the latest every :data:`DISCARD_TICK` seconds, the blocks that real time says
+are due are pulled before the frame goes in, so each input's buffer sees what
+a device would have asked of it by then. Either way every block played (or
+discarded), the mix, is handed to ``capture``, which is how tests and
+recordings hear what the user heard.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +52,6 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from av import AudioFrame
 
-from callapp.media.clock import Pacer
 from callapp.media.devices import (
     AudioDevice,
     AudioDeviceError,
@@ -63,6 +72,7 @@ from callapp.media.pcm import (
     SAMPLE_RATE,
     SILENCE_DBFS,
     Pcm,
+    frame_samples,
     frame_to_pcm,
     level_dbfs,
     mix,
@@ -75,6 +85,8 @@ logger = logging.getLogger(__name__)
 
 #: Samples the speaker is handed per callback: 10 ms.
 BLOCK_SAMPLES = 480
+#: Without a speaker: the longest the discarding clock waits for a frame to wake it.
+DISCARD_TICK = 0.1
 #: Most a volume may be raised to (2 = +6 dB); samples are clipped beyond full scale.
 MAX_VOLUME = 2.0
 #: The key of the input given to the constructor.
@@ -82,6 +94,9 @@ DEFAULT_INPUT = "default"
 #: Channels every input is mixed in (what aiortc's Opus decoder gives).
 MIX_CHANNELS = 2
 NOT_PLAYED = "the other person's audio is not played"
+
+#: Without a speaker: a loop that fell further behind than this skips ahead.
+_MAX_DISCARD_LAG = 0.5
 
 Capture = Callable[[Pcm], None]
 #: ``(device, channels, callback, finished_callback) -> stream``; the callback
@@ -106,7 +121,7 @@ class _Input:
     """One track being played: its buffer (shared with the audio thread) and its reader."""
 
     key: str
-    track: MediaStreamTrack
+    track: MediaStreamTrack | None  # None: a feed (add_feed)
     jitter: JitterBuffer
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     resampler: av.AudioResampler | None = field(default=None, repr=False)
@@ -157,6 +172,9 @@ class AudioPlayback:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Task[None] | None = None
         self._clock: asyncio.Task[None] | None = None
+        # Without a speaker: when discarding started, and the blocks pulled since.
+        self._discard_origin = 0.0
+        self._discard_blocks = 0
         # Both guarded by _lock: the audio thread pulls from them.
         self._inputs: dict[str, _Input] = {}
         self._leaving: list[_Input] = []  # removed; one last, faded block to play
@@ -168,8 +186,7 @@ class AudioPlayback:
         """Samples handed to the speaker (or discarded in its place), silence included."""
         self.device_underflows = 0
         """Times the speaker reported it ran dry (its own buffer, not ours)."""
-        self.level = SILENCE_DBFS
-        """Level of the last block played, in dBFS."""
+        self._last_block: Pcm | None = None
         self.error: BaseException | None = None
         """What the last input that failed raised (its track ended otherwise than normally)."""
         if track is not None:
@@ -211,6 +228,12 @@ class AudioPlayback:
         The device adds its own latency.
         """
         return max((i.jitter.delay for i in self._inputs.values()), default=0.0)
+
+    @property
+    def level(self) -> float:
+        """Level of the last block played, in dBFS (worked out when asked)."""
+        block = self._last_block
+        return SILENCE_DBFS if block is None else level_dbfs(block)
 
     @property
     def played_seconds(self) -> float:
@@ -263,6 +286,34 @@ class AudioPlayback:
         if self._opening is not None:
             self._start_input(item)
 
+    def add_feed(
+        self, key: str, *, jitter: JitterBuffer | None = None
+    ) -> Callable[[AudioFrame], None]:
+        """An input fed by the function returned: call it with each decoded frame, in order.
+
+        Mixed in like :meth:`add_input`'s tracks (through its own ``jitter``
+        buffer, by default ``JitterBuffer(2)``), but no task reads anything:
+        the caller, who has the frames already, hands them straight in, on
+        the event loop thread. Frames given before the speaker is open are
+        dropped (they would only be delay), and so is anything given after
+        :meth:`remove_input` or :meth:`stop`. Raises as :meth:`add_input`.
+        """
+        if self._stopping:
+            raise RuntimeError("add_feed() after stop()")
+        if key in self._inputs:
+            raise ValueError(f"an input {key!r} is playing already")
+        item = _Input(key, None, jitter or JitterBuffer(MIX_CHANNELS))
+        with self._lock:
+            self._inputs[key] = item
+
+        def feed(frame: AudioFrame) -> None:
+            opening = self._opening
+            if opening is None or not opening.done() or self._inputs.get(key) is not item:
+                return
+            self._push(item, frame)
+
+        return feed
+
     def remove_input(self, key: str) -> None:
         """Stop reading input ``key``; its next block fades out and it is gone. No-op if absent.
 
@@ -299,13 +350,15 @@ class AudioPlayback:
 
     def _start_input(self, item: _Input) -> None:
         assert self._loop is not None
-        item.task = self._loop.create_task(self._read(item), name=f"audio-input-{item.key}")
+        if item.track is not None:
+            item.task = self._loop.create_task(self._read(item), name=f"audio-input-{item.key}")
 
     async def _read(self, item: _Input) -> None:
         assert self._opening is not None
         # The speaker first: frames read before it plays would only pile up as delay.
         await asyncio.wait([self._opening])
         what = f"playback: reading audio input {item.key!r}"
+        assert item.track is not None
         error = await read_track(item.track, lambda frame: self._push(item, frame), what=what)
         if error is not None:
             self.error = error
@@ -313,10 +366,12 @@ class AudioPlayback:
     def _push(self, item: _Input, frame: object) -> None:
         if not isinstance(frame, AudioFrame):
             return
+        if self._clock is not None:
+            self._discard_due()  # what a speaker would have taken before this frame came
         self.frames_received += 1
         pts: int | None = None
         if frame.sample_rate == SAMPLE_RATE and frame.format.name in ("s16", "s16p"):
-            pcm = frame_to_pcm(frame)
+            pcm = frame_samples(frame)  # s16 (what Opus decodes to): a view, not a copy
             if frame.pts is not None and frame.time_base is not None:
                 pts = round(frame.pts * frame.time_base * SAMPLE_RATE)
         else:
@@ -365,21 +420,37 @@ class AudioPlayback:
     def _start_clock(self) -> None:
         if self._clock is None and not self._stopping:
             loop = asyncio.get_running_loop()
+            self._discard_origin = time.monotonic()
+            self._discard_blocks = 0
             self._clock = loop.create_task(self._discard(), name="audio-discard")
 
     async def _discard(self) -> None:
-        """Pull blocks in real time with nowhere to play them (no speaker)."""
-        pacer = Pacer(SAMPLE_RATE / BLOCK_SAMPLES)
+        """Pull blocks in real time with nowhere to play them (no speaker).
+
+        Frames arriving call :meth:`_discard_due` too, so this only ticks
+        while none do.
+        """
         try:
             while True:
-                await pacer.next()
-                self._emit(self._pull(BLOCK_SAMPLES))
+                self._discard_due()
+                await asyncio.sleep(DISCARD_TICK)
         except RuntimeError:
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
                 return  # stepped after its loop stopped (qasync at exit): just end
             raise
+
+    def _discard_due(self) -> None:
+        """Pull (and capture) every block due by now; after a long stall, skip ahead instead."""
+        due = int((time.monotonic() - self._discard_origin) * SAMPLE_RATE) // BLOCK_SAMPLES
+        behind = due - self._discard_blocks
+        if behind * BLOCK_SAMPLES > _MAX_DISCARD_LAG * SAMPLE_RATE:
+            self._discard_blocks = due - 1  # like Pacer: the present, not a burst
+            behind = 1
+        for _ in range(behind):
+            self._emit(self._pull(BLOCK_SAMPLES))
+        self._discard_blocks += max(0, behind)
 
     def _device_lost(self) -> None:
         if self._stopping or self._status.state is not AudioState.LIVE:
@@ -414,7 +485,7 @@ class AudioPlayback:
         pcm = mix(blocks, n, MIX_CHANNELS, start=before, end=volume)
         self._applied_volume = volume
         self.samples_played += n
-        self.level = level_dbfs(pcm)
+        self._last_block = pcm
         return pcm
 
     def _emit(self, pcm: Pcm) -> None:

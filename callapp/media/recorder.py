@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import cast
+from typing import Any, cast
 
 import av
 from aiortc import MediaStreamTrack
@@ -48,6 +48,7 @@ from av.container import OutputContainer
 from av.video.stream import VideoStream
 
 from callapp.media.frames import frame_view
+from callapp.media.pcm import frame_samples
 
 logger = logging.getLogger(__name__)
 
@@ -331,10 +332,15 @@ class Recorder:
 
 
 def _restamped(frame: AudioFrame, pts: int) -> AudioFrame:
-    """A copy of ``frame`` (samples are cheap: 20 ms) with ``pts`` in 1/sample_rate."""
-    copy = AudioFrame.from_ndarray(
-        frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name
+    """A copy of ``frame`` (samples are cheap: 20 ms) with ``pts`` in 1/sample_rate.
+
+    Packed ``s16`` (what Opus decodes to) is copied once, straight from the
+    frame's buffer; other formats go through ``to_ndarray`` (a second copy).
+    """
+    samples: Any = (
+        frame_samples(frame).reshape(1, -1) if frame.format.name == "s16" else frame.to_ndarray()
     )
+    copy = AudioFrame.from_ndarray(samples, format=frame.format.name, layout=frame.layout.name)
     copy.sample_rate = frame.sample_rate
     copy.pts = pts
     copy.time_base = Fraction(1, frame.sample_rate)

@@ -7,7 +7,8 @@ is shown ("No camera").
 
 Frames are drawn straight into ``yuv420p`` planes. Everything static (bars,
 label, the dark band behind the text) is rendered once; per frame the work is
-three plane copies, one filled square and one line of text.
+three plane copies, one filled square and one line of text (drawn into the
+frame itself, unless its rows are padded).
 """
 
 from __future__ import annotations
@@ -124,17 +125,22 @@ class PatternRenderer:
         u[yy // 2 : (yy + s) // 2, x // 2 : (x + s) // 2] = NEUTRAL_UV
         v[yy // 2 : (yy + s) // 2, x // 2 : (x + s) // 2] = NEUTRAL_UV
 
-        # Text goes into a contiguous scratch band, then into the plane: cv2
-        # may silently draw into a copy of a strided view.
-        band = self._band
-        band[:] = self._y[self._band_top :]
+        # The text is drawn straight into the plane when its rows are contiguous
+        # (no padding: the usual case); otherwise into a contiguous scratch band,
+        # then copied in, because cv2 may silently draw into a copy of a strided view.
+        band = y[self._band_top :]
+        scratch = not band.flags.c_contiguous
+        if scratch:
+            band = self._band
+            band[:] = self._y[self._band_top :]
         wall_s = time.strftime("%H:%M:%S", time.localtime(wall))
         millis = int(wall * 1000) % 1000
         text = f"{wall_s}.{millis:03d}  +{_hms(elapsed)}  #{index:06d}"
         cv2.putText(
             band, text, self._text_org, _FONT, self._scale, _WHITE_Y, self._thickness, cv2.LINE_AA
         )
-        y[self._band_top :] = band
+        if scratch:
+            y[self._band_top :] = band
         return frame
 
 

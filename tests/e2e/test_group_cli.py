@@ -29,7 +29,9 @@ pytestmark = pytest.mark.e2e
 
 LOOPBACK = "--allow-loopback"
 #: Received video from each peer, frames per second over the leg.
-MIN_FPS = 25.0
+# Three processes encoding and decoding two streams each fill both cores here
+# (about 65% CPU each); a busy shared machine takes a few frames off the 30.
+MIN_FPS = 20.0
 #: Opus frames are 20 ms: 50 a second; allow for the start and the end of a leg.
 MIN_AUDIO_SHARE = 0.8
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -4,6 +4,7 @@ real, falling back to discarding when there is no speaker, volume, capture and W
 from __future__ import annotations
 
 import asyncio
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -379,3 +380,75 @@ async def test_one_track_at_construction_is_the_default_input(null_audio: Path) 
     assert track.readyState == "live", "the sink never stops a track"
     with pytest.raises(RuntimeError):
         sink.add_input("late", FeedTrack("audio"))
+
+
+# -- feeds, and discarding without a clock of its own ----------------------------------
+
+
+async def test_a_feed_is_played_like_a_track_with_nothing_reading_it(null_audio: Path) -> None:
+    mixer = Mixer(())
+    feed = mixer.sink.add_feed("leg")
+    tone = tone_frames(440)
+    feed(pcm_to_frame(np.repeat(tone(), 2, axis=1), 0))  # before the speaker: dropped
+    assert mixer.sink.frames_received == 0
+    await mixer.start()
+    await wait_for(lambda: mixer.sink.status.state is AudioState.LIVE)
+    assert mixer.sink.inputs == ("leg",)
+    with pytest.raises(ValueError, match="playing already"):
+        mixer.sink.add_feed("leg")
+    played = []
+    for index in range(1, 51):
+        feed(pcm_to_frame(np.repeat(tone(), 2, axis=1), index * FRAME_SAMPLES))
+        played += [mixer.streams[0].play(480, 2) for _ in range(2)]
+    assert mixer.sink.frames_received == 50
+    assert dominant_hz(np.concatenate(played)[-SAMPLE_RATE // 2 :, 0]) == pytest.approx(440, abs=3)
+    assert mixer.sink.level > -30
+    mixer.sink.remove_input("leg")
+    feed(pcm_to_frame(np.repeat(tone(), 2, axis=1), 51 * FRAME_SAMPLES))  # gone: ignored
+    assert mixer.sink.frames_received == 50
+    await mixer.sink.stop()
+    with pytest.raises(RuntimeError):
+        mixer.sink.add_feed("late")
+
+
+async def test_without_a_speaker_arriving_frames_drive_the_discarding() -> None:
+    capture = PlaybackCapture()
+    sink = AudioPlayback(device="none", capture=capture)
+    feed = sink.add_feed("leg")
+    sink.start()
+    await wait_for(lambda: sink.status.state is AudioState.OFF)
+    blocks: list[int] = []
+
+    def keep(pcm: Pcm) -> None:
+        blocks.append(pcm.shape[0])
+        capture(pcm)
+
+    sink.capture = keep
+    tone = ToneTrack(440)
+    started = asyncio.get_running_loop().time()
+    for index in range(40):  # 0.8 s of frames, on time
+        await asyncio.sleep(0.02)
+        feed(pcm_to_frame(np.repeat(tone.generate(FRAME_SAMPLES, 0), 2, axis=1), index * 960))
+    elapsed = asyncio.get_running_loop().time() - started
+    # What a device would have taken: real time, in 10 ms blocks, the tone in them.
+    assert sink.played_seconds == pytest.approx(elapsed, abs=0.05)
+    assert set(blocks) == {480}
+    assert dominant_hz(capture.samples()[-SAMPLE_RATE // 4 :, 0]) == pytest.approx(440, abs=8)
+    # A frame a sleep late on a busy machine is an underrun; a few of 40 are jitter.
+    assert sink.stats.underruns <= 6
+    # With nothing arriving, the clock still runs (in steps of at most 0.1 s).
+    before = sink.played_seconds
+    await asyncio.sleep(0.35)
+    assert sink.played_seconds - before == pytest.approx(0.35, abs=0.12)
+    await sink.stop()
+
+
+async def test_a_stalled_loop_skips_ahead_instead_of_discarding_a_burst() -> None:
+    sink = AudioPlayback(device="none")
+    sink.start()
+    await wait_for(lambda: sink.status.state is AudioState.OFF)
+    await asyncio.sleep(0.05)
+    time.sleep(0.8)  # noqa: ASYNC251  (the loop stalls: that is the point)
+    sink._discard_due()
+    assert sink.played_seconds < 0.3
+    await sink.stop()

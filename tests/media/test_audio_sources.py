@@ -20,7 +20,15 @@ from callapp.media.audio_sources import (
     open_audio_source,
 )
 from callapp.media.devices import AudioDevice, AudioState, AudioStatus
-from callapp.media.pcm import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, frame_to_pcm
+from callapp.media.pcm import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    SILENCE_DBFS,
+    frame_samples,
+    frame_to_pcm,
+    level_dbfs,
+    pcm_to_frame,
+)
 from callapp.media.tone import SilenceTrack, ToneTrack
 from tests.media.audio_null import NULL_DEVICE
 from tests.media.conftest import dominant_hz
@@ -310,3 +318,29 @@ async def test_the_null_device_records_in_real_time(null_audio: Path) -> None:
     # A device without a clock is held to real time rather than flooding the call.
     assert elapsed >= 0.3, f"25 frames in {elapsed:.3f} s: the null device was not paced"
     assert mic.samples_captured < 2 * SAMPLE_RATE
+
+
+async def test_unmuted_frames_go_through_as_they_are() -> None:
+    source = ToneTrack(440)
+    sender = MutableAudioTrack(source)
+    frame = await sender.recv()
+    assert frame_to_pcm(frame).any()
+    # No copy on the way and no per-frame level: it is worked out when asked.
+    assert sender._last is frame
+    assert sender.level == pytest.approx(level_dbfs(frame_to_pcm(frame)))
+
+
+def test_frame_samples_is_a_read_only_view_and_frame_to_pcm_a_copy() -> None:
+    pcm = np.arange(2 * FRAME_SAMPLES, dtype=np.int16).reshape(-1, 2)
+    frame = pcm_to_frame(pcm, 0)
+    view = frame_samples(frame)
+    assert view.shape == (FRAME_SAMPLES, 2)
+    assert np.array_equal(view, pcm)
+    assert not view.flags.writeable
+    assert np.shares_memory(view, frame_samples(frame))
+    copy = frame_to_pcm(frame)
+    assert np.array_equal(copy, pcm)
+    assert copy.flags.writeable
+    assert not np.shares_memory(copy, view)
+    mono = pcm_to_frame(pcm[:, :1].copy(), 0)
+    assert frame_samples(mono).shape == (FRAME_SAMPLES, 1)
