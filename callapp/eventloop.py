@@ -5,11 +5,17 @@ receiving after an ICMP port-unreachable (CPython issues 91227, 127057): a
 call's media would silently stop. Every headless entry point (``callapp
 call``, ``callapp-signaling``, ``callapp --self-test``) runs on a selector
 loop there instead; the GUI does the same through qasync's selector loop.
+
+Where there is ``SIGUSR1``, ``kill -USR1 PID`` makes a headless command
+print every thread's stack to stderr and go on: the way to see what a
+process that will not finish is waiting for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -24,5 +30,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Like :func:`asyncio.run`, on a selector loop on Windows."""
+    if hasattr(signal, "SIGUSR1") and sys.stderr is not None:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coroutine)

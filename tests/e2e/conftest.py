@@ -99,8 +99,12 @@ class Proc:
         try:
             code = self.popen.wait(within)
         except subprocess.TimeoutExpired:
+            # Headless commands print every thread's stack on SIGUSR1
+            # (callapp/eventloop.py): say what it is stuck on.
+            self.popen.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
             raise AssertionError(
-                f"{self.name} still running after {within} s:\n{self.output[-4000:]}"
+                f"{self.name} still running after {within} s:\n{self.output[-8000:]}"
             ) from None
         self._reader.join(5)
         return code

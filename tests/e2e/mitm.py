@@ -40,6 +40,8 @@ import contextlib
 import json
 import logging
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,7 +54,9 @@ from aiortc import (
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from callapp.call import ice, security, wire
 from callapp.signaling.server import SignalingServer
@@ -143,7 +147,9 @@ class MitmRelay:
     # -- running -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._server = await serve(self._handle, "127.0.0.1", 0)
+        self._server = await serve(
+            self._handle, "127.0.0.1", 0, process_request=self._pass_page_through
+        )
 
     @property
     def port(self) -> int:
@@ -153,6 +159,27 @@ class MitmRelay:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        """The browser client's page, fetched from the real server through the relay."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def _pass_page_through(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Plain HTTP (the page and its scripts) is fetched upstream and passed on.
+
+        An attacker on the path sees and may change all of it; what it cannot
+        see is the URL fragment, where the invite keeps the room secret.
+        """
+        upgrade = request.headers.get("Upgrade", "")
+        if "websocket" in upgrade.lower():
+            return None
+        upstream = self.upstream.replace("ws://", "http://", 1).rsplit("/ws", 1)[0]
+        status, headers, body = await asyncio.to_thread(_http_get, upstream + request.path)
+        headers["Content-Length"] = str(len(body))
+        return Response(status, "", Headers(headers), body)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -396,6 +423,16 @@ def _json(frame: Any) -> Any:
         return {}
 
 
+def _http_get(url: str) -> tuple[int, dict[str, str], bytes]:
+    keep = ("Content-Type", "Cache-Control", "Content-Security-Policy")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            headers = {k: v for k, v in reply.headers.items() if k in keep}
+            return reply.status, headers, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {"Content-Type": "text/plain"}, error.read()
+
+
 async def _close(pc: RTCPeerConnection) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(pc.close(), 3)
@@ -408,8 +445,11 @@ class RelayThread:
     server's; with ``relay=False`` only the server runs and ``url`` is it.
     """
 
-    def __init__(self, *, relay: bool = True, verify: VerifyMode = "forward") -> None:
+    def __init__(
+        self, *, relay: bool = True, intercept: bool = True, verify: VerifyMode = "forward"
+    ) -> None:
         self._want_relay = relay
+        self._intercept = intercept
         self._verify = verify
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -417,6 +457,8 @@ class RelayThread:
         self.relay: MitmRelay | None = None
         self.url = ""
         self.server_url = ""
+        #: The browser client's page, through the relay when there is one.
+        self.http_url = ""
 
     def __enter__(self) -> RelayThread:
         self._thread.start()
@@ -426,8 +468,12 @@ class RelayThread:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(15)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result(15)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def call(self, fn: Any) -> Any:
         """Run ``fn()`` on the relay's loop (to read its state safely)."""
@@ -441,13 +487,30 @@ class RelayThread:
         self.server = SignalingServer("127.0.0.1", 0, max_connections_per_address=10_000)
         await self.server.start()
         self.server_url = self.url = self.server.url
+        self.http_url = self.server.http_url
         if self._want_relay:
-            self.relay = MitmRelay(self.server.url, verify=self._verify)
+            self.relay = MitmRelay(self.server.url, intercept=self._intercept, verify=self._verify)
             await self.relay.start()
             self.url = self.relay.url
+            self.http_url = self.relay.http_url
 
     async def _stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
         if self.server is not None:
             await self.server.stop()
+
+    async def _drain(self) -> None:
+        """End every task the relay's peers left and join the loop's executor threads.
+
+        A stopped loop that is never closed keeps aiortc's tasks and codec
+        objects (and the executor threads that ran them) to be torn down by
+        the garbage collector later, in whatever test then runs: this test's
+        process is the whole suite's.
+        """
+        me = asyncio.current_task()
+        left = [task for task in asyncio.all_tasks() if task is not me]
+        for task in left:
+            task.cancel()
+        await asyncio.wait_for(asyncio.gather(*left, return_exceptions=True), 5)
+        await self._loop.shutdown_default_executor()

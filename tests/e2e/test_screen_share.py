@@ -235,7 +235,7 @@ def test_shared_screen_reaches_the_peer_then_the_camera_comes_back(
 def test_a_call_from_the_screen_shows_it_live_at_its_own_size(
     procs: Procs, server_url: str, tmp_path: Path, screen: str
 ) -> None:
-    """A: ``--video screen`` for 4 s; the test turns its drawing round mid-call; B records."""
+    """A: ``--video screen`` for 8 s; the test turns its drawing round mid-call; B records."""
     fill_quadrants(screen, SCREEN_W, SCREEN_H, DRAWING)
     recording, b_json = tmp_path / "b.webm", tmp_path / "b.json"
     room = ["--server", server_url, "--room", "e2e-screen", LOOPBACK, "--timeout", "20"]
@@ -244,7 +244,9 @@ def test_a_call_from_the_screen_shows_it_live_at_its_own_size(
         screen,
         "a",
         *room,
-        *("--video", "screen", "--audio", "tone:440", "--speaker", "none", "--seconds", "4"),
+        # 8 s, though the drawing turns 1 s into the call: B's "first frame"
+        # line can reach the test seconds late on a loaded machine.
+        *("--video", "screen", "--audio", "tone:440", "--speaker", "none", "--seconds", "8"),
     )
     a.wait_line(r"joined room: e2e-screen")
     b = start_with_display(
