@@ -14,6 +14,7 @@ process that will not finish is waiting for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import signal
 import sys
@@ -31,6 +32,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Like :func:`asyncio.run`, on a selector loop on Windows."""
     if hasattr(signal, "SIGUSR1") and sys.stderr is not None:
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # Not where stderr has no file descriptor (a test capturing it).
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coroutine)

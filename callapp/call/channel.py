@@ -129,6 +129,8 @@ def translate(exc: BaseException) -> errors.CallError | None:
     """The :exc:`CallError` for a signaling client error, else ``None``."""
     if isinstance(exc, errors.CallError):
         return exc
+    if isinstance(exc, client.RoomFull):
+        return errors.RoomFullError(room=exc.room)
     for source, target in _ERROR_MAP:
         if isinstance(exc, source):
             return target(str(exc) or "signaling failed")

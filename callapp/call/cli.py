@@ -20,13 +20,21 @@ It prints one short line per change, flushed at once so scripts can follow::
     peer left: Xy7... (Ana): the other person hung up
     call ended: you hung up
     phase: waiting
+    reconnecting: giving up in 30 s          (the server went away, nobody in a call)
+    call ended: the host ended the call      (the host's app, and its server, went away)
+    signaling: gone: could not reach the server; gave up
 
 A call lasts while media flows with at least one peer: in a group room
-people come and go and the call goes on. It exits 0 once ``--calls`` calls
-(default 1) have had media flowing and ended, and non-zero with one
-``error: ...`` line otherwise (server unreachable, room full, no call
-connected within ``--timeout``). With ``--stats-json`` it writes the report
-of :mod:`callapp.call.report` at exit.
+people come and go and the call goes on, and it goes on peer to peer while
+the signaling server is away. It exits 0 once ``--calls`` calls (default 1)
+have had media flowing and ended (whoever ended them: the host closing its
+app is an ending like any other), and non-zero with one ``error: ...`` line
+otherwise (server unreachable, room full, the person called is busy, no call
+connected within ``--timeout``, the server gone for ``--reconnect-for``
+seconds or with its host). With ``--host`` this process hosts: stopping it
+(SIGINT/SIGTERM) tells the others the host ended the call before its server
+stops. With ``--stats-json`` it writes the report of
+:mod:`callapp.call.report` at exit.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ import av
 
 from callapp import eventloop
 from callapp.call.config import CODECS, CallConfig
-from callapp.call.errors import CallError
+from callapp.call.errors import CallError, ending_error
 from callapp.call.recording import CallRecording
 from callapp.call.report import session_report
 from callapp.call.security import decode_secret, new_room_secret
@@ -54,6 +62,7 @@ from callapp.call.state import (
     CallPhase,
     ChatMessage,
     LegState,
+    LinkEnd,
     LinkState,
     Presence,
     SessionSnapshot,
@@ -171,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up if no call connects within S seconds of waiting (0: never)",
     )
+    parser.add_argument(
+        "--reconnect-for",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up on a signaling server that stays unreachable this long once no"
+        " call is live (default: 30)",
+    )
     parser.add_argument("--record", metavar="PATH", help="record the received video and audio here")
     parser.add_argument("--stats-json", metavar="PATH", help="write the last call's numbers here")
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -222,7 +239,23 @@ def new_chat(before: SessionSnapshot, after: SessionSnapshot) -> tuple[ChatMessa
     return after.chat
 
 
-_IN_CALL = (CallPhase.RINGING, CallPhase.CALLING, CallPhase.CONNECTED)
+def in_a_call(snapshot: SessionSnapshot) -> bool:
+    """Ringing, calling or connected with someone: any live leg (also while the
+    link is reconnecting: media goes on peer to peer)."""
+    return bool(snapshot.legs)
+
+
+def gone_reason(snapshot: SessionSnapshot, reconnect_for: float) -> str:
+    """Why the signaling link is gone, for the ``error:`` line."""
+    match snapshot.link_end:
+        case LinkEnd.HOST_LEFT:
+            return "the host ended the call"
+        case LinkEnd.GAVE_UP:
+            return (
+                f"could not reach the signaling server; gave up after {reconnect_for:g} s"
+                " of retrying"
+            )
+    return "lost the signaling server"
 
 
 class Runner:
@@ -251,8 +284,8 @@ class Runner:
     def on_snapshot(self, snapshot: SessionSnapshot) -> None:
         before, self._previous = self._previous, snapshot
         now = time.monotonic()
-        in_call = snapshot.phase in _IN_CALL
-        was_in_call = before.phase in _IN_CALL
+        in_call = in_a_call(snapshot)
+        was_in_call = in_a_call(before)
         self._say_legs(before, snapshot)
         if was_in_call and not in_call:
             self._call_ended(snapshot, now)
@@ -268,11 +301,15 @@ class Runner:
         if in_call and self.started_at is None:
             # A call started without dial/join (an incoming one): time it from now.
             self.started_at = now
-        entered = snapshot.phase is CallPhase.CONNECTED and before.phase is not CallPhase.CONNECTED
-        if entered and not self._had_media:
+        if snapshot.in_call and not before.in_call and not self._had_media:
             self._call_connected()
+        deadline = snapshot.reconnect_deadline
+        if deadline is not None and deadline != before.reconnect_deadline:
+            say(f"reconnecting: giving up in {max(0.0, deadline - now):.0f} s")
         if snapshot.link is LinkState.GONE and before.link is not LinkState.GONE:
-            self.fail("lost the signaling server")
+            if snapshot.link_end is not None:
+                say(f"signaling: gone: {snapshot.link_end.value}")
+            self.fail(gone_reason(snapshot, self.args.reconnect_for))
 
     def _say_legs(self, before: SessionSnapshot, snapshot: SessionSnapshot) -> None:
         was = {leg.peer_id: leg for leg in before.legs}
@@ -322,7 +359,8 @@ class Runner:
                 self.done.set()
         elif self.args.to:
             # A dialled call that never connected: nobody else will call.
-            self.fail(f"calling {self.args.to} failed: {reason}")
+            error = ending_error(snapshot.end_reason)
+            self.fail(str(error) if error else f"calling {self.args.to} failed: {reason}")
 
     # -- frames --------------------------------------------------------------------
 
@@ -395,8 +433,7 @@ class Runner:
             return
         while not self.done.is_set():
             await asyncio.sleep(0.2)
-            phase = self.session.snapshot.phase
-            if phase is CallPhase.CONNECTED:
+            if self.session.snapshot.in_call:
                 self._waiting_since = time.monotonic()
             elif time.monotonic() - self._waiting_since > limit:
                 what = "no call connected" if self.args.to or self.args.room else "no call came"
@@ -456,6 +493,8 @@ async def run(args: argparse.Namespace) -> int:
         ice_servers=tuple(args.ice_server),
         allow_loopback=args.allow_loopback,
         auto_answer=args.auto_answer,
+        hosting=server is not None,
+        reconnect_for=args.reconnect_for,
         **({"ring_timeout": args.timeout} if args.timeout else {}),
     )
     session = CallSession(config)
@@ -567,6 +606,8 @@ def main(argv: list[str]) -> int:
         parser.error("--capacity goes with --room")
     if args.capacity is not None and not 2 <= args.capacity <= MAX_CAPACITY:
         parser.error(f"--capacity must be 2 to {MAX_CAPACITY}")
+    if not args.reconnect_for >= 0:
+        parser.error("--reconnect-for must be 0 or more seconds")
     video = args.video
     is_device = video in ("test", "camera", "screen") or video.startswith(("camera:", "screen:"))
     if not is_device and not Path(video).expanduser().is_file():

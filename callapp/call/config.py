@@ -63,6 +63,14 @@ class CallConfig:
     #: An invite's certificate pin (SHA-256 of the server certificate, see
     #: :mod:`callapp.signaling.invite`): trust exactly that ``wss://`` server.
     server_pin: str | None = None
+    #: This app runs the signaling server it uses (it "hosts"): closing the
+    #: session takes the server away, so its BYEs say ``host-ended`` and the
+    #: others end with ``HOST_LEFT`` instead of reconnecting to it.
+    hosting: bool = False
+    #: How long a lost signaling server is retried, in seconds, once no media
+    #: flows with anyone (a live peer-to-peer call keeps it retrying); then the
+    #: link is GONE with ``LinkEnd.GAVE_UP``. ``math.inf``: retry until closed.
+    reconnect_for: float = 30.0
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -71,3 +79,5 @@ class CallConfig:
             raise ValueError(f"volume must be between 0 and 2, not {self.volume}")
         if self.width <= 0 or self.height <= 0 or self.fps <= 0:
             raise ValueError("width, height and fps must be positive")
+        if not self.reconnect_for >= 0:  # also refuses NaN
+            raise ValueError(f"reconnect_for must be 0 or more seconds, not {self.reconnect_for}")

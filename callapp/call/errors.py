@@ -8,6 +8,8 @@ wrapped (see :func:`callapp.call.channel.wrap_errors`), so views never import
 
 from __future__ import annotations
 
+from callapp.call.state import EndReason
+
 
 class CallError(Exception):
     """Root of the call engine's errors; ``str()`` is a message for people."""
@@ -23,6 +25,25 @@ class BadServerUrl(CallError):
 
 class RoomFullError(CallError):
     """The room already holds as many people as it can."""
+
+    def __init__(self, message: str | None = None, *, room: str | None = None) -> None:
+        if message is None:
+            where = f"Room {room!r}" if room else "The room"
+            message = (
+                f"{where} is full: everyone it has room for is already in the call."
+                " Try again when someone leaves, or ask for an invite to another room."
+            )
+        super().__init__(message)
+        self.room = room
+
+
+class HostBusyError(CallError):
+    """The person called (or a room's host) is in another call and turned this call away."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message or "The person you called is in another call. Try again when they have hung up."
+        )
 
 
 class RoomCapacityError(CallError):
@@ -51,3 +72,12 @@ class InvalidAction(CallError):
 
 class MediaError(CallError):
     """The video source could not be opened."""
+
+
+def ending_error(reason: EndReason | None) -> CallError | None:
+    """The error to show for a call attempt that ended for ``reason``, if the
+    person can act on it (``BUSY``: :exc:`HostBusyError`); else ``None``, and
+    the ending's own words (``reason.value``) say enough."""
+    if reason is EndReason.BUSY:
+        return HostBusyError()
+    return None

@@ -78,6 +78,13 @@ class LegHost(Protocol):
         """``leg`` has ended (its Peer is closed): forget it and publish."""
         ...
 
+    def lost_with_server(self, leg: CallLeg) -> bool:
+        """Whether ``leg``'s peer, which has just vanished (silent, transport
+        failed), most likely went away together with the signaling server,
+        i.e. it hosted that server: the link was lost moments ago and is still
+        down. The leg then ends ``HOST_LEFT``."""
+        ...
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task the session tracks."""
         ...
@@ -167,13 +174,20 @@ class CallLeg:
         return verifier is not None and verifier.state == "done" and verifier.peer_verified
 
     @property
+    def _auth_key(self) -> bytes | None:
+        """The room secret's key, for a leg in the room: a dialled caller never
+        had the room's secret, so its call is checked by the code alone (as
+        outside a keyed room), not turned away as intercepted."""
+        return self._host.auth_key if self.in_room else None
+
+    @property
     def media_allowed(self) -> bool:
         """Whether the peer's media may be shown and played.
 
         In a room with a secret, only once the secret has proved the peer's
         fingerprint: a relay in the middle never gets on screen.
         """
-        return self._host.auth_key is None or self.peer_verified
+        return self._auth_key is None or self.peer_verified
 
     async def _start_verifier(self, local_sdp: str, remote_sdp: str) -> None:
         """Begin the verification exchange once both fingerprints are fixed."""
@@ -185,11 +199,11 @@ class CallLeg:
                 remote_id=self.peer_id,
                 local_fingerprint=security.local_fingerprint(local_sdp),
                 remote_fingerprint=security.remote_fingerprint(remote_sdp),
-                auth_key=self._host.auth_key,
+                auth_key=self._auth_key,
             )
         except security.SecurityError as exc:
             logger.warning("no verification with %s: %s", self.peer_id, exc)
-            if self._host.auth_key is not None:
+            if self._auth_key is not None:
                 await self.end(LegEvent.INSECURE, bye=True)
             return
         await self._send_verify(self.verifier.start())
@@ -230,7 +244,7 @@ class CallLeg:
             self._host.leg_changed(self)
 
     def _arm_verify_deadline(self) -> None:
-        if self._host.auth_key is None or self.peer_verified:
+        if self._auth_key is None or self.peer_verified:
             return
         loop = asyncio.get_running_loop()
         self._verify_deadline = loop.call_later(
@@ -320,8 +334,11 @@ class CallLeg:
         """Turn the ringing call down; raises LocalProtocolError unless RINGING."""
         await self.end(LegEvent.DECLINE, bye=True)
 
-    async def hang_up(self, event: LegEvent = LegEvent.HANG_UP) -> None:
-        await self.end(event, bye=True)
+    async def hang_up(
+        self, event: LegEvent = LegEvent.HANG_UP, *, reason: str | None = None
+    ) -> None:
+        """End the leg by ``event`` and tell the peer (a BYE saying ``reason``, if any)."""
+        await self.end(event, bye=True, bye_reason=reason)
 
     async def send_chat(self, message: wire.Chat) -> str:
         """Send ``message`` over the data channel, or through signaling; returns which."""
@@ -406,8 +423,14 @@ class CallLeg:
         self.record.peer_screen = presence.screen
         self.record.peer_recording = presence.recording
 
-    async def on_bye(self) -> None:
-        await self.end(LegEvent.BYE)
+    async def on_bye(self, reason: str | None = None) -> None:
+        """The peer's BYE; ``reason`` (callapp) tells a host closing its server, or "busy"."""
+        if reason == wire.HOST_ENDED:
+            await self.end(LegEvent.HOST_LEFT)
+        elif reason == wire.BUSY:
+            await self.end(LegEvent.BUSY)
+        else:
+            await self.end(LegEvent.BYE)
 
     # -- events from the peer connection -----------------------------------------------
 
@@ -484,20 +507,33 @@ class CallLeg:
 
     # -- ending ------------------------------------------------------------------------
 
-    async def end(self, event: LegEvent, *, bye: bool = False) -> None:
+    async def end(
+        self, event: LegEvent, *, bye: bool = False, bye_reason: str | None = None
+    ) -> None:
         """End the leg by ``event`` (raises LegProtocolError if the table refuses it).
 
-        Sends BYE first when asked, closes the Peer, then tells the host.
+        Sends BYE (saying ``bye_reason``, if any) first when asked, closes the
+        Peer, then tells the host.
         """
+        vanished = event in (LegEvent.PEER_SILENT, LegEvent.TRANSPORT_FAILED)
+        peer_ended = (
+            LegEvent.BYE,
+            LegEvent.TRANSPORT_CLOSED,
+            LegEvent.PEER_SILENT,
+            LegEvent.HOST_LEFT,
+        )
         if (
-            event in (LegEvent.BYE, LegEvent.TRANSPORT_CLOSED, LegEvent.PEER_SILENT)
-            and self._host.auth_key is not None
+            event in peer_ended
+            and self._auth_key is not None
             and self.connected_at is not None
             and not self.peer_verified
         ):
             # An honest peer's MAC comes before its BYE (one sender, in order):
             # media came up and the secret never vouched for it.
             event = LegEvent.INSECURE
+        elif vanished and self.connected_at is not None and self._host.lost_with_server(self):
+            # Gone at the same moment as the server: its app hosted that server.
+            event = LegEvent.HOST_LEFT
         self._fire(event)
         self._cancel_timer()
         if self._verify_deadline is not None:
@@ -508,7 +544,7 @@ class CallLeg:
             self._watchdog = None
         if bye:
             with contextlib.suppress(Exception):
-                await self._host.send(wire.Bye(), self.peer_id)
+                await self._host.send(wire.Bye(bye_reason), self.peer_id)
         peer, self.peer = self.peer, None
         if peer is not None:
             self._copy_counters(peer)

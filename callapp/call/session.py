@@ -12,6 +12,27 @@ The link and the legs are separate: the link moves through
 :mod:`callapp.call.transitions`'s. A lost link ends only legs whose media has
 not started; media already flowing goes on peer to peer.
 
+Calls always end, and say how:
+
+* **Bounded reconnection.** While the link is lost the channel retries; once
+  no media flows with anyone, the session gives it ``reconnect_for`` more
+  seconds (the snapshot's ``reconnect_deadline``), then stops: the link is
+  GONE with ``LinkEnd.GAVE_UP`` and what was live ends ``SERVER_LOST``.
+  :meth:`CallSession.close` stops retrying at once, in any state.
+* **The host going away.** A session that hosts its signaling server
+  (``CallConfig.hosting``, :meth:`CallSession.set_hosting`) says so when it
+  closes: its BYEs carry ``host-ended``, to every leg and room member, before
+  the server stops. The others end ``HOST_LEFT`` and, when the link then
+  drops, do not retry that server (``LinkEnd.HOST_LEFT``). A host that
+  vanishes without a word (killed, crashed) is recognised too: a peer whose
+  media stops while the link to the server has just dropped and is still
+  down went away with its server.
+* **Busy.** A dialled offer reaching a session already in a call is turned
+  away with a BYE saying ``busy`` (the caller ends ``BUSY``). Room members
+  are never turned away: a member who is in a dialled call still connects
+  to whoever joins its room (the mesh), so nobody waits in a room for a call
+  that never comes.
+
 Ways into a call:
 
 * **Room** (:meth:`CallSession.join_room`, optionally creating a group room
@@ -36,6 +57,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
@@ -62,6 +84,7 @@ from callapp.call.state import (
     ChatMessage,
     EndReason,
     LegState,
+    LinkEnd,
     LinkState,
     Presence,
     SessionSnapshot,
@@ -95,6 +118,14 @@ _CHAT_TAIL = 200
 _AUDIO_QUEUE = 5
 #: Largest group room the engine itself will create (the server may allow fewer).
 MAX_CAPACITY = 8
+#: After a peer said its server goes away with it (BYE ``host-ended``), a link
+#: loss within this long is that server going: it is not retried.
+_HOST_ENDED_S = 10.0
+#: A peer whose media stops within the silence timeout plus this long after
+#: the link dropped (still down) went away together with the server.
+_GONE_TOGETHER_S = 1.5
+#: Legs that end for these reasons are reported even if media never started.
+_REPORTED_WITHOUT_MEDIA = frozenset({EndReason.INSECURE, EndReason.BUSY, EndReason.HOST_LEFT})
 
 
 class CallSession:
@@ -103,6 +134,8 @@ class CallSession:
     def __init__(self, config: CallConfig, *, channel: SignalingChannel | None = None) -> None:
         self._config = config
         self._channel = channel
+        #: The session made its channel (and may make another after the link is GONE).
+        self._owns_channel = channel is None
         self._name = wire.clean_name(config.name)
         self._snapshot = SessionSnapshot(server_url=config.server_url, name=self._name)
         self._listeners: list[Listener] = []
@@ -146,6 +179,17 @@ class CallSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._closed = False
+        #: We run the signaling server we use (see CallConfig.hosting).
+        self._hosting = config.hosting
+        #: Why the link is GONE, once it is.
+        self._link_end: LinkEnd | None = None
+        #: When the link was lost (None unless RECONNECTING).
+        self._lost_at: float | None = None
+        #: When retries stop (None: not counting down) and the timer that stops them.
+        self._reconnect_deadline: float | None = None
+        self._reconnect_timer: asyncio.TimerHandle | None = None
+        #: When a peer last told us its server goes away with it.
+        self._host_ended_at: float | None = None
 
     # -- observing ---------------------------------------------------------------
 
@@ -161,6 +205,21 @@ class CallSession:
     @property
     def my_id(self) -> str:
         return self._snapshot.connection_id or ""
+
+    @property
+    def hosting(self) -> bool:
+        """Whether this session runs (hosts) the signaling server it uses."""
+        return self._hosting
+
+    def set_hosting(self, hosting: bool) -> None:
+        """Say whether this app runs the signaling server this session uses.
+
+        A hosting session's closing takes the server away: :meth:`close` then
+        tells every peer (BYE ``host-ended``) before the server stops, and
+        their calls end ``HOST_LEFT`` instead of reconnecting. Same as
+        ``CallConfig.hosting``; may change at any time.
+        """
+        self._hosting = hosting
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every new snapshot; returns the unsubscribe function."""
@@ -221,6 +280,10 @@ class CallSession:
             recording=self._recording,
             notice="\n".join(self._notices.values()) or None,
             chat=tuple(self._chat[-_CHAT_TAIL:]),
+            reconnect_deadline=(
+                self._reconnect_deadline if self._link is LinkState.RECONNECTING else None
+            ),
+            link_end=self._link_end if self._link is LinkState.GONE else None,
         )
         if snapshot == self._snapshot:
             return
@@ -253,6 +316,9 @@ class CallSession:
         if self._closed or self._link not in (LinkState.OFFLINE, LinkState.GONE):
             raise errors.InvalidAction(f"cannot connect while {self._snapshot.phase.value}")
         self._last_end = None
+        self._link_end = None
+        self._lost_at = None
+        self._host_ended_at = None
         self._move_link(LinkEvent.CONNECT)
         try:
             with wrap_errors():
@@ -500,14 +566,33 @@ class CallSession:
         return result
 
     async def close(self) -> None:
-        """Hang up, leave, disconnect and release the capture and speaker. Idempotent."""
+        """Hang up, leave, disconnect and release the capture and speaker. Idempotent.
+
+        Works in every state; while reconnecting it is how to stop retrying
+        (the link is then GONE with ``LinkEnd.CLOSED``). A hosting session
+        first tells every peer and room member that its server goes too
+        (BYE ``host-ended``), so that they end ``HOST_LEFT`` at once.
+        """
         if self._closing:
             return
         self._closing = True
         async with self._lock:
-            for leg in self._live_legs():
-                with contextlib.suppress(LegProtocolError):
-                    await leg.hang_up(LegEvent.CLOSE)
+            self._cancel_reconnect_deadline()
+            legs = self._live_legs()
+            if self._hosting and self._link is LinkState.CONNECTED:
+                # Everyone hears it before any Peer is closed (that takes a while each).
+                targets = [leg.peer_id for leg in legs] + self._room_peers
+                for peer_id in dict.fromkeys(targets):
+                    if peer_id != self.my_id:
+                        with contextlib.suppress(errors.CallError):
+                            await self.send(wire.Bye(wire.HOST_ENDED), peer_id)
+                for leg in legs:
+                    with contextlib.suppress(LegProtocolError):
+                        await leg.end(LegEvent.CLOSE)
+            else:
+                for leg in legs:
+                    with contextlib.suppress(LegProtocolError):
+                        await leg.hang_up(LegEvent.CLOSE)
             channel, self._channel = self._channel, None
             if channel is not None:
                 with contextlib.suppress(Exception):
@@ -519,6 +604,9 @@ class CallSession:
             for task in list(self._tasks):
                 task.cancel()
             await self._close_media()
+            if self._link in (LinkState.CONNECTED, LinkState.RECONNECTING):
+                self._link_end = LinkEnd.CLOSED
+                self._link = next_link_state(self._link, LinkEvent.GONE)
             self._closed = True
             self._publish()
 
@@ -724,7 +812,28 @@ class CallSession:
             self._speaker.remove_input(leg.peer_id)
         self._early.pop(leg.peer_id, None)
         self._last_end = leg.end_reason
+        if leg.end_reason in _REPORTED_WITHOUT_MEDIA and leg.record not in self._records:
+            # It never reached media, but how it ended is the news (--stats-json).
+            self._records.append(leg.record)
+        if leg.end_reason is EndReason.HOST_LEFT and not self._hosting:
+            self._host_ended_at = time.monotonic()
+            if self._link is LinkState.RECONNECTING:
+                # The server went with the host: stop retrying it (not from
+                # inside this leg's ending; the lock is held).
+                self.spawn(self.locked(self._host_left))
+        elif self._link is LinkState.RECONNECTING:
+            self._arm_reconnect_deadline()
         self._publish()
+
+    def lost_with_server(self, leg: CallLeg) -> bool:
+        lost_at = self._lost_at
+        if self._hosting or self._link is not LinkState.RECONNECTING or lost_at is None:
+            return False
+        # How long the leg took to call its peer silent (see Peer.watch).
+        peer = leg.peer
+        heard = peer is not None and (peer.frames_received or peer.audio_frames_received)
+        quiet = self._config.silence_timeout if heard else max(self._config.silence_timeout, 5.0)
+        return time.monotonic() - lost_at <= quiet + _GONE_TOGETHER_S
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -830,13 +939,26 @@ class CallSession:
                 for leg in self._live_legs():
                     if leg.state is not LegState.CONNECTED:
                         await leg.end(LegEvent.SERVER_LOST)
-                self._move_link(LinkEvent.LOST)
+                now = time.monotonic()
+                if self._lost_at is None:
+                    self._lost_at = now
+                # Published below, with the countdown if one starts.
+                self._link = next_link_state(self._link, LinkEvent.LOST)
+                ended_at = self._host_ended_at
+                if not self._hosting and ended_at is not None and now - ended_at <= _HOST_ENDED_S:
+                    # The host said its server goes with it, and it went.
+                    await self._end_link(LinkEnd.HOST_LEFT)
+                else:
+                    self._arm_reconnect_deadline()
+                    self._publish()
             case ChannelRestored(connection_id=cid, rejoined=rejoined, peers=peers, capacity=cap):
                 # Our id changed: the peers have seen us leave and cannot reach
                 # us any more; in a rejoined room we are the newest member, so
                 # everyone there offers to us afresh.
                 for leg in self._live_legs():
                     await leg.end(LegEvent.SERVER_LOST)
+                self._lost_at = None
+                self._cancel_reconnect_deadline()  # after the legs: their ending arms it
                 self._room_peers = list(peers) if rejoined else []
                 if rejoined:
                     self._capacity = cap or self._capacity
@@ -846,15 +968,74 @@ class CallSession:
                 if rejoined:
                     await self._reconcile(self._room_peers)
             case ChannelClosed():
-                for leg in self._live_legs():
-                    await leg.end(LegEvent.SERVER_LOST)
-                self._room = None
-                self._room_peers = []
-                if self._link in (LinkState.CONNECTED, LinkState.RECONNECTING):
-                    self._last_end = EndReason.SERVER_LOST
-                    self._move_link(LinkEvent.GONE, connection_id=None)
+                # The channel ended by itself (one that does not reconnect, or gave up).
+                await self._end_link(LinkEnd.LOST)
             case _:
                 pass
+
+    # -- the link's end ------------------------------------------------------------
+
+    async def _end_link(self, why: LinkEnd) -> None:
+        """Stop using the signaling server for good: what is live ends, the link is GONE.
+
+        Idempotent. With ``HOST_LEFT`` the legs end ``HOST_LEFT`` (the call is
+        over for everyone: its server is gone); otherwise ``SERVER_LOST``.
+        """
+        if self._link not in (LinkState.CONNECTED, LinkState.RECONNECTING):
+            return
+        self._link_end = why
+        host_left = why is LinkEnd.HOST_LEFT
+        event = LegEvent.HOST_LEFT if host_left else LegEvent.SERVER_LOST
+        for leg in self._live_legs():
+            await leg.end(event)
+        self._cancel_reconnect_deadline()  # after the legs: their ending arms it
+        self._room = None
+        self._room_peers = []
+        self._auth_key = None
+        self._lost_at = None
+        self._last_end = EndReason.HOST_LEFT if host_left else EndReason.SERVER_LOST
+        self._move_link(LinkEvent.GONE, connection_id=None)
+        channel = self._channel
+        if self._owns_channel:
+            self._channel = None  # connect() makes a fresh one
+        if channel is not None:
+            # Stops its retries; its ChannelClosed then finds the link GONE already.
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _host_left(self) -> None:
+        if self._link is LinkState.RECONNECTING:
+            await self._end_link(LinkEnd.HOST_LEFT)
+
+    def _arm_reconnect_deadline(self) -> None:
+        """While RECONNECTING with no media flowing, start the countdown (once)."""
+        if self._link is not LinkState.RECONNECTING or self._reconnect_timer is not None:
+            return
+        if any(leg.state is LegState.CONNECTED for leg in self._live_legs()):
+            return  # a live peer-to-peer call keeps the retries going
+        delay = self._config.reconnect_for
+        if math.isinf(delay):
+            return
+        self._reconnect_deadline = time.monotonic() + delay
+        self._reconnect_timer = asyncio.get_running_loop().call_later(
+            delay, lambda: self.spawn(self.locked(self._reconnect_expired))
+        )
+        self._publish()
+
+    def _cancel_reconnect_deadline(self) -> None:
+        if self._reconnect_timer is not None:
+            self._reconnect_timer.cancel()
+        self._reconnect_timer = None
+        self._reconnect_deadline = None
+
+    async def _reconnect_expired(self) -> None:
+        deadline = self._reconnect_deadline
+        if self._link is not LinkState.RECONNECTING or deadline is None:
+            return  # restored (or gone) meanwhile
+        if time.monotonic() < deadline - 0.05:
+            return  # a timer of an earlier countdown; the current one has its own
+        logger.info("signaling server unreachable for %g s: giving up", self._config.reconnect_for)
+        await self._end_link(LinkEnd.GAVE_UP)
 
     async def _on_error(self, code: messages.ErrorCode | str, text: str) -> None:
         if code is messages.ErrorCode.UNKNOWN_PEER:
@@ -887,9 +1068,14 @@ class CallSession:
                     await leg.on_candidate(message)
                 else:
                     self._remember(self._early, sender, message)
-            case wire.Bye():
+            case wire.Bye(reason=reason):
                 if leg is not None:
-                    await leg.on_bye()
+                    await leg.on_bye(reason)
+                elif reason == wire.HOST_ENDED and self._known(sender) and not self._hosting:
+                    # A room member with no call to us yet: its server goes too.
+                    self._host_ended_at = time.monotonic()
+                    self._last_end = EndReason.HOST_LEFT
+                    self._publish()
             case wire.Verify(payload=payload):
                 if leg is not None:
                     await leg.on_verify(payload)
@@ -924,10 +1110,12 @@ class CallSession:
         """An offer from someone we have no leg to: a room member, or a dialled call."""
         in_room = sender in self._room_peers
         stale = sender in self._former_peers and time.monotonic() - self._left_at < _STALE_OFFER_S
-        if not in_room and (self._live_legs() or stale):
-            # Busy with someone else: turn the newcomer away.
+        busy = bool(self._live_legs())
+        if not in_room and (busy or stale):
+            # Busy with someone else: turn the newcomer away, saying so (a late
+            # offer from the room we left gets a plain BYE: we just left).
             with contextlib.suppress(errors.CallError):
-                await self.send(wire.Bye(), sender)
+                await self.send(wire.Bye(wire.BUSY if busy else None), sender)
             return
         if self._link is not LinkState.CONNECTED:
             return

@@ -31,8 +31,8 @@ class LinkState(enum.StrEnum):
     OFFLINE = "offline"  # never connected, or a connect failed
     CONNECTING = "connecting"  # the first connect is under way
     CONNECTED = "connected"  # welcomed; we have a connection id
-    RECONNECTING = "reconnecting"  # lost; the channel retries with backoff
-    GONE = "gone"  # closed for good (by us, or retries gave up)
+    RECONNECTING = "reconnecting"  # lost; the channel retries, for a bounded time
+    GONE = "gone"  # closed for good (by us, retries gave up, the host left): see LinkEnd
 
 
 class LegState(enum.StrEnum):
@@ -87,6 +87,25 @@ class EndReason(enum.StrEnum):
     SERVER_LOST = "the signaling server went away"
     CLOSED = "the app closed the call"
     INSECURE = "the connection was intercepted: the other side could not prove who it is"
+    #: The one whose app runs the signaling server closed it (or its app went
+    #: away with its server): the call is over for everyone, and the session
+    #: does not try that server again.
+    HOST_LEFT = "the host ended the call"
+    #: The person called is in another call and turned this one away.
+    BUSY = "the other person is in another call"
+
+
+class LinkEnd(enum.StrEnum):
+    """Why the signaling link is :attr:`LinkState.GONE`, in words a view can show."""
+
+    #: :meth:`~callapp.call.session.CallSession.close` closed it.
+    CLOSED = "the connection to the server was closed"
+    #: The server stayed unreachable for ``CallConfig.reconnect_for`` seconds.
+    GAVE_UP = "could not reach the server; gave up"
+    #: The server was the host's own and went away with the host.
+    HOST_LEFT = "the host ended the call"
+    #: The channel ended by itself (it does not reconnect, or it gave up on its own).
+    LOST = "the connection to the server was lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +232,13 @@ class SessionSnapshot:
     connected_at: float | None = None
     #: The latest chat lines, oldest first (a bounded tail).
     chat: tuple[ChatMessage, ...] = field(default=())
+    #: While RECONNECTING: the ``time.monotonic()`` at which the session stops
+    #: retrying (for a countdown). ``None`` otherwise, and also while media
+    #: still flows with a peer: the countdown starts when the last such leg ends.
+    reconnect_deadline: float | None = None
+    #: Why the link is GONE (``None`` while it is not): e.g. ``LinkEnd.GAVE_UP``
+    #: ("could not reach the server; gave up") or ``LinkEnd.HOST_LEFT``.
+    link_end: LinkEnd | None = None
 
     def evolve(self, **changes: object) -> Self:
         """A copy with ``changes`` applied (snapshots are immutable)."""

@@ -52,6 +52,8 @@ class LegEvent(enum.Enum):
     HANG_UP = "hang up"  # we hang up (or leave the room)
     DECLINE = "decline"  # the user turns a ringing call down
     BYE = "bye"  # the peer hung up (or declined)
+    BUSY = "busy"  # the peer is in another call (a BYE saying "busy")
+    HOST_LEFT = "host left"  # the host's app went away with its server (see session.py)
     PEER_LEFT = "peer left"  # the peer left the room
     PEER_SILENT = "peer silent"  # nothing arrived for the silence timeout
     TRANSPORT_FAILED = "transport failed"  # ICE or DTLS failed
@@ -118,6 +120,11 @@ LEG_TRANSITIONS: Final[dict[tuple[LegState | None, LegEvent], Step]] = {
     # A BYE before the answer is a decline; after it, a hang-up.
     **_ending(LegEvent.BYE, R.PEER_HUNG_UP),
     (S.OFFERING, LegEvent.BYE): Step(S.ENDED, R.DECLINED),
+    # "Busy" turns a call away before it starts; later it is a plain hang-up.
+    **_ending(LegEvent.BUSY, R.PEER_HUNG_UP),
+    (S.OFFERING, LegEvent.BUSY): Step(S.ENDED, R.BUSY),
+    (S.AWAITING_OFFER, LegEvent.BUSY): Step(S.ENDED, R.BUSY),
+    **_ending(LegEvent.HOST_LEFT, R.HOST_LEFT),
     **_ending(LegEvent.PEER_LEFT, R.PEER_LEFT),
     **_ending(LegEvent.PEER_SILENT, R.PEER_UNREACHABLE, (S.CONNECTED,)),
     **_ending(LegEvent.TRANSPORT_FAILED, R.FAILED, _BEFORE_MEDIA),

@@ -5,6 +5,7 @@ PROTOCOL.md's shapes, shared with the browser client::
     {"type": "SDP", "payload": {"type": "offer" | "answer", "sdp": "..."}}
     {"type": "ICE", "payload": {"candidate": "...", "sdpMid": "0", "sdpMLineIndex": 0}}
     {"type": "BYE"}
+    {"type": "BYE", "payload": {"reason": "host-ended" | "busy"}}   (callapp)
     {"type": "CHAT", "payload": {"text": "..."}}
     {"type": "PRESENCE", "payload": {"name": "Ana", "muted": false, "cameraOff": false,
                                      "screen": false, "recording": false}}
@@ -55,9 +56,24 @@ class Ice:
         return not self.candidate.strip()
 
 
+#: BYE reasons (callapp): the sender hosts the signaling server and is closing it.
+HOST_ENDED = "host-ended"
+#: BYE reasons (callapp): the sender is in another call and turns this one away.
+BUSY = "busy"
+BYE_REASONS: frozenset[str] = frozenset({HOST_ENDED, BUSY})
+
+
 @dataclass(frozen=True, slots=True)
 class Bye:
-    """Hang up (or decline, before an answer)."""
+    """Hang up (or decline, before an answer).
+
+    ``reason`` (callapp extension, in ``payload``) says why, when it is one
+    the receiver should tell apart: :data:`HOST_ENDED` or :data:`BUSY`. A
+    reason the receiver does not know reads as a plain BYE, and a v1 peer
+    ignores the payload.
+    """
+
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +141,8 @@ def parse(data: Any) -> CallMessage | None:
     kind = data.get("type")
     payload = data.get("payload")
     if kind == "BYE":
-        return Bye()
+        reason = payload.get("reason") if isinstance(payload, dict) else None
+        return Bye(reason if isinstance(reason, str) and reason in BYE_REASONS else None)
     if kind == "CHAT" and isinstance(payload, dict):
         text = payload.get("text")
         if not isinstance(text, str):
@@ -185,8 +202,10 @@ def encode(message: CallMessage) -> dict[str, Any]:
                     "sdpMLineIndex": message.sdp_mline_index,
                 },
             }
-        case Bye():
+        case Bye(reason=None):
             return {"type": "BYE"}
+        case Bye(reason=reason):
+            return {"type": "BYE", "payload": {"reason": reason}}
         case Chat(text=text):
             return {"type": "CHAT", "payload": {"text": text}}
         case Verify(payload=payload):

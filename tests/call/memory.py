@@ -26,8 +26,10 @@ capacity the hub does not allow, ``busy``) a
 :exc:`~callapp.call.errors.ServerUnavailable`.
 
 Tests can look at what went over the wire (:attr:`MemoryHub.log`), at the
-router itself (:attr:`MemoryHub.router`), and cut a channel off and bring
-it back (:meth:`MemoryChannel.drop` / :meth:`MemoryChannel.restore`)::
+router itself (:attr:`MemoryHub.router`), cut a channel off and bring
+it back (:meth:`MemoryChannel.drop` / :meth:`MemoryChannel.restore`), and
+stop the whole server (:meth:`MemoryHub.stop`: everyone is dropped, nobody
+hears ``peer-left``)::
 
     hub = MemoryHub(max_room_capacity=4)
     a, b = pair(hub)
@@ -122,6 +124,18 @@ class MemoryHub:
     def channel(self) -> MemoryChannel:
         """A new, not yet connected, client of this hub."""
         return MemoryChannel(self)
+
+    def stop(self) -> None:
+        """The server goes away: every live channel is dropped at once.
+
+        Nobody hears ``peer-left`` (there is no server left to say it); each
+        channel reports ``ChannelLost`` and keeps its room, so that
+        :meth:`MemoryChannel.restore` (the server back) rejoins it.
+        """
+        for connection_id, channel in list(self.channels.items()):
+            del self.channels[connection_id]
+            self.router.disconnect(connection_id)  # deliveries to nobody
+            channel._lose("the server went away")
 
     # -- the server's steps, for MemoryChannel ------------------------------------
 
@@ -285,9 +299,16 @@ class MemoryChannel:
         raise AssertionError(f"not an answer to a join: {answer!r}")
 
     async def leave(self) -> None:
-        """Leave the room, if any; those who stay get ``PeerLeft``."""
-        self._hub._dispatch(self._hub._route(self._require(), messages.Leave()))
+        """Leave the room, if any; those who stay get ``PeerLeft``.
+
+        While dropped this only forgets the room, so that :meth:`restore`
+        does not rejoin it (as the real client does: the server already
+        dropped the old connection).
+        """
+        if self._live or self._closed or self._id is None:
+            self._hub._dispatch(self._hub._route(self._require(), messages.Leave()))
         self._room = self._room_capacity = None
+        self._room_key = None
 
     async def send(self, data: Any, to: str | None = None) -> None:
         """Relay ``data`` to ``to`` or the room; failures arrive as ``Error`` events."""
@@ -317,6 +338,11 @@ class MemoryChannel:
         self._live = False
         self._hub._disconnect(connection_id)
         self._queue.put_nowait(ChannelLost(reason="dropped by the test"))
+
+    def _lose(self, reason: str) -> None:
+        """The hub went away (:meth:`MemoryHub.stop`): report ``ChannelLost``."""
+        self._live = False
+        self._queue.put_nowait(ChannelLost(reason=reason))
 
     async def restore(self) -> str:
         """Reconnect with a new id and rejoin :attr:`room`, as the real client does.

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from callapp.call import cli
-from callapp.call.state import CallPhase, CallSnapshot, ChatMessage, Presence, Role
+from callapp.call.state import (
+    CallPhase,
+    CallSnapshot,
+    ChatMessage,
+    LegSnapshot,
+    LegState,
+    LinkEnd,
+    LinkState,
+    Presence,
+    Role,
+)
 
 
 def test_flags() -> None:
@@ -30,6 +40,8 @@ def test_flags() -> None:
         ["--server", "ws://x", "--room", "r", "--to", "id"],
         ["--server", "ws://x", "--size", "640by480"],
         ["--server", "ws://x", "--codec", "av1"],
+        ["--server", "ws://x", "--reconnect-for", "-1"],
+        ["--server", "ws://x", "--reconnect-for", "soon"],
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str]) -> None:
@@ -116,3 +128,31 @@ def test_bad_invites_and_secrets_are_usage_errors(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "error:" in err
+
+
+def test_reconnect_for_flag() -> None:
+    parse = cli.build_parser().parse_args
+    assert parse(["--server", "ws://x"]).reconnect_for == 30.0
+    assert parse(["--server", "ws://x", "--reconnect-for", "2.5"]).reconnect_for == 2.5
+
+
+def test_a_call_lasts_while_a_leg_is_live_also_while_reconnecting() -> None:
+    leg = LegSnapshot(peer_id="p", state=LegState.CONNECTED, role=Role.CALLER, in_room=True)
+    reconnecting = CallSnapshot(phase=CallPhase.RECONNECTING, link=LinkState.RECONNECTING)
+    assert cli.in_a_call(reconnecting.evolve(legs=(leg,)))
+    assert not cli.in_a_call(reconnecting)
+    assert not cli.in_a_call(CallSnapshot(phase=CallPhase.WAITING))
+
+
+@pytest.mark.parametrize(
+    ("end", "words"),
+    [
+        (LinkEnd.HOST_LEFT, "the host ended the call"),
+        (LinkEnd.GAVE_UP, "could not reach the signaling server; gave up after 2 s of retrying"),
+        (LinkEnd.LOST, "lost the signaling server"),
+        (None, "lost the signaling server"),
+    ],
+)
+def test_why_the_server_is_gone(end: LinkEnd | None, words: str) -> None:
+    snap = CallSnapshot(link=LinkState.GONE, link_end=end)
+    assert cli.gone_reason(snap, 2.0) == words

@@ -277,7 +277,9 @@ async def run_scenario(actions: list[tuple[str, int]]) -> None:
                 channel.drop()  # gone without a word; the hub says peer-left
                 in_room.remove(session)
                 await wait_for(session, lambda s: s.phase is CallPhase.RECONNECTING, 3)
-                await channel.restore()  # back with a new id, rejoined: the newest member
+                new_id = await channel.restore()  # back with a new id, rejoined: the newest
+                # The others may offer to the new id at once: count it as seen from now.
+                await wait_for(session, lambda s, new=new_id: s.connection_id == new, 3)
                 in_room.append(session)
             for i, s in enumerate(made):
                 ever[i] |= {o.my_id for o in in_room if o is not s}

@@ -202,8 +202,16 @@ async def test_busy_peer_turns_a_third_caller_away(sessions: Sessions, hub: Memo
     await wait_phase(b, CallPhase.CONNECTED)
     await c.dial(b.snapshot.connection_id or "")
     snap = await wait_for(c, lambda s: s.phase is CallPhase.WAITING)
-    assert snap.end_reason is EndReason.DECLINED
+    assert snap.end_reason is EndReason.BUSY  # told so, not "declined"
+    assert sent(hub, b.snapshot.connection_id, "BYE") == [
+        {"type": "BYE", "payload": {"reason": "busy"}}
+    ]
     assert b.snapshot.peer_id == a.snapshot.connection_id
+    # The attempt is in the report, with why it ended (it never reached media).
+    assert [r.end_reason for r in c.records()] == [EndReason.BUSY]
+    assert str(errors.ending_error(snap.end_reason)).startswith(
+        "The person you called is in another call."
+    )
 
 
 async def test_no_answer_times_out(sessions: Sessions) -> None:

@@ -63,7 +63,9 @@ def test_a_leg_begins_only_from_nothing_and_only_by_a_beginning() -> None:
 
 
 @pytest.mark.parametrize("state", [s for s in LegState if s is not S.ENDED])
-@pytest.mark.parametrize("event", [E.HANG_UP, E.CLOSE, E.PEER_LEFT, E.SERVER_LOST, E.BYE])
+@pytest.mark.parametrize(
+    "event", [E.HANG_UP, E.CLOSE, E.PEER_LEFT, E.SERVER_LOST, E.BYE, E.BUSY, E.HOST_LEFT]
+)
 def test_every_live_state_can_end_by_hang_up_close_or_the_peer_going(
     state: LegState, event: LegEvent
 ) -> None:
@@ -108,6 +110,15 @@ def test_the_usual_paths() -> None:
         ((E.EXPECT_OFFER, E.PEER_LEFT), EndReason.PEER_LEFT),
         ((E.CALL, E.HANG_UP), EndReason.HUNG_UP),
         ((E.CALL, E.ANSWER, E.MEDIA_UP, E.CLOSE), EndReason.CLOSED),
+        # A BYE saying "busy" turns a call away before it starts; later it is a hang-up.
+        ((E.CALL, E.BUSY), EndReason.BUSY),
+        ((E.EXPECT_OFFER, E.BUSY), EndReason.BUSY),
+        ((E.CALL, E.ANSWER, E.BUSY), EndReason.PEER_HUNG_UP),
+        ((E.OFFER_RINGS, E.BUSY), EndReason.PEER_HUNG_UP),
+        # The host's app went away with its server, at any point of a call.
+        ((E.CALL, E.ANSWER, E.MEDIA_UP, E.HOST_LEFT), EndReason.HOST_LEFT),
+        ((E.EXPECT_OFFER, E.HOST_LEFT), EndReason.HOST_LEFT),
+        ((E.OFFER_RINGS, E.HOST_LEFT), EndReason.HOST_LEFT),
     ],
 )
 def test_why_a_leg_ended(events: tuple[LegEvent, ...], reason: EndReason) -> None:

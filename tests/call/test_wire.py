@@ -16,6 +16,8 @@ def test_round_trips() -> None:
         wire.Sdp("answer", "v=0\r\n"),
         wire.Ice("candidate:1 1 udp 1 127.0.0.1 9 typ host", "0", 0),
         wire.Bye(),
+        wire.Bye(wire.HOST_ENDED),
+        wire.Bye(wire.BUSY),
     ):
         assert wire.parse(wire.encode(message)) == message
 
@@ -30,6 +32,28 @@ def test_exact_protocol_shapes() -> None:
         "type": "ICE",
         "payload": {"candidate": "c", "sdpMid": "0", "sdpMLineIndex": 0},
     }
+
+
+def test_bye_reasons_are_an_extension_a_v1_peer_can_ignore() -> None:
+    assert wire.encode(wire.Bye(wire.HOST_ENDED)) == {
+        "type": "BYE",
+        "payload": {"reason": "host-ended"},
+    }
+    assert wire.encode(wire.Bye(wire.BUSY)) == {"type": "BYE", "payload": {"reason": "busy"}}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "BYE", "payload": {"reason": "moved-to-mars"}},  # a reason we do not know
+        {"type": "BYE", "payload": {"reason": ["busy"]}},  # not even a string
+        {"type": "BYE", "payload": {"reason": {"x": 1}}},
+        {"type": "BYE", "payload": "busy"},
+        {"type": "BYE", "payload": None},
+    ],
+)
+def test_a_bye_with_a_reason_we_do_not_know_is_a_plain_bye(data: Any) -> None:
+    assert wire.parse(data) == wire.Bye()
 
 
 @pytest.mark.parametrize(
