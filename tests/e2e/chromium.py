@@ -129,6 +129,58 @@ class Page:
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
 
+    async def press(self, key: str) -> None:
+        """Press and release one key as a person would: a trusted event, so it
+        counts as user activation (full screen, screen picker).
+
+        ``key`` is a letter, ``"?"`` (Shift+/) or ``"Escape"``.
+        """
+        if key == "Escape":
+            code, vk, text, modifiers = "Escape", 27, "", 0
+        elif key == "?":
+            code, vk, text, modifiers = "Slash", 191, "?", 8  # 8: Shift
+        elif len(key) == 1 and key.isalpha():
+            code, vk, text = f"Key{key.upper()}", ord(key.upper()), key
+            modifiers = 8 if key.isupper() else 0
+        else:
+            raise ValueError(f"press() does not know the key {key!r}")
+        event = {
+            "key": key,
+            "code": code,
+            "windowsVirtualKeyCode": vk,
+            "nativeVirtualKeyCode": vk,
+            "modifiers": modifiers,
+        }
+        down = (
+            {"type": "keyDown", "text": text, "unmodifiedText": text}
+            if text
+            else {"type": "rawKeyDown"}
+        )
+        await self.send("Input.dispatchKeyEvent", {**event, **down})
+        await self.send("Input.dispatchKeyEvent", {**event, "type": "keyUp"})
+
+    async def click(self, selector: str, count: int = 1) -> None:
+        """Click the middle of the element ``selector`` with the mouse (``count``
+        2: a double-click), as trusted input."""
+        where = await self.evaluate(
+            f"""(() => {{
+              const element = document.querySelector({json.dumps(selector)});
+              if (!element) return null;
+              element.scrollIntoView({{block: "center", inline: "center"}});
+              const box = element.getBoundingClientRect();
+              return [box.x + box.width / 2, box.y + box.height / 2];
+            }})()"""
+        )
+        if where is None:
+            raise ChromiumError(f"nothing on the page matches {selector!r}")
+        x, y = where
+        for clicks in range(1, count + 1):
+            for kind in ("mousePressed", "mouseReleased"):
+                await self.send(
+                    "Input.dispatchMouseEvent",
+                    {"type": kind, "x": x, "y": y, "button": "left", "clickCount": clicks},
+                )
+
     async def close(self) -> None:
         with contextlib.suppress(ChromiumError, OSError):
             await self._browser.send("Target.closeTarget", {"targetId": self.target_id})
@@ -299,12 +351,18 @@ async def _terminate(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def launch_or_skip(stack: contextlib.AsyncExitStack, grant_media: bool = True) -> Chromium:
+async def launch_or_skip(
+    stack: contextlib.AsyncExitStack,
+    grant_media: bool = True,
+    extra_flags: tuple[str, ...] = (),
+) -> Chromium:
     """A headless Chromium closed with ``stack``; skips the test if there is none."""
     executable = find_chromium()
     if executable is None:
         pytest.skip("Chromium not found: run scripts/setup.sh or set $CHROMIUM")
     try:
-        return await stack.enter_async_context(Chromium.launch(executable, grant_media=grant_media))
+        return await stack.enter_async_context(
+            Chromium.launch(executable, grant_media=grant_media, extra_flags=extra_flags)
+        )
     except ChromiumError as exc:
         pytest.skip(f"Chromium could not start: {exc}")

@@ -22,6 +22,16 @@
 // a keyed room, the fingerprint MACs: until the peer's MAC checks out its
 // video stays hidden and its sound silent; a failed check, or none within
 // VERIFY_TIMEOUT_MS of connecting, ends that call as intercepted.
+//
+// Care for people (issue 13): a call timer from the first media; camera,
+// microphone and speaker pickers (switching swaps a live call's tracks with
+// replaceTrack, without renegotiating); full screen (button, double-click on a
+// tile, `f`; Escape leaves); keyboard shortcuts (SHORTCUTS, `?` lists them);
+// reconnection when the signaling server goes away: connected calls go on
+// peer to peer while the page retries with backoff for a bounded time
+// (`?reconnect=SECONDS`, 30 by default) and rejoins the same room with the
+// same key. Every problem is said in plain words with what to do next; the
+// technical detail goes to the console only (note()).
 // (ES modules are always strict mode.)
 
 import * as security from "./security.js";
@@ -41,6 +51,18 @@ const MAX_EARLY_CANDIDATES = 64;
 const MAX_EARLY_VERIFY = 8; // VERIFY messages kept until the connection's Verifier exists
 const VERIFY_TIMEOUT_MS = 5000; // keyed rooms: the peer must prove itself this soon after connecting
 const KEEP_INSECURE = 64;
+const VIDEO_SIZE = Object.freeze({ width: 640, height: 480 });
+// Reconnection: the first retry soon, then doubling up to a few seconds, for
+// a bounded time so a server that is gone for good is said so instead of
+// spinning forever. `?reconnect=SECONDS` changes the bound (tests shorten it).
+const RECONNECT_DEFAULT_S = 30;
+const RECONNECT_MAX_S = 600;
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 4000;
+const CONNECT_TIMEOUT_MS = 5000; // a server that never answers the handshake
+const COUNTDOWN_TICK_MS = 250;
+const DEVICE_KEY = { videoinput: "callapp.camera", audioinput: "callapp.microphone",
+  audiooutput: "callapp.speaker" };
 // Control characters, and the bidi overrides that could make a name read backwards.
 const UNSHOWABLE = /[\p{Cc}\p{Cf}]/gu;
 
@@ -68,6 +90,27 @@ const ui = {
   chatInput: $("chat-input"),
   chatError: $("chat-error"),
   connectionId: $("connection-id"),
+  stage: $("stage"),
+  callTimer: $("call-timer"),
+  fullscreen: $("fullscreen"),
+  shortcutsButton: $("shortcuts-button"),
+  shortcuts: $("shortcuts"),
+  shortcutsList: $("shortcuts-list"),
+  reconnect: $("reconnect"),
+  reconnectText: $("reconnect-text"),
+  reconnectCancel: $("reconnect-cancel"),
+  reconnectRetry: $("reconnect-retry"),
+  mediaProblem: $("media-problem"),
+  mediaProblemText: $("media-problem-text"),
+  mediaRetry: $("media-retry"),
+  notice: $("notice"),
+  noticeText: $("notice-text"),
+  noticeClose: $("notice-close"),
+  pickers: {
+    videoinput: $("camera-select"),
+    audioinput: $("microphone-select"),
+    audiooutput: $("speaker-select"),
+  },
 };
 
 const ERROR_TEXT = {
@@ -85,6 +128,8 @@ const OPEN_ROOM_TEXT =
   + "ask for a new link.";
 const INTERCEPTED_TEXT =
   "The connection was intercepted: someone may be listening. The call was ended.";
+const FAILED_TEXT = "The connection to the peer failed. Something between you may block calls: "
+  + "try another network, or ask them to join again.";
 const BAD_SECRET_TEXT = "The invite link's secret is damaged: ask for the link again.";
 const NOT_SECURE_TEXT =
   "This page was not opened over https (or on this computer), so it cannot use the invite "
@@ -122,6 +167,23 @@ const invite = readInvite();
 let joining = null; // {room, authKey} of the join on its way
 let roomAuthKey = null; // the fingerprint-auth key of the room we are in, if keyed
 const insecurePeers = []; // ids of connections ended as intercepted
+// The room the person asked for, kept to rejoin it after losing the server:
+// {room, capacity, key, authKey}. In this closure only: it may hold the key.
+let wanted = null;
+let current = null; // the same for the room we are in now
+const reconnectBoundMs = readReconnectBound();
+const reconnect = {
+  active: false, // retrying now
+  gaveUp: false, // stopped (time ran out, or Cancel): "Try again" is offered
+  deadline: 0, // performance.now() when retrying stops
+  attempts: 0,
+  retryTimer: null,
+  ticker: null, // repaints the countdown
+};
+let callStartedAt = null; // performance.now() when media first flowed, for the timer
+let callTicker = null;
+let mediaErrors = {}; // "audio" | "video" -> why the last capture of that kind failed
+let noticeTopic = null; // what the notice is about, so fixing that clears it
 
 // The test hooks, and the page's state. The single-peer fields (peerId, role,
 // frames...) describe the first connection: the only one in a call of two.
@@ -178,6 +240,27 @@ const app = {
   get screenTrack() {
     return screenTrack;
   },
+  get callTime() {
+    return ui.callTimer.hidden ? null : ui.callTimer.textContent; // "m:ss", null outside a call
+  },
+  get reconnecting() {
+    return reconnect.active;
+  },
+  get reconnectGaveUp() {
+    return reconnect.gaveUp;
+  },
+  get fullscreen() {
+    return document.fullscreenElement !== null;
+  },
+  get devices() {
+    return currentDevices();
+  },
+  get mediaProblem() {
+    return ui.mediaProblem.hidden ? "" : ui.mediaProblemText.textContent;
+  },
+  get notice() {
+    return ui.notice.hidden ? "" : ui.noticeText.textContent;
+  },
   join,
   hangUp,
   setMuted,
@@ -185,6 +268,11 @@ const app = {
   setSharing,
   setName,
   sendChat,
+  chooseDevice,
+  setFullscreen,
+  retryMedia,
+  cancelReconnect,
+  retryReconnect,
 };
 window.callapp = app;
 
@@ -206,6 +294,7 @@ function describePeer(peer) {
     frameWidth: peer.frameWidth,
     frameHeight: peer.frameHeight,
     sendingVideo: sender && sender.track ? sender.track.label : null,
+    sendingAudio: transceiverOf(peer, "audio")?.sender.track?.label ?? null,
     negotiations: peer.negotiations,
     keyed: peer.authKey !== null,
     verification: peer.verifier ? peer.verifier.state : peer.noCode ? "unavailable" : "none",
@@ -228,8 +317,11 @@ function setState(state, status, errorCode = null) {
   if (errorCode) app.errorCode = errorCode;
   ui.status.textContent = status;
   ui.status.dataset.state = state;
-  ui.hangup.disabled = app.room === null && peers.size === 0;
+  // Hang up works in every state, reconnecting included: it is how to stop.
+  ui.hangup.disabled = wanted === null && app.room === null && peers.size === 0;
   ui.join.disabled = state === "connecting";
+  // Nobody left to talk to: the call is over, and so is its timer.
+  if (peers.size === 0 && ["idle", "waiting", "error"].includes(state)) stopCallTimer();
   note(`${state}: ${status}`);
 }
 
@@ -245,6 +337,12 @@ function connectSignaling() {
   const socket = new WebSocket(`${scheme}://${location.host}/ws`);
   ws = socket;
   leaving = false;
+  // A host that never answers would keep the socket "connecting" for minutes.
+  const timeout = setTimeout(() => {
+    if (socket.readyState === WebSocket.CONNECTING) socket.close();
+  }, CONNECT_TIMEOUT_MS);
+  socket.addEventListener("open", () => clearTimeout(timeout));
+  socket.addEventListener("close", () => clearTimeout(timeout));
   welcome = new Promise((resolve, reject) => {
     socket.onmessage = (event) => {
       let message;
@@ -270,14 +368,18 @@ function send(message) {
 }
 
 // The peer's id doubles as the request id, so an "unknown-peer" error says who is gone.
+// A call from before a lost server has an id that server forgot: nothing goes
+// to it through signaling (the answer would be "unknown-peer", ending it).
 function sendToPeer(peer, data) {
+  if (peers.get(peer)?.orphan) return;
   send({ type: "message", to: peer, data, id: peer });
 }
 
-// Everyone we talk to: the room's other members, and anyone in a call with us.
+// Everyone we talk to through signaling: the room's other members, and anyone
+// in a call with us (but calls from before a lost server: see sendToPeer).
 function everyone() {
   const ids = new Set(app.members.filter((id) => id !== app.connectionId));
-  for (const id of peers.keys()) ids.add(id);
+  for (const [id, peer] of peers) if (!peer.orphan) ids.add(id);
   return ids;
 }
 
@@ -286,14 +388,155 @@ function onSignalingLost() {
   app.members = [];
   joining = null;
   if (leaving) return;
+  const wasInRoom = app.room !== null;
   app.room = null;
+  current = null;
   roomAuthKey = null; // calls going on keep their own key
+  // Whoever we are in a call with had an id on the server we lost.
+  for (const peer of peers.values()) peer.orphan = true;
+  if (!anyConnected()) closeAllPeers(); // a call being set up cannot finish without it
+  if (wanted === null) {
+    // Not in a room, nor trying to be: nothing to bring back, nothing to say.
+    if (peers.size === 0) return note("lost the signaling server while in no room");
+    return setState("connected", "Lost the signaling server; the call goes on.", "server-lost");
+  }
+  if (reconnect.active) return scheduleRetry(); // one more attempt failed
+  beginReconnect();
   if (anyConnected()) {
-    setState("connected", "Lost the signaling server; the call goes on.", "server-lost");
+    setState("connected", "Lost the signaling server; the call goes on while this page reconnects.",
+      "server-lost");
+  } else if (wasInRoom) {
+    setState("error", "Lost the connection to the signaling server; reconnecting.", "server-lost");
+  } else {
+    setState("error", "Cannot reach the signaling server; trying again.", "server-lost");
+  }
+}
+
+// ---- reconnection --------------------------------------------------------------
+
+// `?reconnect=SECONDS`: how long to keep trying, 1 to 600 (30 when absent or bad).
+function readReconnectBound() {
+  const asked = Number(new URLSearchParams(location.search).get("reconnect"));
+  const seconds = Number.isFinite(asked) && asked >= 1 ? Math.min(asked, RECONNECT_MAX_S)
+    : RECONNECT_DEFAULT_S;
+  return seconds * 1000;
+}
+
+function beginReconnect() {
+  stopReconnectTimers();
+  reconnect.active = true;
+  reconnect.gaveUp = false;
+  reconnect.attempts = 0;
+  reconnect.deadline = performance.now() + reconnectBoundMs;
+  reconnect.ticker = setInterval(tickReconnect, COUNTDOWN_TICK_MS);
+  renderReconnect();
+  scheduleRetry();
+}
+
+// 0.5 s, 1 s, 2 s, then every 4 s, with a little jitter so that everyone who
+// lost the same server does not knock at the same instant.
+function retryDelay(attempts) {
+  const base = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempts);
+  return base * (0.8 + Math.random() * 0.4);
+}
+
+function scheduleRetry() {
+  if (!reconnect.active) return;
+  const left = reconnect.deadline - performance.now();
+  if (left <= 0) return giveUp(false);
+  clearTimeout(reconnect.retryTimer);
+  reconnect.retryTimer = setTimeout(() => tryReconnect().catch(fail),
+    Math.min(retryDelay(reconnect.attempts), left));
+}
+
+async function tryReconnect() {
+  reconnect.retryTimer = null;
+  if (!reconnect.active || wanted === null) return;
+  reconnect.attempts += 1;
+  note(`reconnecting to the signaling server, attempt ${reconnect.attempts}`);
+  try {
+    await connectSignaling();
+  } catch {
+    return; // the socket's close scheduled the next attempt (onSignalingLost)
+  }
+  if (reconnect.active && wanted !== null) sendJoin(wanted);
+}
+
+function tickReconnect() {
+  if (reconnect.active && performance.now() >= reconnect.deadline) giveUp(false);
+  else renderReconnect();
+}
+
+function stopReconnectTimers() {
+  clearTimeout(reconnect.retryTimer);
+  clearInterval(reconnect.ticker);
+  reconnect.retryTimer = null;
+  reconnect.ticker = null;
+}
+
+// Back in the room (or the person went elsewhere): no more retries, no panel.
+function endReconnect() {
+  stopReconnectTimers();
+  reconnect.active = false;
+  reconnect.gaveUp = false;
+  renderReconnect();
+}
+
+// Time ran out, or the person pressed Cancel: say so, and offer "Try again".
+function giveUp(cancelled) {
+  stopReconnectTimers();
+  reconnect.active = false;
+  reconnect.gaveUp = true;
+  if (ws && ws.readyState === WebSocket.CONNECTING) {
+    const attempt = ws;
+    ws = null; // so that its close is not taken as one more lost server
+    attempt.close();
+  }
+  renderReconnect();
+  const seconds = Math.round(reconnectBoundMs / 1000);
+  const what = cancelled
+    ? "Stopped reconnecting to the signaling server."
+    : `The signaling server did not come back within ${seconds} seconds.`;
+  if (anyConnected()) {
+    setState("connected", `${what} The call goes on, but nobody new can join. `
+      + "Press Try again to reconnect.", "server-gone");
   } else {
     closeAllPeers();
-    setState("error", "Lost the connection to the signaling server.", "server-lost");
+    setState("error", `${what} Check that the host is still running, then press Try again.`,
+      "server-gone");
   }
+}
+
+function cancelReconnect() {
+  if (reconnect.active) giveUp(true);
+}
+
+function retryReconnect() {
+  if (wanted === null || reconnect.active) return;
+  if (ws && ws.readyState === WebSocket.OPEN) return sendJoin(wanted); // socket is fine: rejoin
+  beginReconnect();
+  setState(anyConnected() ? "connected" : "connecting", "Reconnecting to the signaling server…");
+}
+
+function renderReconnect() {
+  ui.reconnect.hidden = !reconnect.active && !reconnect.gaveUp;
+  ui.reconnectCancel.hidden = !reconnect.active;
+  ui.reconnectRetry.hidden = !reconnect.gaveUp;
+  if (reconnect.active) {
+    const left = Math.max(0, Math.ceil((reconnect.deadline - performance.now()) / 1000));
+    ui.reconnectText.textContent = `Reconnecting to the server… giving up in ${left} s.`;
+  } else if (reconnect.gaveUp) {
+    ui.reconnectText.textContent = "Not connected to the server.";
+  }
+}
+
+// The join request for `target` ({room, capacity, key, authKey}).
+function sendJoin(target) {
+  const request = { type: "join", room: target.room, id: "join" };
+  if (target.capacity !== null) request.capacity = target.capacity;
+  if (target.key !== null) request.key = target.key;
+  joining = { room: target.room, authKey: target.authKey, target };
+  send(request); // (never logged: it may carry the key)
 }
 
 async function onServerMessage(message) {
@@ -305,11 +548,15 @@ async function onServerMessage(message) {
       break;
     case "created":
       enterRoom(message, [app.connectionId]);
-      setState("waiting", `Waiting for a peer to join “${message.room}”…`);
+      if (peers.size > 0) refreshCallState("Back on the server.");
+      else setState("waiting", `Waiting for a peer to join “${message.room}”…`);
       break;
     case "joined":
       enterRoom(message, message.peers);
-      if (peers.size > 0) break;
+      if (peers.size > 0) {
+        if (backFromLoss) refreshCallState("Back on the server.");
+        break;
+      }
       if (isGroup() && app.members.length > 1) {
         setState("calling", `Joined “${message.room}”; waiting for the others to call…`);
       } else {
@@ -326,7 +573,9 @@ async function onServerMessage(message) {
       if (!isGroup()) await onReady(app.members); // group calls began on peer-joined
       break;
     case "full":
-      setState("error", `Room “${message.room}” is full.`, "full");
+      refused();
+      setState("error", `Room “${message.room}” is full. Ask for another room, or try again `
+        + "when someone has left.", "full");
       break;
     case "peer-left":
       onPeerLeft(message.connectionId);
@@ -342,15 +591,23 @@ async function onServerMessage(message) {
   }
 }
 
+let backFromLoss = false; // the room we just entered is a rejoin after a lost server
+
 function enterRoom(message, members) {
   // Keyed if this is the room our join carried a key for (the server checked it).
-  roomAuthKey = joining && joining.room === message.room ? joining.authKey : null;
+  const ours = joining && joining.room === message.room;
+  roomAuthKey = ours ? joining.authKey : null;
+  if (ours) current = wanted = joining.target;
   joining = null;
+  backFromLoss = reconnect.active || reconnect.gaveUp;
+  endReconnect();
   app.room = message.room;
   app.members = Array.isArray(members) ? [...members] : [app.connectionId];
   // A server without the capacity extension has rooms of 2.
   const capacity = message.capacity;
   app.capacity = Number.isInteger(capacity) && capacity >= MIN_CAPACITY ? capacity : MIN_CAPACITY;
+  // If we come back first after a restart, we re-create the room: with its size.
+  if (current && current.capacity === null && isGroup()) current.capacity = app.capacity;
 }
 
 function addMember(id) {
@@ -369,20 +626,30 @@ function onPeerLeft(id) {
   presence.delete(id);
 }
 
+// A join was refused: we are where we were (in no room, or the old one), and
+// that is the room to come back to after a lost server.
+function refused() {
+  wanted = current;
+  endReconnect();
+}
+
 function onServerError(message) {
   const ref = message.ref;
   if (message.code === "unknown-peer" && typeof ref === "string" && peers.has(ref)) {
     endPeer(ref, "gone");
   } else if (message.code === "bad-message" && ref === "join") {
+    refused();
     const text = "The server cannot make a room of that size; choose fewer people.";
     setState("error", text, "bad-capacity");
   } else if (message.code === "bad-room" || message.code === "busy") {
+    refused();
     setState("error", ERROR_TEXT[message.code], message.code);
   } else if (message.code === "unauthorized") {
     // We stay where we were (in no room, or the old one).
     const keyless = !joining || joining.authKey === null;
     const opened = typeof message.message === "string" && message.message.includes("without a secret");
     joining = null;
+    refused();
     setState("error", !keyless && opened ? OPEN_ROOM_TEXT : ERROR_TEXT.unauthorized, "unauthorized");
   } else {
     note(`server error ${message.code}: ${message.message}`);
@@ -447,6 +714,7 @@ function startPeer(id, role) {
     noCode: false, // no WebCrypto here (not a secure context): no code to show
     mediaShown: false, // the remote video shown and its sound played
     insecure: false,
+    orphan: false, // set up through a signaling server we lost since (see onSignalingLost)
   };
   peers.set(id, peer);
   app.calls += 1;
@@ -476,6 +744,13 @@ function startPeer(id, role) {
     if (!isCurrent(peer)) return;
     note(`peer connection with ${id} ${pc.connectionState}`);
     if (pc.connectionState === "connected") armVerifyDeadline(peer);
+    // These closes wait their turn in the inbox, like every other change to
+    // the calls, so they never land between another call's offer/answer steps.
+    if (peer.orphan && ["failed", "closed"].includes(pc.connectionState)) {
+      // No server to set it up again through. (By then the id may be a newer call's.)
+      return afterInbox(() => isCurrent(peer) && endPeer(id, "gone"));
+    }
+    if (pc.connectionState === "connected" && !peer.orphan) afterInbox(() => retireOrphanOf(peer));
     renderTile(peer);
     refreshCallState();
   };
@@ -487,6 +762,26 @@ function startPeer(id, role) {
 }
 
 const isCurrent = (peer) => peers.get(peer.id) === peer;
+
+// Run `action` after the server messages being handled (and their negotiations).
+function afterInbox(action) {
+  inbox = inbox.then(action).catch(fail);
+}
+
+// After a lost server everyone comes back with a new id, so a call from before
+// (an orphan) and a new one can be with the same person. Once the new one is
+// up, the old one goes; the same name tells which. (In rooms of 2, "ready"
+// starts the new call and closes the old one anyway.)
+function retireOrphanOf(peer) {
+  if (!isCurrent(peer)) return;
+  const name = nameOf(peer.id);
+  const old = [...peers.values()].find((other) => other.orphan && nameOf(other.id) === name);
+  if (old) {
+    note(`the call with ${old.id} is replaced by the one with ${peer.id}`);
+    closePeer(old);
+    refreshCallState();
+  }
+}
 const anyConnected = () => [...peers.values()].some((p) => p.pc.connectionState === "connected");
 
 // We are the earlier member: make the data channel and the offer.
@@ -571,8 +866,10 @@ async function onDescription(from, description) {
   if (typeof description.sdp !== "string") return;
   if (description.type === "offer") {
     let peer = peers.get(from);
-    if (peer && peer.pc.signalingState !== "stable") {
-      closePeer(peer); // offers crossed: start over as the answerer
+    if (peer && (peer.pc.signalingState !== "stable" || peer.orphan)) {
+      // Offers crossed: start over as the answerer. Or a call from before a
+      // lost server: theirs is a new connection, with a new certificate.
+      closePeer(peer);
       peer = null;
     }
     if (!peer) {
@@ -770,6 +1067,7 @@ function closePeer(peer) {
   if (peer.channel) peer.channel.onmessage = null;
   peer.pc.close();
   for (const track of peer.remote.getTracks()) track.stop();
+  if (peer.tile.classList.contains("spotlight")) markSpotlight(null); // show the others
   peer.tile.remove();
   markFirstTile();
   if (peers.size === 0) ui.unmuteRemote.hidden = true;
@@ -797,7 +1095,12 @@ function endPeer(id, why) {
     return setState("error", INTERCEPTED_TEXT, "insecure");
   }
   if (peers.size > 0) return refreshCallState(ended);
-  if (why === "failed") return setState("error", "The connection to the peer failed.", "failed");
+  if (wanted !== null && app.room === null && (reconnect.active || reconnect.gaveUp)) {
+    // Not back on the server yet: the panel under the status says what happens next.
+    return setState("error", `${ended} This page is not connected to the signaling server.`,
+      "server-lost");
+  }
+  if (why === "failed") return setState("error", FAILED_TEXT, "failed");
   const code = why === "gone" ? "unknown-peer" : null;
   setState("waiting", `${ended} Waiting for a peer to join${inRoom()}…`, code);
 }
@@ -812,7 +1115,7 @@ function refreshCallState(lead = "") {
   else if (states.includes("disconnected")) {
     setState("calling", say("Connection lost; reconnecting…"));
   } else if (states.length && states.every((state) => state === "failed")) {
-    setState("error", say("The connection to the peer failed."), "failed");
+    setState("error", say(FAILED_TEXT), "failed");
   } else if (lead) setState(app.state, say(app.status));
 }
 
@@ -827,6 +1130,7 @@ function addTile(peer) {
   video.muted = true;
   ui.videos.insertBefore(tile, ui.localTile);
   peer.tile = tile;
+  applySpeaker(video);
   showMediaIfAllowed(peer);
   renderTile(peer);
   markFirstTile();
@@ -902,9 +1206,11 @@ function watchFrames(peer) {
 async function pollStats(peer) {
   if (!isCurrent(peer)) return;
   const report = await peer.pc.getStats();
+  if (!isCurrent(peer)) return; // ended meanwhile: its numbers must not restart the timer
   const pairs = {};
   let selected = null;
   report.forEach((stat) => {
+    if (stat.type === "inbound-rtp" && stat.packetsReceived > 0) startCallTimer();
     if (stat.type === "inbound-rtp" && stat.kind === "video") {
       peer.framesReceived = stat.framesDecoded || 0;
       peer.frameWidth = stat.frameWidth || 0;
@@ -1033,6 +1339,10 @@ function sendChat(value) {
     return showChatError(error);
   }
   const targets = everyone();
+  // Calls from before a lost server still chat over their data channels.
+  for (const [id, peer] of peers) {
+    if (peer.orphan && peer.channel && peer.channel.readyState === "open") targets.add(id);
+  }
   if (targets.size === 0) return showChatError("There is nobody in the call to send to yet.");
   const message = { type: "CHAT", payload: { text } };
   const paths = {};
@@ -1083,28 +1393,325 @@ function showChatError(text) {
 
 async function startLocalMedia() {
   if (localStream) return;
-  const attempts = [
-    { audio: true, video: { width: 640, height: 480 } },
-    { video: { width: 640, height: 480 } },
-    { audio: true },
-  ];
-  for (const constraints of attempts) {
-    try {
-      localStream = await navigator.mediaDevices.getUserMedia(constraints);
-      break;
-    } catch (error) {
-      note(`getUserMedia ${JSON.stringify(constraints)} failed: ${error.name}`);
-    }
-  }
+  const { stream, errors } = await captureMedia(["audio", "video"]);
+  localStream = stream;
+  showMediaProblem(errors);
   if (!localStream) {
-    app.errorCode = "media";
-    ui.localCaption.textContent = "You (no camera or microphone allowed: receiving only)";
+    ui.localCaption.textContent = "You (receiving only)";
     note("no camera or microphone: receiving only");
     return;
   }
   ui.localCaption.textContent = "You";
   ui.localVideo.srcObject = localStream;
   applyTrackSwitches();
+  await refreshDevices();
+}
+
+// The constraints for one kind: the device chosen last time, if it is still there.
+function constraintsFor(kind) {
+  const chosen = storedDevice(kind === "video" ? "videoinput" : "audioinput");
+  const base = kind === "video" ? { ...VIDEO_SIZE } : {};
+  if (chosen) base.deviceId = { ideal: chosen };
+  return Object.keys(base).length ? base : true;
+}
+
+// Camera and microphone in one request (one prompt); if that fails, each alone,
+// since one may be refused or missing while the other works. Returns the
+// tracks got as one stream (or null) and, per kind that failed, the reason.
+async function captureMedia(kinds) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return { stream: null, errors: Object.fromEntries(kinds.map((k) => [k, "insecure"])) };
+  }
+  const all = Object.fromEntries(kinds.map((kind) => [kind, constraintsFor(kind)]));
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia(all), errors: {} };
+  } catch (error) {
+    note(`getUserMedia ${kinds.join("+")} failed: ${error.name}: ${error.message}`);
+    if (kinds.length === 1) return { stream: null, errors: { [kinds[0]]: error.name } };
+  }
+  const tracks = [];
+  const errors = {};
+  for (const kind of kinds) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind) });
+      tracks.push(...stream.getTracks());
+    } catch (error) {
+      note(`getUserMedia ${kind} failed: ${error.name}: ${error.message}`);
+      errors[kind] = error.name;
+    }
+  }
+  return { stream: tracks.length ? new MediaStream(tracks) : null, errors };
+}
+
+// What to tell the person about kinds that could not be captured, one
+// sentence per reason, each saying what to do. Error names stay in the console.
+function mediaProblemText(errors) {
+  const byReason = new Map();
+  for (const [kind, name] of Object.entries(errors)) {
+    const reason = mediaReason(name);
+    byReason.set(reason, [...(byReason.get(reason) || []), kind]);
+  }
+  const sentences = [];
+  for (const [reason, kinds] of byReason) {
+    const both = kinds.length > 1;
+    const what = both ? "the camera and microphone" : kinds[0] === "video" ? "the camera" : "the microphone";
+    const What = what[0].toUpperCase() + what.slice(1);
+    const them = both ? "them" : "it";
+    sentences.push({
+      insecure: "This page was not opened over https, so the browser gives it no camera or "
+        + "microphone. Open the link with https.",
+      denied: `The browser did not allow ${what}. Allow ${them} in the site settings, then press Try again.`,
+      missing: `No ${both ? "camera or microphone" : what.replace("the ", "")} was found. Connect ${them}, `
+        + "then press Try again.",
+      busy: `${What} could not be started: another app may be using ${them}. Close that app, `
+        + "then press Try again.",
+      other: `${What} could not be started. Press Try again.`,
+    }[reason]);
+  }
+  if (sentences.length && !localStream) {
+    sentences.push("Until then you can see and hear the others, but they cannot see or hear you.");
+  }
+  return sentences.join(" ");
+}
+
+function mediaReason(name) {
+  if (name === "insecure") return "insecure";
+  if (name === "NotAllowedError" || name === "SecurityError") return "denied";
+  if (name === "NotFoundError" || name === "OverconstrainedError") return "missing";
+  if (name === "NotReadableError" || name === "AbortError") return "busy";
+  return "other";
+}
+
+function showMediaProblem(errors) {
+  mediaErrors = errors;
+  const text = mediaProblemText(errors);
+  if (text) app.errorCode = "media";
+  ui.mediaProblemText.textContent = text;
+  ui.mediaProblem.hidden = text === "";
+  // "Try again" cannot help a page without https.
+  ui.mediaRetry.hidden = Object.values(errors).every((name) => name === "insecure");
+}
+
+// "Try again" after a refused or missing camera/microphone: capture what is
+// missing and send it on every call. A call that was set up without it only
+// has a receiving slot for it, so that call is renegotiated once.
+async function retryMedia() {
+  const have = new Set((localStream ? localStream.getTracks() : []).map((t) => t.kind));
+  const missing = ["audio", "video"].filter((kind) => !have.has(kind));
+  if (missing.length === 0) return showMediaProblem({});
+  ui.mediaRetry.disabled = true;
+  try {
+    const { stream, errors } = await captureMedia(missing);
+    if (stream) {
+      if (!localStream) localStream = new MediaStream();
+      for (const track of stream.getTracks()) localStream.addTrack(track);
+      ui.localCaption.textContent = "You";
+      ui.localVideo.srcObject = localStream;
+      applyTrackSwitches();
+      for (const peer of [...peers.values()]) await sendNewTracks(peer, stream.getTracks());
+      await refreshDevices();
+    }
+    showMediaProblem(errors);
+  } finally {
+    ui.mediaRetry.disabled = false;
+  }
+}
+
+async function sendNewTracks(peer, tracks) {
+  let needsOffer = false;
+  for (const track of tracks) {
+    const transceiver = transceiverOf(peer, track.kind);
+    if (!transceiver || transceiver.sender.track) continue;
+    const sent = track.kind === "video" ? outgoingVideo() : track;
+    await step(peer, async () => {
+      await transceiver.sender.replaceTrack(sent);
+      if (transceiver.sender.setStreams) transceiver.sender.setStreams(localStream);
+      if (!transceiver.direction.startsWith("send")) {
+        transceiver.direction = "sendrecv";
+        needsOffer = true;
+      }
+    });
+  }
+  if (needsOffer && isCurrent(peer)) await renegotiate(peer);
+}
+
+// A new offer on a call that is up: the other side answers it as any offer
+// (the same certificate, so verification stands).
+async function renegotiate(peer) {
+  if (peer.pc.signalingState !== "stable" || peer.orphan) return;
+  await step(peer, async () => {
+    const offer = await peer.pc.createOffer();
+    await peer.pc.setLocalDescription(offer);
+    peer.negotiations += 1;
+    sendToPeer(peer.id, { type: "SDP", payload: { type: offer.type, sdp: offer.sdp } });
+  });
+}
+
+// ---- devices: camera, microphone and speaker pickers -------------------------
+
+function storedDevice(kind) {
+  try {
+    return localStorage.getItem(DEVICE_KEY[kind]);
+  } catch {
+    return null;
+  }
+}
+
+function storeDevice(kind, id) {
+  try {
+    localStorage.setItem(DEVICE_KEY[kind], id);
+  } catch {
+    // Storage may be off (private mode): the choice holds for this page.
+  }
+}
+
+let speakerId = storedDevice("audiooutput") || "";
+const canChooseSpeaker = () => "setSinkId" in HTMLMediaElement.prototype;
+
+// The device a picker should show as chosen: the one in use, else the stored one.
+function deviceInUse(kind) {
+  if (kind === "audiooutput") return speakerId;
+  const track = kind === "videoinput" ? cameraTrack() : microphoneTrack();
+  return track ? track.getSettings().deviceId || "" : "";
+}
+
+function currentDevices() {
+  const lists = {};
+  for (const [kind, picker] of Object.entries(ui.pickers)) {
+    lists[kind] = {
+      chosen: picker.value,
+      disabled: picker.disabled,
+      options: [...picker.options].map((o) => ({ id: o.value, label: o.textContent })),
+    };
+  }
+  return lists;
+}
+
+// Fill the pickers from enumerateDevices. Browsers give names (and usable ids)
+// only once the page may use a camera or microphone, so until then a picker
+// says what to do instead of listing nameless devices.
+async function refreshDevices() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
+    for (const kind of Object.keys(ui.pickers)) fillPicker(kind, [], "Not available on this page");
+    return;
+  }
+  let devices = [];
+  try {
+    devices = await navigator.mediaDevices.enumerateDevices();
+  } catch (error) {
+    note(`enumerateDevices failed: ${error.name}: ${error.message}`);
+  }
+  const named = (kind) => devices.filter((d) => d.kind === kind && d.deviceId);
+  const wait = {
+    videoinput: "Allow the camera to choose one",
+    audioinput: "Allow the microphone to choose one",
+    audiooutput: "Allow the microphone to choose one",
+  };
+  fillPicker("videoinput", named("videoinput"), wait.videoinput);
+  fillPicker("audioinput", named("audioinput"), wait.audioinput);
+  if (canChooseSpeaker()) fillPicker("audiooutput", named("audiooutput"), wait.audiooutput);
+  else fillPicker("audiooutput", [], "The browser's default (it cannot choose)");
+}
+
+function fillPicker(kind, devices, emptyText) {
+  const picker = ui.pickers[kind];
+  const generic = { videoinput: "Camera", audioinput: "Microphone", audiooutput: "Speaker" }[kind];
+  const options = devices.map((device, index) =>
+    Object.assign(document.createElement("option"), {
+      value: device.deviceId,
+      textContent: device.label || `${generic} ${index + 1}`, // a name is text, never HTML
+    }),
+  );
+  if (options.length === 0) {
+    options.push(Object.assign(document.createElement("option"), { value: "", textContent: emptyText }));
+  }
+  picker.replaceChildren(...options);
+  const inUse = deviceInUse(kind);
+  if (devices.some((d) => d.deviceId === inUse)) picker.value = inUse;
+  picker.disabled = devices.length === 0;
+}
+
+// Switch to another camera or microphone: capture it, then give the new track
+// to every call's existing sender (replaceTrack: no renegotiation, the call
+// stays up), and only then stop the old one. The speaker is setSinkId on
+// every remote video (which plays the sound).
+async function chooseDevice(kind, deviceId) {
+  if (kind === "audiooutput") return chooseSpeaker(deviceId);
+  const media = kind === "videoinput" ? "video" : "audio";
+  const old = media === "video" ? cameraTrack() : microphoneTrack();
+  if (old && old.getSettings().deviceId === deviceId) return true;
+  const constraints = media === "video"
+    ? { video: { ...VIDEO_SIZE, deviceId: { exact: deviceId } } }
+    : { audio: { deviceId: { exact: deviceId } } };
+  let track;
+  try {
+    track = (await navigator.mediaDevices.getUserMedia(constraints)).getTracks()[0];
+  } catch (error) {
+    note(`switching ${media} to ${deviceId} failed: ${error.name}: ${error.message}`);
+    const what = media === "video" ? "camera" : "microphone";
+    showNotice("device", `That ${what} could not be started: another app may be using it, or it `
+      + `was unplugged. Choose another ${what}, or close the other app and choose it again.`);
+    await refreshDevices(); // the picker goes back to the one in use
+    return false;
+  }
+  if (!localStream) localStream = new MediaStream();
+  if (old) localStream.removeTrack(old);
+  localStream.addTrack(track);
+  applyTrackSwitches(); // a muted microphone or a camera turned off stays so
+  for (const peer of peers.values()) {
+    // While sharing, the screen goes on; the new camera comes back after.
+    const sent = media === "video" ? outgoingVideo() : track;
+    const sender = transceiverOf(peer, media)?.sender;
+    if (sender && sender.track !== sent) {
+      await sender.replaceTrack(sent).catch((error) =>
+        note(`could not switch the ${media} sent to ${peer.id}: ${error.name}`));
+    }
+  }
+  if (old) old.stop();
+  ui.localVideo.srcObject = localStream;
+  storeDevice(kind, deviceId);
+  clearNotice("device");
+  if (mediaErrors[media]) showMediaProblem(withoutKey(mediaErrors, media));
+  await refreshDevices();
+  return true;
+}
+
+const withoutKey = (object, key) => Object.fromEntries(Object.entries(object).filter(([k]) => k !== key));
+
+async function chooseSpeaker(deviceId) {
+  if (!canChooseSpeaker()) return false;
+  try {
+    for (const video of ui.videos.querySelectorAll(".remote video")) await video.setSinkId(deviceId);
+  } catch (error) {
+    note(`setSinkId ${deviceId} failed: ${error.name}: ${error.message}`);
+    showNotice("device", "That speaker could not be used. Choose another one.");
+    return false;
+  }
+  speakerId = deviceId;
+  storeDevice("audiooutput", deviceId);
+  clearNotice("device");
+  return true;
+}
+
+// A new tile plays on the chosen speaker too.
+function applySpeaker(video) {
+  if (!speakerId || !canChooseSpeaker()) return;
+  video.setSinkId(speakerId).catch((error) => note(`setSinkId on a new tile failed: ${error.name}`));
+}
+
+// ---- notices: a problem with what to do, until it is fixed or dismissed --------
+
+function showNotice(topic, text) {
+  noticeTopic = topic;
+  ui.noticeText.textContent = text;
+  ui.notice.hidden = false;
+}
+
+function clearNotice(topic = noticeTopic) {
+  if (topic !== noticeTopic) return;
+  noticeTopic = null;
+  ui.noticeText.textContent = "";
+  ui.notice.hidden = true;
 }
 
 function stopLocalMedia() {
@@ -1116,6 +1723,7 @@ function stopLocalMedia() {
 }
 
 const cameraTrack = () => (localStream ? localStream.getVideoTracks()[0] || null : null);
+const microphoneTrack = () => (localStream ? localStream.getAudioTracks()[0] || null : null);
 const outgoingVideo = () => screenTrack || cameraTrack();
 
 function applyTrackSwitches() {
@@ -1158,10 +1766,16 @@ async function setSharing(on) {
     try {
       stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
     } catch (error) {
-      note(`getDisplayMedia failed: ${error.name}`);
-      setState(app.state, "Screen sharing did not start (not allowed, or cancelled).", "screen");
+      note(`getDisplayMedia failed: ${error.name}: ${error.message}`);
+      app.errorCode = "screen";
+      showNotice("screen", error.name === "NotAllowedError"
+        ? "Screen sharing did not start: it was cancelled or not allowed. "
+          + "Press Share screen to try again."
+        : "Screen sharing could not start in this browser. Press Share screen to try again, "
+          + "or use another browser.");
       return false;
     }
+    clearNotice("screen");
     screenTrack = stream.getVideoTracks()[0];
     screenTrack.addEventListener("ended", () => setSharing(false).catch(fail));
     app.sharing = true;
@@ -1190,9 +1804,13 @@ async function sendVideo(track) {
 }
 
 function videoSender(peer) {
-  // receiver.track always has the m-line's kind, even when the sender has no track.
-  const transceiver = peer.pc.getTransceivers().find((t) => t.receiver.track.kind === "video");
+  const transceiver = transceiverOf(peer, "video");
   return transceiver ? transceiver.sender : null;
+}
+
+function transceiverOf(peer, kind) {
+  // receiver.track always has the m-line's kind, even when the sender has no track.
+  return peer.pc.getTransceivers().find((t) => t.receiver.track.kind === kind) || null;
 }
 
 // ---- user actions -------------------------------------------------------------
@@ -1246,19 +1864,20 @@ async function join(room, capacity = ui.capacity.value) {
   if (peers.size > 0 && app.room !== room) {
     byeToAll(); // moving to another room ends these calls
     closeAllPeers();
+    stopCallTimer();
   }
+  // A join of its own replaces any reconnection under way.
+  endReconnect();
+  const target = { room, capacity: asked, key, authKey };
+  wanted = target;
   setState("connecting", "Connecting…");
   await startLocalMedia();
   try {
     await connectSignaling();
   } catch {
-    return; // onSignalingLost has said so
+    return; // onSignalingLost has said so, and retries
   }
-  const request = { type: "join", room, id: "join" };
-  if (asked !== null) request.capacity = asked;
-  if (key !== null) request.key = key;
-  joining = { room, authKey };
-  send(request); // (never logged: it may carry the key)
+  if (wanted === target) sendJoin(target);
 }
 
 function hangUp() {
@@ -1269,10 +1888,16 @@ function hangUp() {
   app.members = [];
   roomAuthKey = null;
   joining = null;
+  wanted = null;
+  current = null;
+  endReconnect();
   if (screenTrack) screenTrack.stop();
   screenTrack = null;
   app.sharing = false;
   stopLocalMedia();
+  stopCallTimer();
+  clearNotice();
+  showMediaProblem({}); // asked again at the next join
   setState("idle", "You left the call. Join a room to call again.");
 }
 
@@ -1306,6 +1931,154 @@ window.addEventListener("pagehide", () => {
   leaving = true;
   byeToAll();
 });
+ui.reconnectCancel.addEventListener("click", cancelReconnect);
+ui.reconnectRetry.addEventListener("click", retryReconnect);
+ui.mediaRetry.addEventListener("click", () => retryMedia().catch(fail));
+ui.noticeClose.addEventListener("click", () => clearNotice());
+for (const [kind, picker] of Object.entries(ui.pickers)) {
+  picker.addEventListener("change", () => chooseDevice(kind, picker.value).catch(fail));
+}
+if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+  navigator.mediaDevices.addEventListener("devicechange", () => refreshDevices().catch(fail));
+}
+ui.fullscreen.addEventListener("click", () => toggleFullscreen());
+ui.videos.addEventListener("dblclick", (event) => {
+  const tile = event.target.closest("figure");
+  if (tile) toggleFullscreen(tile);
+});
+document.addEventListener("fullscreenchange", renderFullscreen);
+ui.shortcutsButton.addEventListener("click", () => toggleShortcuts());
+document.addEventListener("keydown", onShortcut);
+
+// ---- the call timer ---------------------------------------------------------------
+
+// Runs from the first media packet of a call until nobody is left in it. A call
+// re-formed after a lost server is the same call: the timer goes on.
+function startCallTimer() {
+  if (callStartedAt !== null) return;
+  callStartedAt = performance.now();
+  ui.callTimer.hidden = false;
+  renderCallTimer();
+  callTicker = setInterval(renderCallTimer, 1000);
+}
+
+function stopCallTimer() {
+  clearInterval(callTicker);
+  callTicker = null;
+  callStartedAt = null;
+  ui.callTimer.hidden = true;
+  ui.callTimer.textContent = "0:00";
+}
+
+function renderCallTimer() {
+  if (callStartedAt === null) return;
+  const text = formatDuration(performance.now() - callStartedAt);
+  ui.callTimer.textContent = text;
+  ui.callTimer.setAttribute("aria-label", `Call length ${text}`);
+}
+
+// m:ss, or h:mm:ss from an hour on.
+function formatDuration(ms) {
+  const total = Math.floor(ms / 1000);
+  const [hours, minutes, seconds] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  const pad = (n) => String(n).padStart(2, "0");
+  return hours > 0 ? `${hours}:${pad(minutes)}:${pad(seconds)}` : `${minutes}:${pad(seconds)}`;
+}
+
+// ---- full screen ------------------------------------------------------------------
+
+// The stage (videos and call controls) goes full screen; from a double-click,
+// with that tile large ("spotlight"). Escape leaves: browsers do that
+// themselves, and the key handler does it where a page sees the key first.
+async function setFullscreen(on, tile = null) {
+  if (!document.fullscreenEnabled) {
+    showNotice("fullscreen", "This browser cannot show the call full screen here.");
+    return false;
+  }
+  try {
+    if (on) {
+      markSpotlight(tile);
+      if (!document.fullscreenElement) await ui.stage.requestFullscreen();
+    } else if (document.fullscreenElement) {
+      await document.exitFullscreen();
+    }
+  } catch (error) {
+    note(`full screen ${on ? "request" : "exit"} failed: ${error.name}: ${error.message}`);
+    if (on) {
+      markSpotlight(null);
+      showNotice("fullscreen", "Full screen did not start. Press Full screen again, or press F.");
+    }
+    return false;
+  }
+  clearNotice("fullscreen");
+  return true;
+}
+
+function toggleFullscreen(tile = null) {
+  return setFullscreen(!document.fullscreenElement, tile).catch(fail);
+}
+
+function markSpotlight(tile) {
+  for (const figure of ui.videos.querySelectorAll("figure.spotlight")) figure.classList.remove("spotlight");
+  if (tile) tile.classList.add("spotlight");
+  ui.stage.classList.toggle("has-spotlight", tile !== null);
+}
+
+function renderFullscreen() {
+  const on = document.fullscreenElement !== null;
+  ui.fullscreen.textContent = on ? "Leave full screen" : "Full screen";
+  ui.fullscreen.setAttribute("aria-pressed", String(on));
+  if (!on) markSpotlight(null);
+}
+
+// ---- keyboard shortcuts -------------------------------------------------------------
+
+// One table for the keys, their help text and the aria-keyshortcuts of the
+// buttons they press, so the list shown with `?` is always the keys that work.
+const SHORTCUTS = [
+  { key: "m", text: "Mute or unmute your microphone", button: ui.mute },
+  { key: "v", text: "Turn your camera off or on", button: ui.camera },
+  { key: "s", text: "Share your screen, or stop sharing", button: ui.screen },
+  { key: "c", text: "Write in the chat", run: () => ui.chatInput.focus() },
+  { key: "f", text: "Full screen, or leave it", run: () => toggleFullscreen(), button: ui.fullscreen },
+  { key: "h", text: "Hang up", button: ui.hangup },
+  { key: "?", text: "Show or hide this list", run: () => toggleShortcuts(), button: ui.shortcutsButton },
+  { key: "Escape", text: "Leave full screen, or close this list" },
+];
+
+function renderShortcuts() {
+  const rows = [];
+  for (const { key, text, button } of SHORTCUTS) {
+    const term = document.createElement("dt");
+    term.append(Object.assign(document.createElement("kbd"), { textContent: key === "Escape" ? "Esc" : key }));
+    rows.push(term, Object.assign(document.createElement("dd"), { textContent: text }));
+    if (button) button.setAttribute("aria-keyshortcuts", key === "?" ? "?" : key.toUpperCase());
+  }
+  ui.shortcutsList.replaceChildren(...rows);
+}
+
+function toggleShortcuts(open = !ui.shortcuts.open) {
+  if (open && !ui.shortcuts.open) ui.shortcuts.showModal();
+  else if (!open && ui.shortcuts.open) ui.shortcuts.close();
+}
+
+// Keys act only when no field has the keyboard (typing "m" in the chat must
+// type an "m") and without Ctrl/Alt/Meta (the browser's own shortcuts).
+function onShortcut(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey || event.isComposing) return;
+  if (event.key === "Escape") {
+    if (document.fullscreenElement) setFullscreen(false).catch(fail);
+    return; // an open shortcut list closes by itself (it is a modal <dialog>)
+  }
+  const typing = event.target.closest && event.target.closest("input, textarea, select, [contenteditable]");
+  if (typing) return;
+  const shortcut = SHORTCUTS.find(({ key }) => key === event.key.toLowerCase() || key === event.key);
+  if (!shortcut) return;
+  if (ui.shortcuts.open && shortcut.key !== "?") return; // the list is on top: only ? or Esc
+  event.preventDefault(); // "c" must not also type a "c" into the chat it focuses
+  if (shortcut.run) shortcut.run();
+  else if (!shortcut.button.disabled) shortcut.button.click();
+}
 
 // Errors reach the screen in plain words; the details go to the console.
 function fail(error) {
@@ -1328,6 +2101,9 @@ app.name = cleanName(params.get("name") ?? storedName());
 ui.name.value = app.name;
 ui.localName.textContent = `(${app.name})`;
 applyTrackSwitches();
+renderShortcuts();
+renderFullscreen();
+refreshDevices().catch(fail);
 if (params.get("room") !== null) {
   join(params.get("room"), params.get("capacity")).catch(fail);
 } else {
