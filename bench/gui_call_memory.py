@@ -1,6 +1,7 @@
 """Memory of a long two-window call in one process. Prints JSON.
 
-Window A hosts (embedded server), window B joins its room; both on one qasync
+Window A hosts (embedded server), window B joins with A's invite link (the
+room's secret included); both on one qasync
 loop on the offscreen platform, test-pattern video at 640x480. RSS is
 sampled every ``--every`` seconds for ``--seconds``; the growth after the
 first ``--warmup`` seconds is what a leak would show.
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("CALLAPP_SETTINGS", str(Path(tempfile.mkdtemp()) / "callapp.ini"))
@@ -27,10 +29,11 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 from callapp.ui.launcher import make_server, make_session
-from callapp.ui.main_window import MainWindow
+from callapp.ui.models.app import AppModel
+from callapp.ui.models.call import CallOptions
 from callapp.ui.services import QtUiServices
 from callapp.ui.settings import SettingsStore
-from callapp.ui.viewmodel import CallOptions, CallViewModel
+from callapp.ui.views.main_window import MainWindow
 
 
 def rss_mib() -> float:
@@ -43,7 +46,7 @@ def rss_mib() -> float:
 
 def make_window(x: int) -> MainWindow:
     services = QtUiServices()
-    vm = CallViewModel(
+    model = AppModel(
         make_session,
         make_server,
         services,
@@ -51,11 +54,20 @@ def make_window(x: int) -> MainWindow:
         host_port=0,
         bind_host="127.0.0.1",
     )
-    window = MainWindow(vm, SettingsStore(), allow_loopback=True)
+    store = SettingsStore()
+    # The lobby's self-preview is the test pattern too (no camera opened).
+    saved = store.load().with_changes(video="test", audio="none")
+    window = MainWindow(model, store, saved, allow_loopback=True)
     services.set_parent(window)
     window.setGeometry(x, 0, 900, 500)
     window.show()
     return window
+
+
+def loopback_invite(invite: str, local_url: str) -> str:
+    """``invite`` with its host replaced by ``local_url``'s (the host binds 127.0.0.1 here)."""
+    invite_parts, local_parts = urlsplit(invite), urlsplit(local_url)
+    return urlunsplit(invite_parts._replace(netloc=local_parts.netloc))
 
 
 async def watch_lag(lags: list[float], period: float = 0.02) -> None:
@@ -77,17 +89,18 @@ async def run(seconds: float, every: float, warmup: float) -> dict[str, object]:
     lags: list[float] = []
     watcher = asyncio.ensure_future(watch_lag(lags))
     started = time.monotonic()
-    await a.vm.host("memory-run")
-    assert a.vm.hosting is not None, a.vm.error
-    await b.vm.join(a.vm.hosting.local_url, a.vm.hosting.room)
+    await a.app.host("memory-run")
+    assert a.app.hosting is not None, a.app.error
+    # The invite link, with the room's secret, pointed at the loopback address.
+    await b.app.call.join_text(loopback_invite(a.app.hosting.invite, a.app.hosting.local_url))
     samples: list[dict[str, float]] = []
     while (elapsed := time.monotonic() - started) < seconds:
         samples.append(
             {
                 "t_s": round(elapsed, 1),
                 "rss_mib": round(rss_mib(), 1),
-                "painted_a": a.remote_view.frames_painted,
-                "painted_b": b.remote_view.frames_painted,
+                "painted_a": a.call_screen.frames_painted,
+                "painted_b": b.call_screen.frames_painted,
             }
         )
         await asyncio.sleep(every)
@@ -95,19 +108,19 @@ async def run(seconds: float, every: float, warmup: float) -> dict[str, object]:
         {
             "t_s": round(time.monotonic() - started, 1),
             "rss_mib": round(rss_mib(), 1),
-            "painted_a": a.remote_view.frames_painted,
-            "painted_b": b.remote_view.frames_painted,
+            "painted_a": a.call_screen.frames_painted,
+            "painted_b": b.call_screen.frames_painted,
         }
     )
     watcher.cancel()
-    phases = (a.vm.snapshot.phase.value, b.vm.snapshot.phase.value)
+    phases = (a.app.snapshot.phase.value, b.app.snapshot.phase.value)
     paint_ms = [
-        round(w.remote_view.paint_seconds * 1000 / max(1, w.remote_view.frames_painted), 2)
+        round(w.call_screen.paint_seconds * 1000 / max(1, w.call_screen.frames_painted), 2)
         for w in (a, b)
     ]
-    errors = a.vm.errors + b.vm.errors
-    a.close()
-    b.close()
+    errors = a.app.errors + b.app.errors
+    a.close_without_asking()
+    b.close_without_asking()
     while not (a.closed_cleanly and b.closed_cleanly):  # noqa: ASYNC110 - plain flags
         await asyncio.sleep(0.05)
     after_warmup = [s for s in samples if s["t_s"] >= warmup] or samples

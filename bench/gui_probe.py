@@ -8,9 +8,10 @@ unless ``QT_QPA_PLATFORM`` says otherwise), after wrapping from the outside:
 * ``MainWindow.__init__``, to install an application-wide event filter that
   notes the first paint of anything in the main window (the window is on
   screen), then removes itself;
-* ``VideoView.paintEvent``, to note when the window's remote view first paints
-  a decoded remote frame;
-* ``CallViewModel.join`` / ``call`` / ``host``, to note when the user action started.
+* ``VideoView.paintEvent``, to note when one of the call screen's tiles (a
+  remote peer's video) first paints a decoded remote frame;
+* ``CallModel.join_text`` / ``join`` / ``dial`` / ``host``, to note when the user
+  action started.
 
 Each mark is printed at once as ``probe: NAME <time.monotonic()>``, so the
 parent can compare it with its own clock (``CLOCK_MONOTONIC`` is system-wide).
@@ -19,7 +20,8 @@ With ``BENCH_GUI_PREIMPORT=1`` it imports the call engine
 itself only does on the first join. With ``BENCH_GUI_PROBE_JSON=PATH`` it
 also records when the remote view painted each new frame and writes
 ``{"paints": [...], "views": {...}}`` there at exit (the views' own
-frames-painted and paint-seconds counters, and the UI thread's CPU time
+frames-painted and paint-seconds counters (``remote``: every tile's, summed by
+``window.call_screen``), and the UI thread's CPU time
 inside their ``paintEvent``, from ``time.thread_time()``).
 """
 
@@ -36,7 +38,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _marked: set[str] = set()
 _paints: list[float] = []
 _windows: list[Any] = []
-_paint_cpu: dict[int, float] = {}  # UI-thread CPU time inside each view's paintEvent
+_paint_cpu: dict[str, float] = {}  # UI-thread CPU time inside paintEvent: remote, local
 
 
 def mark(name: str) -> None:
@@ -49,7 +51,9 @@ def install() -> None:
     from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication, QWidget
 
-    from callapp.ui import main_window, video_view, viewmodel
+    from callapp.ui import video_view
+    from callapp.ui.models import call as call_model
+    from callapp.ui.views import main_window
 
     if os.environ.get("BENCH_GUI_PREIMPORT"):
         # What the first join costs without the launcher's lazy import of the engine.
@@ -90,21 +94,33 @@ def install() -> None:
         before = self.frames_painted
         cpu = time.thread_time()
         original_paint(self, event)
-        _paint_cpu[id(self)] = _paint_cpu.get(id(self), 0.0) + time.thread_time() - cpu
-        if self.frames_painted != before and windows and self is windows[0].remote_view:
+        kind = _kind(self)
+        if kind:
+            _paint_cpu[kind] = _paint_cpu.get(kind, 0.0) + time.thread_time() - cpu
+        if self.frames_painted != before and kind == "remote":
             _paints.append(time.monotonic())
             mark("remote_painted")
 
     video_view.VideoView.paintEvent = paint_event  # type: ignore[method-assign]
 
-    for action in ("join", "call", "host"):
-        original = getattr(viewmodel.CallViewModel, action)
+    for action in ("join_text", "join", "dial", "host"):
+        original = getattr(call_model.CallModel, action)
 
         def wrapped(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             mark("action")
             return _original(self, *args, **kwargs)
 
-        setattr(viewmodel.CallViewModel, action, wrapped)
+        setattr(call_model.CallModel, action, wrapped)
+
+
+def _kind(view: Any) -> str:
+    """ "remote" for a peer's tile in the first window, "local" for its self-view, else ""."""
+    if not _windows:
+        return ""
+    window = _windows[0]
+    if view is window.local_view:
+        return "local"
+    return "remote" if any(t.video is view for t in window.call_screen.tiles.values()) else ""
 
 
 def _views() -> dict[str, Any]:
@@ -112,13 +128,19 @@ def _views() -> dict[str, Any]:
     if not _windows:
         return {}
     window = _windows[0]
+    screen = window.call_screen
+    local = window.local_view
     return {
-        name: {
-            "frames_painted": view.frames_painted,
-            "paint_seconds": view.paint_seconds,
-            "paint_cpu_seconds": _paint_cpu.get(id(view), 0.0),
-        }
-        for name, view in (("remote", window.remote_view), ("local", window.local_view))
+        "remote": {
+            "frames_painted": screen.frames_painted,
+            "paint_seconds": screen.paint_seconds,
+            "paint_cpu_seconds": _paint_cpu.get("remote", 0.0),
+        },
+        "local": {
+            "frames_painted": local.frames_painted,
+            "paint_seconds": local.paint_seconds,
+            "paint_cpu_seconds": _paint_cpu.get("local", 0.0),
+        },
     }
 
 

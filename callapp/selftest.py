@@ -25,7 +25,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from callapp import eventloop
@@ -106,14 +105,14 @@ def check_qt() -> str:
 
 
 def _render_icon() -> str:
-    """Draw the app icon the way the window finds it: resources/ beside the package."""
+    """Draw the app icon the way the window finds it: inside the package (callapp/resources)."""
     from PySide6.QtGui import QIcon
 
-    import callapp
+    from callapp.ui.icon import ICON_FILES, icon_file
 
-    path = Path(callapp.__file__).resolve().parents[1] / "resources" / "callapp.svg"
-    if not path.is_file():
-        raise CheckFailed(f"no icon at {path}")
+    path = icon_file()
+    if path is None:
+        raise CheckFailed(f"no {ICON_FILES[0]} inside the installed package")
     pixmap = QIcon(str(path)).pixmap(64, 64)
     if pixmap.isNull():
         raise CheckFailed(f"Qt cannot draw {path.name} (no SVG image plugin?)")

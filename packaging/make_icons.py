@@ -1,4 +1,4 @@
-"""Render resources/callapp.svg into the per-platform icon files.
+"""Render callapp/resources/callapp.svg into the per-platform icon files.
 
 Writes ``callapp.png`` (256 px, Linux and the window icon), ``callapp.ico``
 (Windows; PNG entries, which Windows Vista and later read) and
@@ -17,7 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+# Inside the package: the app finds its icon there (callapp/ui/icon.py), in a
+# pip install as in the bundle.
+RESOURCES = Path(__file__).resolve().parent.parent / "callapp" / "resources"
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 # icns types holding PNG data, by pixel size (ic07..ic10; ic11..ic14 are @2x).
 ICNS_TYPES = ((b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic10", 1024))

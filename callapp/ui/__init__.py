@@ -1,28 +1,23 @@
-"""The PySide6 desktop UI: one view-model and widgets that only render.
+"""The PySide6 desktop UI: plain logic, view-models split by concern, one module per view.
 
-Layout (Picard's seams: logic in plain classes, Qt only where it must be):
+Layout (Picard's seams: logic in plain modules, Qt only where it must be):
 
-* pure, no window needed -- ``address`` (checking a typed server address,
-  choosing the LAN address to share, the ws(s):// address and the browser
-  invite link Host shows), ``names`` (room names), ``status``
-  (status, duration, stats, mute and notice wording), ``devices`` (what the
-  camera/microphone/speaker pickers offer, as labelled specs, and the
-  blocking scan of the system's devices through ``callapp.call.devices``),
-  ``errors`` (any failure as one plain
-  sentence), ``controls`` (which buttons make sense now), ``frames``
-  (``av.VideoFrame`` -> QImage in one swscale pass), ``settings`` (the
-  settings model and its QSettings store);
-* seams -- ``ports`` (the protocols the view-model needs from the call engine
-  and the server; tests pass fakes), ``services`` (incoming-call prompt, file
-  picker and clipboard behind a protocol tests replace);
-* ``viewmodel`` -- the one QObject: session snapshots in, Qt signals out;
-  button presses in, ``qasync.asyncSlot`` session calls out (mute and volume
-  included, kept across sessions; device scans run on a worker thread);
-* widgets -- ``video_view`` (latest-frame-wins, aspect-correct painting) and
-  ``main_window``, which render the view-model and forward clicks;
-* ``launcher`` -- ``callapp [--host [--cert PEM --key PEM] | --server URL]
-  [--audio SPEC] [--speaker DEVICE] ...``:
-  QApplication, the qasync loop, the real engine and server, the window.
+* ``logic/`` -- no QtWidgets, tested without a window: ``wording`` (every
+  sentence shown, and ``looks_technical``), ``quality``, ``shortcuts`` (the one
+  keyboard map), ``tiles`` (tile geometry), ``join_target`` (the Join field);
+  beside them ``address``, ``names``, ``devices``, ``frames`` and ``settings``;
+* seams -- ``ports`` (what the view-models need from the engine and the
+  server; tests pass fakes), ``services`` (questions, pickers, the clipboard
+  and the Preferences dialog, behind a protocol tests replace);
+* ``models/`` -- QObjects: ``call`` (the session's lifecycle, hang up in every
+  state), ``hosting`` (the server, the room secret, the invite link),
+  ``devices``, ``chat``, and ``app`` composing them;
+* ``views/`` -- widgets that render and forward intents: ``main_window``
+  (lobby <-> call screen), ``lobby``, ``call_screen``, ``tile``, ``toolbar``,
+  ``chat_panel``, ``ringing_panel``, ``invite_panel``, ``help_overlay``,
+  ``preferences``; ``video_view`` paints frames;
+* ``launcher`` -- ``callapp [--host | --invite LINK | --server URL --room NAME] ...``.
 
+``main_window`` and ``viewmodel`` at this level only re-export for older callers.
 Nothing here imports aiortc or websockets (``tests/test_architecture.py``).
 """

@@ -13,15 +13,17 @@ from typing import Any, Protocol
 
 from callapp.call.config import CallConfig
 from callapp.call.report import LegRecord
-from callapp.call.state import CallSnapshot
+from callapp.call.state import CallSnapshot, ChatMessage
 from callapp.call.stats import CallStats
 
 #: Receives an ``av.VideoFrame`` on the event loop's thread.
 FrameCallback = Callable[[Any], None]
+#: Receives ``(peer_id, av.VideoFrame)`` for every leg, on the event loop's thread.
+PeerFrameCallback = Callable[[str, Any], None]
 
 
 class SessionLike(Protocol):
-    """What the view-model uses of ``CallSession``."""
+    """What the view-models use of ``CallSession``."""
 
     @property
     def snapshot(self) -> CallSnapshot: ...
@@ -29,12 +31,21 @@ class SessionLike(Protocol):
     def subscribe(self, callback: Callable[[CallSnapshot], None]) -> Callable[[], None]: ...
 
     def set_frame_callbacks(
-        self, *, remote: FrameCallback | None = None, local: FrameCallback | None = None
-    ) -> None: ...
+        self,
+        *,
+        remote: FrameCallback | None = None,
+        local: FrameCallback | None = None,
+        remote_by_peer: PeerFrameCallback | None = None,
+        remote_audio: FrameCallback | None = None,
+    ) -> None:
+        """``remote_audio`` gets each ``av.AudioFrame`` of the focus leg's audio."""
+        ...
 
     async def connect(self) -> str: ...
 
-    async def join_room(self, room: str) -> None: ...
+    async def join_room(
+        self, room: str, capacity: int | None = None, *, secret: str | None = None
+    ) -> None: ...
 
     async def dial(self, peer_id: str) -> None: ...
 
@@ -50,7 +61,17 @@ class SessionLike(Protocol):
 
     async def set_volume(self, volume: float) -> None: ...
 
+    async def set_name(self, name: str) -> None: ...
+
+    async def set_recording(self, recording: bool) -> None: ...
+
+    async def share_screen(self, spec: str | None = "screen") -> None: ...
+
+    async def send_chat(self, text: str) -> ChatMessage: ...
+
     async def stats(self) -> CallStats | None: ...
+
+    async def all_stats(self) -> dict[str, CallStats]: ...
 
     def records(self) -> list[LegRecord]:
         """Every leg that reached media (for the ``--stats-json`` report)."""

@@ -1,56 +1,74 @@
-"""Things the view-model asks of the desktop: prompts, a file picker and the clipboard.
+"""Things the view-models and views ask of the desktop: questions, pickers, the clipboard.
 
 Behind a small protocol (Picard's seam) so tests replace it with a fake that
-answers at once and records what it was asked.
+answers at once and records what it was asked. Every dialog is opened with
+``open()``, never ``exec()``: no nested event loop under qasync.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
-from callapp.ui.status import short_id
+from callapp.ui.settings import Settings
 
 
 class UiServices(Protocol):
-    async def ask_accept_call(self, peer_id: str) -> bool:
-        """Ask whether to take an incoming call; True to accept."""
-        ...
-
-    def dismiss_call_prompt(self) -> None:
-        """Close the incoming-call prompt (the caller gave up)."""
-        ...
-
     def copy_text(self, text: str) -> None:
         """Put ``text`` on the clipboard."""
+        ...
+
+    async def confirm(self, title: str, text: str, yes: str, no: str = "Cancel") -> bool:
+        """Ask a yes/no question (``yes`` and ``no`` are the buttons' words); True for yes."""
         ...
 
     async def choose_file(self, title: str, start: str) -> str | None:
         """Ask for an existing file (starting near ``start``); None if cancelled."""
         ...
 
+    async def choose_save_file(self, title: str, start: str) -> str | None:
+        """Ask where to save a video (``start``: the suggested file); None if cancelled."""
+        ...
+
+    async def edit_preferences(
+        self,
+        settings: Settings,
+        devices: Any,
+        *,
+        settings_path: str | None = None,
+        in_call: bool = False,
+        hosting: bool = False,
+        overridden: Iterable[str] = (),
+        on_volume: Callable[[int], None] | None = None,
+    ) -> Settings | None:
+        """Open the Preferences dialog; the new settings, or None if cancelled."""
+        ...
+
 
 class QtUiServices:
-    """The real services: a non-modal Accept/Decline box and the system clipboard."""
+    """The real services: window-modal message boxes, file dialogs, the system clipboard."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         self._parent = parent
-        self._box: QMessageBox | None = None
 
     def set_parent(self, parent: QWidget) -> None:
         self._parent = parent
 
-    async def ask_accept_call(self, peer_id: str) -> bool:
-        self.dismiss_call_prompt()
+    def copy_text(self, text: str) -> None:
+        QApplication.clipboard().setText(text)
+
+    async def confirm(self, title: str, text: str, yes: str, no: str = "Cancel") -> bool:
         box = QMessageBox(self._parent)
-        box.setWindowTitle("Incoming call")
+        box.setObjectName("confirmBox")
+        box.setWindowTitle(title)
         box.setIcon(QMessageBox.Icon.Question)
-        box.setText(f"{short_id(peer_id)} is calling you.")
-        accept = box.addButton("Accept", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Decline", QMessageBox.ButtonRole.RejectRole)
-        box.setObjectName("incomingCallBox")
+        box.setText(text)
+        accept = box.addButton(yes, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(no, QMessageBox.ButtonRole.RejectRole)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         def finished(_: int) -> None:
@@ -58,27 +76,13 @@ class QtUiServices:
                 answer.set_result(box.clickedButton() is accept)
 
         box.finished.connect(finished)
-        self._box = box
         box.open()
         try:
             return await answer
         finally:
-            if self._box is box:
-                self._box = None
             box.deleteLater()
 
-    def dismiss_call_prompt(self) -> None:
-        if self._box is not None:
-            self._box.done(0)
-            self._box = None
-
-    def copy_text(self, text: str) -> None:
-        clipboard = QApplication.clipboard()
-        clipboard.setText(text)
-
     async def choose_file(self, title: str, start: str) -> str | None:
-        # Window-modal but opened with open(), not exec(): no nested event loop
-        # under qasync.
         dialog = QFileDialog(self._parent, title, start)
         dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
         dialog.setNameFilters(["PEM files (*.pem *.crt *.cer *.key)", "All files (*)"])
@@ -98,3 +102,55 @@ class QtUiServices:
             return await answer
         finally:
             dialog.deleteLater()
+
+    async def choose_save_file(self, title: str, start: str) -> str | None:
+        dialog = QFileDialog(self._parent, title)
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setFileMode(QFileDialog.FileMode.AnyFile)
+        dialog.setNameFilters(
+            ["Video (*.mp4)", "Matroska video (*.mkv)", "WebM video (*.webm)", "All files (*)"]
+        )
+        dialog.setDefaultSuffix("mp4")
+        dialog.selectFile(start)
+        dialog.setObjectName("saveFileDialog")
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+        def finished(result: int) -> None:
+            if answer.done():
+                return
+            files = dialog.selectedFiles()
+            accepted = result == int(QFileDialog.DialogCode.Accepted)
+            answer.set_result(files[0] if accepted and files else None)
+
+        dialog.finished.connect(finished)
+        dialog.open()
+        try:
+            return await answer
+        finally:
+            dialog.deleteLater()
+
+    async def edit_preferences(
+        self,
+        settings: Settings,
+        devices: Any,
+        *,
+        settings_path: str | None = None,
+        in_call: bool = False,
+        hosting: bool = False,
+        overridden: Iterable[str] = (),
+        on_volume: Callable[[int], None] | None = None,
+    ) -> Settings | None:
+        # Imported when first used: the dialog need not load with the window.
+        module = importlib.import_module("callapp.ui.views.preferences")
+        result = await module.edit_preferences(
+            self._parent,
+            settings,
+            devices,
+            settings_path=settings_path,
+            in_call=in_call,
+            hosting=hosting,
+            overridden=overridden,
+            on_volume=on_volume,
+            choose_file=self.choose_file,
+        )
+        return result if isinstance(result, Settings) else None

@@ -69,6 +69,11 @@ class VideoView(QWidget):
         return self._shown is not None or self._pending is not None
 
     @property
+    def picture_size(self) -> tuple[int, int] | None:
+        """The size of the picture shown (the source frame's), or None."""
+        return self._shown.source_size if self._shown is not None else None
+
+    @property
     def frames_dropped(self) -> int:
         """Frames offered but replaced by a newer one before they were painted."""
         return max(0, self.frames_received - self.frames_painted - (self._pending is not None))

@@ -4,19 +4,57 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from callapp.call.config import CallConfig
-from callapp.call.errors import RoomFullError, ServerUnavailable
+from callapp.call.errors import InvalidAction, RoomFullError, RoomLockedError, ServerUnavailable
 from callapp.call.report import LegRecord
-from callapp.call.state import CallPhase, CallSnapshot, EndReason, Role
+from callapp.call.state import (
+    CallSnapshot,
+    ChatMessage,
+    EndReason,
+    LegSnapshot,
+    LegState,
+    LinkState,
+    Presence,
+    Role,
+    focus_leg,
+    summary_phase,
+)
 from callapp.call.stats import CallStats
 from callapp.ui.devices import CameraFound, DeviceScan
+from callapp.ui.settings import Settings
+
+
+def stats(**changes: Any) -> CallStats:
+    values: dict[str, Any] = {
+        "codec": "video/VP8",
+        "frames_sent": 300,
+        "frames_received": 290,
+        "sent_size": (640, 480),
+        "received_size": (640, 480),
+        "fps_sent": 30.0,
+        "fps_received": 29.6,
+        "bytes_sent": 1_000_000,
+        "bytes_received": 900_000,
+        "bitrate_sent": 850_000.0,
+        "bitrate_received": 1_200_000.0,
+        "rtt_ms": 3.2,
+        "packet_loss": 0.0,
+        "remote_packet_loss": 0.0,
+        "packets_received": 1000,
+        "packets_lost": 0,
+        "window": 1.0,
+        "audio_frames_sent": 125,
+        "audio_frames_received": 120,
+    }
+    values.update(changes)
+    return CallStats(**values)
 
 
 class FakeCallSession:
-    """The CallSession surface, driven by the test instead of a network."""
+    """The CallSession surface, with legs, driven by the test instead of a network."""
 
     instances: list[FakeCallSession] = []  # noqa: RUF012 - a registry on purpose
 
@@ -26,89 +64,192 @@ class FakeCallSession:
         *,
         unreachable: bool = False,
         full_rooms: frozenset[str] = frozenset(),
+        locked_rooms: frozenset[str] = frozenset(),
         connection_id: str = "self-id-123456",
+        hang_up_hangs: bool = False,
     ) -> None:
         self.config = config
         self.unreachable = unreachable
         self.full_rooms = full_rooms
+        self.locked_rooms = locked_rooms
         self.connection_id = connection_id
-        self._snap = CallSnapshot()
+        self.hang_up_hangs = hang_up_hangs
+        self._snap = CallSnapshot(name=config.name)
+        self._link = LinkState.OFFLINE
+        self._legs: dict[str, LegSnapshot] = {}
         self._listeners: list[Callable[[CallSnapshot], None]] = []
-        self.remote_cb: Callable[[Any], None] | None = None
         self.local_cb: Callable[[Any], None] | None = None
+        self.audio_cb: Callable[[Any], None] | None = None
+        self.peer_cb: Callable[[str, Any], None] | None = None
         self.calls: list[tuple[str, Any]] = []
         self.closed = False
         self.volume = config.volume
-        #: What stats() reports as audio frames received.
-        self.audio_frames_received = 120
+        self.peer_stats: dict[str, CallStats] = {}
         self._record: LegRecord | None = None
-        self._last_stats: CallStats | None = None
         FakeCallSession.instances.append(self)
 
+    # -- observing ------------------------------------------------------------------
     @property
     def snapshot(self) -> CallSnapshot:
         return self._snap
 
     def subscribe(self, callback: Callable[[CallSnapshot], None]) -> Callable[[], None]:
         self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def set_frame_callbacks(
         self,
         *,
         remote: Callable[[Any], None] | None = None,
         local: Callable[[Any], None] | None = None,
+        remote_by_peer: Callable[[str, Any], None] | None = None,
+        remote_audio: Callable[[Any], None] | None = None,
     ) -> None:
-        self.remote_cb, self.local_cb = remote, local
+        self.local_cb, self.peer_cb = local, remote_by_peer
+        self.audio_cb = remote_audio
 
     def publish(self, **changes: Any) -> None:
-        self._snap = self._snap.evolve(**changes)
+        legs = tuple(self._legs.values())
+        focus = focus_leg(legs)
+        connected = [leg.connected_at for leg in legs if leg.connected_at is not None]
+        values: dict[str, Any] = {
+            "phase": summary_phase(self._link, legs, closed=self.closed),
+            "link": self._link,
+            "legs": legs,
+            "peer_id": focus.peer_id if focus else None,
+            "role": focus.role if focus else None,
+            "connected_at": min(connected) if connected else None,
+        }
+        values.update(changes)
+        self._snap = self._snap.evolve(**values)
         for listener in list(self._listeners):
             listener(self._snap)
 
+    # -- test drivers -----------------------------------------------------------------
+    def add_peer(
+        self,
+        peer_id: str,
+        name: str | None = None,
+        *,
+        state: LegState = LegState.CONNECTED,
+        in_room: bool = True,
+        code: str | None = "1234 5678 9012",
+        verified: bool = True,
+        **presence: Any,
+    ) -> None:
+        self._legs[peer_id] = LegSnapshot(
+            peer_id=peer_id,
+            state=state,
+            role=Role.CALLER,
+            in_room=in_room,
+            presence=Presence(name=name, **presence) if name is not None else None,
+            connected_at=time.monotonic() - 65 if state is LegState.CONNECTED else None,
+            security_code=code,
+            peer_verified=verified,
+        )
+        self.peer_stats.setdefault(peer_id, stats())
+        self.publish()
+
+    def update_peer(self, peer_id: str, **presence: Any) -> None:
+        leg = self._legs[peer_id]
+        base = leg.presence or Presence()
+        fields = {k: presence.get(k, getattr(base, k)) for k in Presence.__dataclass_fields__}
+        self._legs[peer_id] = LegSnapshot(
+            **{
+                **{k: getattr(leg, k) for k in LegSnapshot.__dataclass_fields__},
+                "presence": Presence(**fields),
+            }
+        )
+        self.publish()
+
+    def ring(self, peer_id: str, name: str | None = "Ana") -> None:
+        self.add_peer(peer_id, name, state=LegState.RINGING, in_room=False)
+
+    def leaves(self, peer_id: str, reason: EndReason) -> None:
+        self._legs.pop(peer_id, None)
+        self.publish(end_reason=reason)
+
+    def media_up(self, peer_id: str = "peer-b", name: str = "Bo") -> None:
+        self.add_peer(peer_id, name)
+
+    def reconnecting(self, **changes: Any) -> None:
+        self._link = LinkState.RECONNECTING
+        self.publish(**changes)
+
+    def gone(self) -> None:
+        self._link = LinkState.GONE
+        self._legs.clear()
+        self.publish(end_reason=EndReason.SERVER_LOST)
+
+    def receive_chat(self, sender: str, name: str, text: str) -> None:
+        line = ChatMessage(sender=sender, sender_name=name, text=text, at=time.monotonic())
+        self.publish(chat=(*self._snap.chat, line))
+
+    def frame(self, peer_id: str, frame: Any) -> None:
+        if self.peer_cb is not None:
+            self.peer_cb(peer_id, frame)
+
+    def audio(self, peer_id: str, frame: Any) -> None:
+        """``peer_id``'s audio, handed out as the engine does: the focus leg's only."""
+        if self.audio_cb is not None and self._snap.peer_id == peer_id:
+            self.audio_cb(frame)
+
+    # -- actions ---------------------------------------------------------------------
     async def connect(self) -> str:
         self.calls.append(("connect", None))
-        self.publish(phase=CallPhase.CONNECTING, server_url=self.config.server_url)
+        self._link = LinkState.CONNECTING
+        self.publish(server_url=self.config.server_url)
         await asyncio.sleep(0)
         if self.unreachable:
-            self.publish(phase=CallPhase.IDLE)
-            raise ServerUnavailable(f"Could not reach the server at {self.config.server_url}.")
-        self.publish(phase=CallPhase.WAITING, connection_id=self.connection_id)
+            self._link = LinkState.OFFLINE
+            self.publish()
+            raise ServerUnavailable("Connect call failed ('192.0.2.99', 19502)")
+        self._link = LinkState.CONNECTED
+        self.publish(connection_id=self.connection_id)
         return self.connection_id
 
-    async def join_room(self, room: str) -> None:
-        self.calls.append(("join_room", room))
+    async def join_room(
+        self, room: str, capacity: int | None = None, *, secret: str | None = None
+    ) -> None:
+        self.calls.append(("join_room", (room, capacity, secret)))
         if room in self.full_rooms:
             raise RoomFullError(f"The room “{room}” is full.")
+        if room in self.locked_rooms and secret is None:
+            raise RoomLockedError("unauthorized")
         self.publish(room=room)
 
     async def dial(self, peer_id: str) -> None:
         self.calls.append(("dial", peer_id))
-        self.publish(phase=CallPhase.CALLING, peer_id=peer_id, role=Role.CALLER)
+        self.add_peer(peer_id, None, state=LegState.OFFERING, in_room=False)
 
-    # test drivers ------------------------------------------------------------
-    def media_up(self) -> None:
-        self.publish(phase=CallPhase.CONNECTED, connected_at=time.monotonic() - 65)
-
-    def ring(self, peer_id: str) -> None:
-        self.publish(phase=CallPhase.RINGING, peer_id=peer_id, role=Role.CALLEE)
-
-    def end(self, reason: EndReason) -> None:
-        self.publish(phase=CallPhase.WAITING, peer_id=None, end_reason=reason, connected_at=None)
-
-    # actions -------------------------------------------------------------------
     async def accept(self) -> None:
         self.calls.append(("accept", None))
-        self.publish(phase=CallPhase.CALLING)
+        for peer_id, leg in list(self._legs.items()):
+            if leg.state is LegState.RINGING:
+                self._legs[peer_id] = LegSnapshot(
+                    peer_id=peer_id,
+                    state=LegState.CONNECTED,
+                    role=Role.CALLEE,
+                    in_room=False,
+                    presence=leg.presence,
+                    connected_at=time.monotonic(),
+                )
+        self.publish()
 
     async def decline(self) -> None:
         self.calls.append(("decline", None))
-        self.end(EndReason.DECLINED)
+        for peer_id in [p for p, leg in self._legs.items() if leg.state is LegState.RINGING]:
+            del self._legs[peer_id]
+        self.publish(end_reason=EndReason.DECLINED)
 
     async def hang_up(self) -> None:
         self.calls.append(("hang_up", None))
-        if self._snap.phase in (CallPhase.CALLING, CallPhase.CONNECTED, CallPhase.RINGING):
-            self.end(EndReason.HUNG_UP)
+        if self.hang_up_hangs:
+            await asyncio.Event().wait()
+        if self._link is not LinkState.CONNECTED:
+            raise InvalidAction("not connected to a signaling server")
+        self._legs.clear()
+        self.publish(end_reason=EndReason.HUNG_UP, room=None)
 
     async def set_video_enabled(self, enabled: bool) -> None:
         self.calls.append(("set_video_enabled", enabled))
@@ -122,50 +263,48 @@ class FakeCallSession:
         self.calls.append(("set_volume", volume))
         self.volume = volume
 
-    async def stats(self) -> CallStats | None:
-        if self._snap.phase is not CallPhase.CONNECTED:
-            return None
-        self._last_stats = CallStats(
-            codec="video/VP8",
-            frames_sent=300,
-            frames_received=290,
-            sent_size=(640, 480),
-            received_size=(640, 480),
-            fps_sent=30.0,
-            fps_received=29.6,
-            bytes_sent=1_000_000,
-            bytes_received=900_000,
-            bitrate_sent=850_000.0,
-            bitrate_received=1_200_000.0,
-            rtt_ms=3.2,
-            packet_loss=0.0,
-            remote_packet_loss=0.0,
-            packets_received=1000,
-            packets_lost=0,
-            window=1.0,
-            audio_frames_sent=125,
-            audio_frames_received=self.audio_frames_received,
+    async def set_name(self, name: str) -> None:
+        self.calls.append(("set_name", name))
+        self.publish(name=name)
+
+    async def set_recording(self, recording: bool) -> None:
+        self.calls.append(("set_recording", recording))
+        self.publish(recording=recording)
+
+    async def share_screen(self, spec: str | None = "screen") -> None:
+        self.calls.append(("share_screen", spec))
+        self.publish(screen_sharing=spec is not None)
+
+    async def send_chat(self, text: str) -> ChatMessage:
+        self.calls.append(("send_chat", text))
+        if not any(leg.state is LegState.CONNECTED for leg in self._legs.values()):
+            raise InvalidAction("Nobody is in the call to read your message.")
+        line = ChatMessage(
+            sender=self.connection_id, sender_name="Me", text=text.strip(), at=0.0, mine=True
         )
-        return self._last_stats
+        self.publish(chat=(*self._snap.chat, line))
+        return line
+
+    async def stats(self) -> CallStats | None:
+        peer = self._snap.peer_id
+        return self.peer_stats.get(peer) if peer is not None else None
+
+    async def all_stats(self) -> dict[str, CallStats]:
+        return {
+            p: s
+            for p, s in self.peer_stats.items()
+            if p in self._legs and self._legs[p].state is LegState.CONNECTED
+        }
 
     def records(self) -> list[LegRecord]:
-        """One leg once media is up, with the numbers stats() reports."""
-        if self._record is None and self._snap.phase is CallPhase.CONNECTED:
-            now = time.monotonic()
-            self._record = LegRecord(
-                peer_id=self._snap.peer_id or "peer", role=Role.CALLER, created_at=now - 66
-            )
-            self._record.connected_at = now - 65
-        if self._record is not None:
-            self._record.audio_frames_received = self.audio_frames_received
-            self._record.stats = self._last_stats
-            self._record.stats_at = time.monotonic()
-        return [self._record] if self._record is not None else []
+        return []
 
     async def close(self) -> None:
         self.calls.append(("close", None))
         self.closed = True
-        self.publish(phase=CallPhase.CLOSED, end_reason=EndReason.CLOSED)
+        self._legs.clear()
+        self._link = LinkState.GONE
+        self.publish(end_reason=self._snap.end_reason or EndReason.CLOSED)
 
 
 class FakeServer:
@@ -218,35 +357,49 @@ class FakeDeviceScanner:
 
 
 class FakeServices:
-    """Answers incoming-call prompts with ``answer``; records the clipboard."""
+    """Answers questions with ``answer``; records the clipboard and what was asked."""
 
     def __init__(self, answer: bool = True) -> None:
         self.answer = answer
-        self.asked: list[str] = []
-        self.dismissed = 0
+        self.questions: list[str] = []
         self.clipboard: list[str] = []
-        #: What choose_file answers, in order (None: the person cancelled).
         self.files: list[str | None] = []
         self.file_requests: list[tuple[str, str]] = []
-        self.hold: asyncio.Event | None = None
-
-    async def ask_accept_call(self, peer_id: str) -> bool:
-        self.asked.append(peer_id)
-        if self.hold is not None:
-            await self.hold.wait()
-        return self.answer
-
-    def dismiss_call_prompt(self) -> None:
-        self.dismissed += 1
-        if self.hold is not None:
-            self.hold.set()
+        #: What choose_save_file answers, in turn (None: cancelled).
+        self.save_files: list[str | None] = []
+        self.save_requests: list[tuple[str, str]] = []
+        #: What edit_preferences answers (None: cancelled).
+        self.preferences: Settings | None = None
+        self.preferences_asked: list[Settings] = []
 
     def copy_text(self, text: str) -> None:
         self.clipboard.append(text)
 
+    async def confirm(self, title: str, text: str, yes: str, no: str = "Cancel") -> bool:
+        self.questions.append(title)
+        return self.answer
+
     async def choose_file(self, title: str, start: str) -> str | None:
         self.file_requests.append((title, start))
         return self.files.pop(0) if self.files else None
+
+    async def choose_save_file(self, title: str, start: str) -> str | None:
+        self.save_requests.append((title, start))
+        return self.save_files.pop(0) if self.save_files else None
+
+    async def edit_preferences(
+        self,
+        settings: Settings,
+        devices: Any,
+        *,
+        settings_path: str | None = None,
+        in_call: bool = False,
+        hosting: bool = False,
+        overridden: Iterable[str] = (),
+        on_volume: Callable[[int], None] | None = None,
+    ) -> Settings | None:
+        self.preferences_asked.append(settings)
+        return self.preferences
 
 
 async def until(predicate: Callable[[], object], limit: float = 10.0) -> None:

@@ -16,18 +16,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtTest import QTest
-from pytestqt.qtbot import QtBot
 
 from callapp.call.state import CallPhase
 from callapp.ui.launcher import build_parser, make_server, make_session
-from callapp.ui.settings import Settings, SettingsStore
-from callapp.ui.viewmodel import CallOptions, CallViewModel
+from callapp.ui.models.app import AppModel
+from callapp.ui.models.call import CallOptions
+from callapp.ui.settings import Settings
 from tests.signaling.test_tls import CertFiles, write_self_signed
 from tests.ui.fakes import FakeServices, until
-from tests.ui.test_main_window import make_window
-from tests.ui.test_viewmodel import Harness, run
+from tests.ui.harness import Harness, run
 
 
 @pytest.fixture
@@ -37,17 +34,18 @@ def certs(tmp_path: Path) -> CertFiles:
 
 def tls_harness(cert: Path, key: Path) -> Harness:
     h = Harness()
-    h.vm.options = dataclasses.replace(h.vm.options, tls=(str(cert), str(key)))
+    h.app.options = dataclasses.replace(h.app.options, tls=(str(cert), str(key)))
     return h
 
 
 def test_plain_host_invites_over_http(qloop: asyncio.AbstractEventLoop) -> None:
     h = Harness()
-    run(qloop, h.vm.host("team.call-1"))
-    hosting = h.vm.hosting
+    run(qloop, h.app.call.host("team.call-1"))
+    hosting = h.app.hosting
     assert hosting is not None
     assert not hosting.tls
     assert hosting.invite_url == "http://192.168.7.9:8765/?room=team.call-1"
+    assert hosting.invite.startswith(hosting.invite_url + "#secret=")
     assert h.servers[0].tls is None
     assert h.sessions[0].config.tls_pin is None
 
@@ -56,9 +54,9 @@ def test_tls_host_shares_wss_and_https_and_trusts_its_own_cert(
     qloop: asyncio.AbstractEventLoop, certs: CertFiles
 ) -> None:
     h = tls_harness(certs.cert, certs.key)
-    run(qloop, h.vm.host("blue-fox-7"))
-    assert h.vm.error == ""
-    hosting = h.vm.hosting
+    run(qloop, h.app.call.host("blue-fox-7"))
+    assert h.app.error == ""
+    hosting = h.app.hosting
     assert hosting is not None
     assert hosting.tls
     assert hosting.share_url == "wss://192.168.7.9:8765/ws"
@@ -69,8 +67,8 @@ def test_tls_host_shares_wss_and_https_and_trusts_its_own_cert(
     assert config.server_url == "wss://127.0.0.1:8765/ws"
     assert config.tls_pin == str(certs.cert)
     # Joining elsewhere afterwards trusts the system store again, not our certificate.
-    run(qloop, h.vm.stop_hosting())
-    run(qloop, h.vm.join("wss://example.org:443/ws", ""))
+    run(qloop, h.app.call.hang_up())
+    run(qloop, h.app.join("wss://example.org:443/ws", ""))
     assert h.sessions[-1].config.tls_pin is None
 
 
@@ -85,59 +83,15 @@ def test_a_bad_cert_or_key_is_said_plainly_and_nothing_starts(
         "key as cert": (certs.key, certs.key, "is not a PEM certificate"),
     }[problem]
     h = tls_harness(cert, key)
-    run(qloop, h.vm.host("r"))
-    assert h.vm.error.startswith("Cannot host with TLS: ")
-    assert words in h.vm.error
-    assert "Traceback" not in h.vm.error
-    assert "SSLError" not in h.vm.error
+    run(qloop, h.app.call.host("r"))
+    assert h.app.error.startswith("Cannot host with TLS: ")
+    assert words in h.app.error
+    assert "Traceback" not in h.app.error
+    assert "SSLError" not in h.app.error
     assert h.servers == []
     assert h.sessions == []
-    assert h.vm.hosting is None
-    assert h.vm.controls.host  # the person can fix the files and try again
-
-
-def test_window_shows_and_copies_the_invite_and_keeps_the_cert_fields(
-    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, certs: CertFiles, tmp_path: Path
-) -> None:
-    store = SettingsStore(tmp_path / "s.ini")
-    h = Harness()
-    h.services.files = [str(certs.cert), None]
-    window = make_window(qtbot, h, store)
-    QTest.mouseClick(window.cert_button, Qt.MouseButton.LeftButton)
-    qloop.run_until_complete(until(lambda: window.cert_edit.text() == str(certs.cert)))
-    QTest.mouseClick(window.key_button, Qt.MouseButton.LeftButton)  # cancelled
-    qloop.run_until_complete(until(lambda: len(h.services.file_requests) == 2))
-    assert window.key_edit.text() == ""
-    window.key_edit.setText(str(certs.key))
-    QTest.mouseClick(window.host_button, Qt.MouseButton.LeftButton)
-    qloop.run_until_complete(until(lambda: h.vm.hosting is not None and not h.vm.busy))
-    assert window.invite_edit.text() == "https://192.168.7.9:8765/?room=" + window.room_edit.text()
-    assert window.share_url_edit.text() == "wss://192.168.7.9:8765/ws"
-    assert "warns once" in window.invite_hint_label.text()  # self-signed: what to click
-    QTest.mouseClick(window.copy_invite_button, Qt.MouseButton.LeftButton)
-    assert h.services.clipboard == [window.invite_edit.text()]
-    saved = store.load()
-    assert (saved.cert_file, saved.key_file) == (str(certs.cert), str(certs.key))
-    assert saved.tls_files == (str(certs.cert), str(certs.key))
-    QTest.mouseClick(window.host_button, Qt.MouseButton.LeftButton)  # Stop hosting
-    qloop.run_until_complete(until(lambda: h.vm.hosting is None and not h.vm.busy))
-    assert window.invite_edit.text() == ""
-
-
-def test_window_says_a_bad_key_in_the_banner(
-    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, certs: CertFiles, tmp_path: Path
-) -> None:
-    h = Harness()
-    window = make_window(qtbot, h)
-    window.cert_edit.setText(str(certs.cert))
-    window.key_edit.setText(str(tmp_path / "typo.key"))
-    QTest.mouseClick(window.host_button, Qt.MouseButton.LeftButton)
-    qloop.run_until_complete(until(lambda: not h.vm.busy and bool(h.vm.error)))
-    assert window.error_label.isVisible()
-    assert "typo.key" in window.error_label.text()
-    assert "does not exist" in window.error_label.text()
-    assert not window.share_box.isVisible()
-    assert window.host_button.text() == "Host"
+    assert h.app.hosting is None
+    assert h.app.call.screen.value == "lobby"  # the person can fix the files and try again
 
 
 def test_settings_without_a_cert_mean_plain_hosting() -> None:
@@ -156,7 +110,7 @@ def test_real_tls_hosting_serves_the_page_and_connects_the_app(
     qloop: asyncio.AbstractEventLoop, certs: CertFiles
 ) -> None:
     """The embedded server over TLS, the real call engine connected to it, a browser's GET."""
-    vm = CallViewModel(
+    vm = AppModel(
         make_session,
         make_server,
         FakeServices(),

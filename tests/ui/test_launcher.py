@@ -51,7 +51,7 @@ def test_a_hosted_run_quits_after_the_time_and_writes_stats(tmp_path: Path) -> N
             "test",
             "--allow-loopback",
             "--quit-after",
-            "1.5",
+            "4",
             "--stats-json",
             str(stats),
             "--settings",
@@ -100,7 +100,7 @@ def test_a_tls_hosted_run_serves_wss_and_an_https_invite(tmp_path: Path) -> None
             "--key",
             str(certs.key),
             "--quit-after",
-            "1.5",
+            "10",
             "--stats-json",
             str(stats),
             "--settings",
@@ -112,7 +112,7 @@ def test_a_tls_hosted_run_serves_wss_and_an_https_invite(tmp_path: Path) -> None
         text=True,
         timeout=60,
     )
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
     data = json.loads(stats.read_text())
     assert data["errors"] == []
     assert data["phase"] == "waiting", "the app connected to its own wss:// server"
@@ -121,6 +121,10 @@ def test_a_tls_hosted_run_serves_wss_and_an_https_invite(tmp_path: Path) -> None
     assert data["hosting"]["share_url"].startswith("wss://")
     assert data["hosting"]["invite_url"].startswith("https://")
     assert data["hosting"]["invite_url"].endswith("/?room=tls-room")
+    assert data["hosting"]["pin"]
+    invite = next(line for line in result.stdout.splitlines() if line.startswith("invite: "))
+    assert "#secret=" in invite
+    assert "&pin=" in invite
 
 
 def test_key_without_cert_is_refused(tmp_path: Path) -> None:
@@ -134,3 +138,18 @@ def test_key_without_cert_is_refused(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--key goes with --cert" in result.stderr
+
+
+def test_help_explains_host_join_and_invite_and_version_exists(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for words in ("Start a call", "--invite", "port 8765", "settings live in", "examples:"):
+        assert words in text
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("callapp ")
+    args = build_parser().parse_args(["--invite", "http://h:1/?room=r", "--name", "Ana"])
+    assert (args.invite, args.name) == ("http://h:1/?room=r", "Ana")

@@ -1,0 +1,75 @@
+"""An incoming call: the caller's name, Accept and Decline (and a soft ring)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from callapp.ui.views.style import OVERLAY
+
+
+class RingingPanel(QFrame):
+    acceptClicked = Signal()
+    declineClicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None, *, ring: bool = True) -> None:
+        super().__init__(parent)
+        self.setObjectName("ringingPanel")
+        # Opaque, unlike the other overlays: the stage's own words sit behind it.
+        self.setStyleSheet(
+            f"QFrame#ringingPanel {{ {OVERLAY} background: rgb(32, 34, 40); }}"
+            " QLabel { color: white; }"
+        )
+        self.setAccessibleName("Incoming call")
+        column = QVBoxLayout(self)
+        column.setContentsMargins(20, 16, 20, 16)
+        self.caller_label = QLabel()
+        self.caller_label.setObjectName("callerLabel")
+        self.caller_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        font = self.caller_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        self.caller_label.setFont(font)
+        column.addWidget(self.caller_label)
+        row = QHBoxLayout()
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setObjectName("acceptButton")
+        self.accept_button.setStyleSheet("background: #1e8e3e; color: white; padding: 8px 18px;")
+        self.decline_button = QPushButton("Decline")
+        self.decline_button.setObjectName("declineButton")
+        self.decline_button.setStyleSheet("background: #d93025; color: white; padding: 8px 18px;")
+        for button in (self.accept_button, self.decline_button):
+            row.addWidget(button)
+        column.addLayout(row)
+        self.accept_button.clicked.connect(self.acceptClicked)
+        self.decline_button.clicked.connect(self.declineClicked)
+        self._ring_enabled = ring
+        self._ring = QTimer(self)
+        self._ring.setInterval(2000)
+        self._ring.timeout.connect(QApplication.beep)
+        self.setVisible(False)
+
+    def show_caller(self, caller: str) -> None:
+        """Show the panel for ``caller``; hide it for ""."""
+        if caller:
+            self.caller_label.setText(f"{caller} is calling you")
+            self.accept_button.setAccessibleName(f"Accept the call from {caller}")
+            self.decline_button.setAccessibleName(f"Decline the call from {caller}")
+            self.setAccessibleDescription(f"{caller} is calling you")
+            self.setVisible(True)
+            self.raise_()
+            self.accept_button.setFocus()
+            if self._ring_enabled and not self._ring.isActive():
+                QApplication.beep()
+                self._ring.start()
+        else:
+            self.setVisible(False)
+            self._ring.stop()
