@@ -16,6 +16,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSlider,
+    QApplication,
     QComboBox,
     QLabel,
     QLineEdit,
@@ -417,3 +418,21 @@ def test_preferences_from_the_lobby_apply_and_save(
     qloop.run_until_complete(until(lambda: h.app.options.name == "Zoe"))
     assert h.app.options.width == 1280
     assert window.lobby.name_edit.text() == "Zoe"
+
+
+def test_tab_reaches_the_call_controls_first(
+    window: MainWindow, h: Harness, qloop: asyncio.AbstractEventLoop
+) -> None:
+    """In a call, the first Tab lands on the toolbar, and Tab walks it in order."""
+    in_call(h, qloop, "Bo")
+    bar = window.call_screen.toolbar
+    window.activateWindow()
+    window.call_screen.setFocus()
+    order = []
+    for _ in range(7):
+        QTest.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_Tab)
+        order.append(QApplication.focusWidget())
+    assert order[0] is bar.mute_button, order[0]
+    expected = [bar.mute_button, bar.camera_button, bar.share_button, bar.chat_button]
+    assert order[:4] == expected
+    assert bar.hang_up_button in order

@@ -32,6 +32,7 @@ from callapp.ui.logic.tiles import DEFAULT_ASPECT, layout
 from callapp.ui.models.app import AppModel
 from callapp.ui.models.hosting import Hosting
 from callapp.ui.video_view import VideoView
+from callapp.ui.views.announce import announce
 from callapp.ui.views.chat_panel import ChatPanel
 from callapp.ui.views.details_panel import DetailsPanel
 from callapp.ui.views.invite_panel import InvitePanel
@@ -328,13 +329,14 @@ class CallScreen(QWidget):
 
     def _render_status(self, text: str) -> None:
         self.status_label.setText(text)
-        self.status_label.setAccessibleDescription(text)
+        announce(self.status_label, text)
         self.top_bar.adjustSize()
         self.relayout()
 
     def _render_banner(self, text: str) -> None:
         self.banner.setText(text)
         self.banner.setVisible(bool(text))
+        announce(self.banner, text, urgent=True)
         self.relayout()
 
     def _render_notice(self, text: str) -> None:
@@ -344,6 +346,7 @@ class CallScreen(QWidget):
 
     def _render_reconnect(self, text: str) -> None:
         self.reconnect_label.setText(text)
+        announce(self.reconnect_label, text)
         self.reconnect_bar.setVisible(bool(text))
         self.relayout()
 

@@ -29,6 +29,7 @@ from callapp.ui.logic.join_target import EXAMPLE
 from callapp.ui.models.devices import PreviewService, meter_value
 from callapp.ui.settings import Settings
 from callapp.ui.video_view import VideoView
+from callapp.ui.views.announce import announce
 from callapp.ui.views.style import BANNER, NOTICE
 
 
@@ -309,6 +310,7 @@ class Lobby(QWidget):
     def render_banner(self, text: str) -> None:
         self.banner.setText(text)
         self.banner.setVisible(bool(text))
+        announce(self.banner, text, urgent=True)
 
     def render_notice(self, text: str) -> None:
         self.notice.setText(text)

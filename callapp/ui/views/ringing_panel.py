@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from callapp.ui.views.announce import announce
 from callapp.ui.views.style import OVERLAY
 
 
@@ -63,7 +64,7 @@ class RingingPanel(QFrame):
             self.caller_label.setText(f"{caller} is calling you")
             self.accept_button.setAccessibleName(f"Accept the call from {caller}")
             self.decline_button.setAccessibleName(f"Decline the call from {caller}")
-            self.setAccessibleDescription(f"{caller} is calling you")
+            announce(self, f"{caller} is calling you", urgent=True)
             self.setVisible(True)
             self.raise_()
             self.accept_button.setFocus()
