@@ -127,8 +127,16 @@ class QuietFrames(logging.LoggerAdapter[logging.Logger]):
 
 
 def new_connection_id() -> str:
-    """A fresh, unguessable connection id: 96 random bits, 16 base64url chars."""
-    return secrets.token_urlsafe(12)
+    """A fresh, unguessable connection id: 16 base64url chars, about 96 random bits.
+
+    Never starting with ``-``: people paste ids into command lines (``--to ID``),
+    where a leading dash reads as an option. Redrawing those costs 1/64 of the
+    first character's 6 bits.
+    """
+    while True:
+        candidate = secrets.token_urlsafe(12)
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def is_valid_room_name(name: object) -> bool:

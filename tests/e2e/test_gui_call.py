@@ -284,7 +284,9 @@ def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
         assert data["frames_painted"] >= 5, (name, data)
         assert data["codec"] == "VP8"
         assert data["received_size"] == [640, 480]
-        assert data["errors"] == []
+        # Whichever quits first (the guest, unless it started late) ends the
+        # call for the other, which says so; nothing else is said.
+        assert set(data["errors"]) <= {"Guest hung up.", "The host ended the call."}, data
         assert data["audio_frames_received"] > 0, (name, data)
 
 

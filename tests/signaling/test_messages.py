@@ -945,9 +945,15 @@ def test_connection_ids_are_long_base64url_and_distinct() -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_connection_ids_carry_at_least_96_bits() -> None:
-    # 16 base64url characters hold exactly 96 bits; across many ids every
-    # position takes many different values (a constant or counter would not).
+def test_no_connection_id_starts_with_a_dash() -> None:
+    # 1 in 64 would, drawn plainly: about 31 of these 2,000; "--to -abc" reads as an option.
+    assert not [ident for ident in (new_connection_id() for _ in range(2000)) if ident[0] == "-"]
+
+
+def test_connection_ids_carry_about_96_bits() -> None:
+    # 16 base64url characters hold 96 bits (95.98 with no leading "-"); across
+    # many ids every position takes many different values (a constant or a
+    # counter would not).
     ids = [new_connection_id() for _ in range(500)]
     for position in range(16):
         assert len({ident[position] for ident in ids}) > 32
