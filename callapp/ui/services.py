@@ -87,21 +87,7 @@ class QtUiServices:
         dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
         dialog.setNameFilters(["PEM files (*.pem *.crt *.cer *.key)", "All files (*)"])
         dialog.setObjectName("chooseFileDialog")
-        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-
-        def finished(result: int) -> None:
-            if answer.done():
-                return
-            files = dialog.selectedFiles()
-            accepted = result == int(QFileDialog.DialogCode.Accepted)
-            answer.set_result(files[0] if accepted and files else None)
-
-        dialog.finished.connect(finished)
-        dialog.open()
-        try:
-            return await answer
-        finally:
-            dialog.deleteLater()
+        return await _chosen_file(dialog)
 
     async def choose_save_file(self, title: str, start: str) -> str | None:
         dialog = QFileDialog(self._parent, title)
@@ -113,21 +99,7 @@ class QtUiServices:
         dialog.setDefaultSuffix("mp4")
         dialog.selectFile(start)
         dialog.setObjectName("saveFileDialog")
-        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-
-        def finished(result: int) -> None:
-            if answer.done():
-                return
-            files = dialog.selectedFiles()
-            accepted = result == int(QFileDialog.DialogCode.Accepted)
-            answer.set_result(files[0] if accepted and files else None)
-
-        dialog.finished.connect(finished)
-        dialog.open()
-        try:
-            return await answer
-        finally:
-            dialog.deleteLater()
+        return await _chosen_file(dialog)
 
     async def edit_preferences(
         self,
@@ -154,3 +126,22 @@ class QtUiServices:
             choose_file=self.choose_file,
         )
         return result if isinstance(result, Settings) else None
+
+
+async def _chosen_file(dialog: QFileDialog) -> str | None:
+    """Open ``dialog`` without blocking the loop; the chosen path, or None if cancelled."""
+    answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+    def finished(result: int) -> None:
+        if answer.done():
+            return
+        files = dialog.selectedFiles()
+        accepted = result == int(QFileDialog.DialogCode.Accepted)
+        answer.set_result(files[0] if accepted and files else None)
+
+    dialog.finished.connect(finished)
+    dialog.open()
+    try:
+        return await answer
+    finally:
+        dialog.deleteLater()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -18,71 +17,18 @@ from PySide6.QtWidgets import (
 )
 
 from callapp.ui.devices import (
-    Choice,
     DeviceScan,
     camera_choices,
     microphone_choices,
     speaker_choices,
-    spec_for,
 )
 from callapp.ui.logic.join_target import EXAMPLE
 from callapp.ui.models.devices import PreviewService, meter_value
 from callapp.ui.settings import Settings
 from callapp.ui.video_view import VideoView
 from callapp.ui.views.announce import announce
+from callapp.ui.views.device_picker import DevicePicker
 from callapp.ui.views.style import BANNER, NOTICE
-
-
-class SpecPicker(QComboBox):
-    """A device picker: labelled choices, each standing for a spec.
-
-    Editable pickers also take a typed spec (a file's path, ``camera:2``,
-    ``tone:880``); a saved spec the system no longer lists is kept and shown.
-    """
-
-    def __init__(self, name: str, label: str, *, editable: bool, tip: str) -> None:
-        super().__init__()
-        self.setObjectName(name)
-        self.setEditable(editable)
-        self.setToolTip(tip)
-        self.setAccessibleName(label)
-        self.setAccessibleDescription(tip)
-        line = self.lineEdit() if editable else None
-        if line is not None:
-            line.setAccessibleName(label)
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(16)
-        self.choices: tuple[Choice, ...] = ()
-
-    def set_choices(self, choices: tuple[Choice, ...]) -> None:
-        """Offer ``choices``, keeping what is picked now."""
-        current = self.spec() if self.count() or self.isEditable() else None
-        self.choices = choices
-        self.blockSignals(True)
-        try:
-            self.clear()
-            for choice in choices:
-                self.addItem(choice.label, choice.spec)
-        finally:
-            self.blockSignals(False)
-        if current is not None:
-            self.set_spec(current)
-
-    def spec(self) -> str:
-        if self.isEditable():
-            return spec_for(self.currentText(), self.choices)
-        data = self.currentData()
-        return str(data) if data is not None else ""
-
-    def set_spec(self, spec: str) -> None:
-        index = self.findData(spec)
-        if index < 0 and not self.isEditable():
-            self.addItem(f"{spec} (not found)", spec)
-            index = self.count() - 1
-        if index >= 0:
-            self.setCurrentIndex(index)
-        else:
-            self.setEditText(spec)
 
 
 class Lobby(QWidget):
@@ -132,21 +78,21 @@ class Lobby(QWidget):
         self.name_edit.setAccessibleName("Your name")
         self.name_edit.setMaxLength(64)
         form.addRow("Your name", self.name_edit)
-        self.video_combo = SpecPicker(
+        self.video_combo = DevicePicker(
             "videoCombo",
             "Camera",
             editable=True,
             tip="A camera, the test pattern, or a video file's path",
         )
         self.video_combo.set_choices(camera_choices(()))
-        self.mic_combo = SpecPicker(
+        self.mic_combo = DevicePicker(
             "micCombo",
             "Microphone",
             editable=True,
             tip="A microphone, a test tone, none, or an audio file",
         )
         self.mic_combo.set_choices(microphone_choices(()))
-        self.speaker_combo = SpecPicker(
+        self.speaker_combo = DevicePicker(
             "speakerCombo", "Speaker", editable=False, tip="Where the others' voices play"
         )
         self.speaker_combo.set_choices(speaker_choices(()))

@@ -36,12 +36,10 @@ from PySide6.QtWidgets import (
 )
 
 from callapp.ui.devices import (
-    Choice,
     DeviceScan,
     camera_choices,
     microphone_choices,
     speaker_choices,
-    spec_for,
 )
 from callapp.ui.logic.preferences import (
     DEFAULT_NAME,
@@ -56,55 +54,12 @@ from callapp.ui.logic.preferences import (
     volume_text,
 )
 from callapp.ui.settings import DEFAULT_HOST_PORT, MAX_NAME_LENGTH, Settings
+from callapp.ui.views.device_picker import DevicePicker
 
 log = logging.getLogger(__name__)
 
 #: ``(title, start) -> chosen path or None``: the file picker (``UiServices.choose_file``).
 FileChooser = Callable[[str, str], Awaitable[str | None]]
-
-
-class DevicePicker(QComboBox):
-    """A device picker: labelled choices, each standing for a spec.
-
-    An editable picker also takes a typed spec (a file's path, ``camera:2``,
-    ``tone:880``); a spec the system no longer lists is kept and shown.
-    """
-
-    def __init__(self, name: str, *, editable: bool) -> None:
-        super().__init__()
-        self.setObjectName(name)
-        self.setEditable(editable)
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(18)
-        self.choices: tuple[Choice, ...] = ()
-
-    def set_choices(self, choices: tuple[Choice, ...], spec: str) -> None:
-        """Offer ``choices`` and show ``spec``."""
-        self.choices = choices
-        self.blockSignals(True)
-        try:
-            self.clear()
-            for choice in choices:
-                self.addItem(choice.label, choice.spec)
-        finally:
-            self.blockSignals(False)
-        self.set_spec(spec)
-
-    def spec(self) -> str:
-        if self.isEditable():
-            return spec_for(self.currentText(), self.choices)
-        data = self.currentData()
-        return str(data) if data is not None else ""
-
-    def set_spec(self, spec: str) -> None:
-        index = self.findData(spec)
-        if index < 0 and not self.isEditable():
-            self.addItem(f"{spec} (not found)", spec)
-            index = self.count() - 1
-        if index >= 0:
-            self.setCurrentIndex(index)
-        else:
-            self.setEditText(spec)
 
 
 def _describe(widget: QWidget, name: str, description: str) -> None:
@@ -198,21 +153,21 @@ class PreferencesDialog(QDialog):
         you_form.addRow(self.name_error)
 
         # Devices
-        self.camera_picker = DevicePicker("cameraPicker", editable=True)
+        self.camera_picker = DevicePicker("cameraPicker", editable=True, width_in_chars=18)
         self.camera_picker.set_choices(camera_choices(scan.cameras), settings.video)
         _describe(
             self.camera_picker,
             "Camera",
             "What your calls send: a camera, the test pattern, or a video file's path.",
         )
-        self.microphone_picker = DevicePicker("microphonePicker", editable=True)
+        self.microphone_picker = DevicePicker("microphonePicker", editable=True, width_in_chars=18)
         self.microphone_picker.set_choices(microphone_choices(scan.microphones), settings.audio)
         _describe(
             self.microphone_picker,
             "Microphone",
             "What the others hear: a microphone, a test tone, nothing, or an audio file's path.",
         )
-        self.speaker_picker = DevicePicker("speakerPicker", editable=False)
+        self.speaker_picker = DevicePicker("speakerPicker", editable=False, width_in_chars=18)
         self.speaker_picker.set_choices(speaker_choices(scan.speakers), settings.speaker)
         _describe(self.speaker_picker, "Speaker", "Where the others' voices play.")
         self.volume_slider = QSlider(Qt.Orientation.Horizontal)
@@ -557,4 +512,4 @@ async def edit_preferences(
     return chosen
 
 
-__all__ = ["DevicePicker", "FileChooser", "PreferencesDialog", "edit_preferences"]
+__all__ = ["FileChooser", "PreferencesDialog", "edit_preferences"]
