@@ -218,10 +218,11 @@ def main(argv: list[str]) -> int:
     model = AppModel(make_session, make_server, services, options, host_port=settings.host_port)
     window = MainWindow(model, keeper=keeper, allow_loopback=args.allow_loopback)
     services.set_parent(window)
+    scripted = bool(args.host or args.room or args.to or args.invite)
+    model.devices.preview.held = scripted  # straight to the call: no preview first
     window.resize(window.sizeHint())
     window.show()
     started = time.monotonic()
-    scripted = bool(args.host or args.room or args.to or args.invite)
 
     def say_invite(hosting: object) -> None:
         if isinstance(hosting, Hosting) and hosting.invite:

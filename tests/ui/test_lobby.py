@@ -72,6 +72,21 @@ def test_the_preview_comes_back_in_the_lobby_and_never_runs_during_a_call(
     run(qloop, until(lambda: preview.frames > frames, limit=30))
 
 
+def test_a_launch_straight_into_a_call_opens_no_preview_until_the_lobby_comes_back(
+    window: MainWindow, h: Harness, qloop: asyncio.AbstractEventLoop
+) -> None:
+    preview = h.app.devices.preview
+    preview.stop()
+    preview.held = True  # what the launcher sets for --host, --invite, --room, --to
+    use(window, "test", "none")
+    window.lobby.start_preview()
+    assert not preview.running
+    run(qloop, h.app.call.join_text("10.0.0.7:9000/team"))
+    run(qloop, h.app.call.hang_up())
+    assert window.current_screen() is window.lobby
+    run(qloop, until(lambda: preview.running, limit=30))
+
+
 def test_the_meter_moves_with_a_tone_and_falls_with_silence(
     window: MainWindow, h: Harness, qloop: asyncio.AbstractEventLoop
 ) -> None:

@@ -156,6 +156,10 @@ class PreviewService(QObject):
         self.video_opener = video_opener
         self.audio_opener = audio_opener
         self._allowed = allowed
+        #: Set by a launch that goes straight to a call: the lobby it passes
+        #: through must not open the camera only to hand it over at once.
+        #: The lobby clears it when it makes way for the call screen.
+        self.held = False
         self._specs: tuple[str, str] | None = None
         self._tracks: list[MediaTrack] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -173,7 +177,7 @@ class PreviewService(QObject):
         if self.running and specs == self._specs:
             return
         self.stop()
-        if not self._allowed():
+        if self.held or not self._allowed():
             return
         self._specs = specs
         loop = asyncio.get_event_loop()

@@ -241,6 +241,8 @@ class Lobby(QWidget):
 
     def hideEvent(self, event: QHideEvent) -> None:
         self.stop_preview()
+        if self.preview is not None:
+            self.preview.held = False  # back in the lobby later, the preview runs
         super().hideEvent(event)
 
     def apply_settings(self, settings: Settings) -> None:
