@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
@@ -70,6 +71,8 @@ from callapp.call.state import (
 from callapp.media.audio_sources import open_audio_source
 from callapp.media.devices import list_audio_devices, portaudio_problem
 from callapp.signaling.invite import format_invite, parse_invite
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -470,7 +473,15 @@ async def run(args: argparse.Namespace) -> int:
         try:
             await server.start()
         except OSError as exc:
-            say_error(f"cannot start the signaling server: {exc}")
+            # asyncio's bind error quotes the socket address tuple: say it in words.
+            log.info("cannot listen on %s:%s: %s", args.host, args.port, exc)
+            if exc.errno == errno.EADDRINUSE:
+                why = f"port {args.port} is already in use: choose another with --port (0: any)"
+            elif exc.errno == errno.EACCES:
+                why = f"port {args.port} needs more rights: choose one above 1023 with --port"
+            else:
+                why = f"{args.host} is not an address of this machine: check --host"
+            say_error(f"cannot start the signaling server: {why}")
             return EXIT_FAILED
         say(f"server: {server.url}")
         if args.room:

@@ -212,3 +212,18 @@ def test_failures_exit_non_zero_with_one_line(procs: Procs, server_url: str) -> 
     assert [line for _, line in unreachable.lines if line.startswith("error:")], unreachable.output
     errors = [line for _, line in alone.lines if line.startswith("error:")]
     assert errors == ["error: no call connected within 1 s"], alone.output
+
+
+def test_a_host_port_in_use_is_said_in_words(procs: Procs) -> None:
+    """asyncio's bind error quotes a socket tuple; the CLI says what to do instead."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        host = procs.call("host", "--host", "127.0.0.1", "--port", str(port), "--room", "x")
+        assert host.wait_exit(30) != 0
+    assert f"error: cannot start the signaling server: port {port} is already in use" in (
+        host.output
+    )
+    assert "('127.0.0.1'" not in host.output
+    assert "Errno" not in host.output
