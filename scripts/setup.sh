@@ -18,6 +18,12 @@ DEBIAN_PACKAGES=(
   # Screen-sharing tests draw on Xvfb's root window and add RandR monitors
   # through these (mss itself needs only libxcb).
   libx11-6 libxrandr2
+  # Real parts the network, scale-out and installer tests start themselves:
+  # namespaces and veth (iproute2, ethtool for checksum offload), a TURN relay,
+  # Redis, a reverse proxy, a fresh Debian root for the .deb and AppImage
+  # checks and the .desktop validator. None of them is left running.
+  iproute2 ethtool coturn redis-server nginx-light mmdebstrap desktop-file-utils
+  squashfs-tools
 )
 
 missing=()
@@ -32,7 +38,17 @@ if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
+  # The tests start Redis, coturn and nginx themselves on 127.0.0.1; a
+  # policy-rc.d answering 101 keeps their packages from starting system-wide
+  # copies on install (only when no policy is in place already).
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  [ -z "$policy" ] || $sudo rm -f "$policy"
 fi
 
 # Python environment. Reinstall only when pyproject.toml changed.
