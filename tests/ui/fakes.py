@@ -23,6 +23,7 @@ from callapp.call.state import (
     summary_phase,
 )
 from callapp.call.stats import CallStats
+from callapp.media.devices import AudioState, AudioStatus
 from callapp.ui.devices import CameraFound, DeviceScan
 from callapp.ui.settings import Settings
 
@@ -407,3 +408,59 @@ async def until(predicate: Callable[[], object], limit: float = 10.0) -> None:
     async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110 - conditions are plain state, not events
             await asyncio.sleep(0.01)
+
+
+class FakeSpeaker:
+    """Stands in for the speaker the window's sounds play on (SoundsModel's opener).
+
+    Each opened playback is kept in :attr:`played` as ``(chime name, speaker)``;
+    a once-only chime "plays" in ``seconds`` and ends; a repeating one plays
+    until stopped. ``fail`` makes the speaker fall back as a missing one does.
+    """
+
+    def __init__(self, *, seconds: float = 0.05, fail: str = "") -> None:
+        self.seconds = seconds
+        self.fail = fail
+        self.played: list[tuple[str, str | None]] = []
+        self.open_now: list[FakePlayback] = []
+
+    def __call__(
+        self, track: Any, speaker: str | None, on_status: Callable[[AudioStatus], None]
+    ) -> FakePlayback:
+        self.played.append((track.chime.name, speaker))
+        return FakePlayback(self, track, on_status)
+
+
+class FakePlayback:
+    def __init__(
+        self, owner: FakeSpeaker, track: Any, on_status: Callable[[AudioStatus], None]
+    ) -> None:
+        self.owner = owner
+        self.track = track
+        self.on_status = on_status
+        self.status = AudioStatus(AudioState.STARTING, "fake", "Opening the speaker")
+        # Futures of the loop itself: qtbot may step a task while that loop is not running.
+        self._loop = asyncio.get_event_loop()
+        self._ended: asyncio.Future[None] = self._loop.create_future()
+
+    def start(self) -> None:
+        self.owner.open_now.append(self)
+        if self.owner.fail:
+            self.status = AudioStatus(AudioState.FALLBACK, "fake", self.owner.fail)
+        else:
+            self.status = AudioStatus(AudioState.LIVE, "fake", "Playing")
+        self.on_status(self.status)
+        if not self.track.repeat:
+            self._loop.call_later(self.owner.seconds, self._end)
+
+    def _end(self) -> None:
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    async def stop(self) -> None:
+        if self in self.owner.open_now:
+            self.owner.open_now.remove(self)
+        self._end()
+
+    async def wait_ended(self) -> None:
+        await self._ended

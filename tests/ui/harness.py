@@ -13,7 +13,13 @@ from callapp.ui.models.app import AppModel
 from callapp.ui.models.call import CallOptions
 from callapp.ui.settings import SettingsStore
 from callapp.ui.views.main_window import MainWindow
-from tests.ui.fakes import FakeCallSession, FakeDeviceScanner, FakeServer, FakeServices
+from tests.ui.fakes import (
+    FakeCallSession,
+    FakeDeviceScanner,
+    FakeServer,
+    FakeServices,
+    FakeSpeaker,
+)
 
 T = TypeVar("T")
 
@@ -26,6 +32,7 @@ class Harness:
         self.session_kw = session_kw
         self.busy_ports = busy_ports or set()
         self.scanner = FakeDeviceScanner()
+        self.speaker = FakeSpeaker()
 
         def make_session(config: CallConfig) -> FakeCallSession:
             session = FakeCallSession(config, **self.session_kw)
@@ -45,6 +52,7 @@ class Harness:
             host_port=8765,
             lan_address=lambda: "192.168.7.9",
             device_scanner=self.scanner,
+            sound_opener=self.speaker,
         )
 
     @property

@@ -156,14 +156,67 @@ def test_ringing_accept_and_decline(
     assert panel.isVisible()
     assert panel.caller_label.text() == "Ana is calling you"
     assert screen.status_label.text() == "Ana is calling you."
+    # The ring plays on the speaker the call plays on, until answered.
+    qloop.run_until_complete(until(lambda: h.speaker.open_now))
+    assert h.speaker.played == [("ring", h.app.call.options.speaker)]
+    assert h.app.sounds.playing == "ring"
     QTest.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
     qloop.run_until_complete(until(lambda: not panel.isVisible()))
     assert screen.status_label.text() == "In a call with Ana."
+    qloop.run_until_complete(until(lambda: not h.speaker.open_now))
+    assert h.app.sounds.playing == ""
     h.session.ring("q", "Cy")
     assert panel.caller_label.text() == "Cy is calling you"
+    assert h.app.sounds.playing == "ring"
     QTest.mouseClick(panel.decline_button, Qt.MouseButton.LeftButton)
     qloop.run_until_complete(until(lambda: ("decline", None) in h.session.calls))
     assert not panel.isVisible()
+    qloop.run_until_complete(until(lambda: not h.speaker.open_now))
+    assert [name for name, _ in h.speaker.played] == ["ring", "ring"]
+
+
+def test_lobby_test_sound_plays_on_the_picked_speaker_and_says_so(
+    window: MainWindow, h: Harness, qloop: asyncio.AbstractEventLoop
+) -> None:
+    lobby = window.lobby
+    QTest.mouseClick(lobby.test_sound_button, Qt.MouseButton.LeftButton)
+    assert lobby.speaker_status.text() == "Playing a test sound…"
+    qloop.run_until_complete(until(lambda: "three rising notes" in lobby.speaker_status.text()))
+    assert h.speaker.played == [("test sound", None)]
+    assert not h.speaker.open_now
+    # A speaker that cannot play says so in the call's own words, and picking
+    # another clears the old sentence.
+    h.speaker.fail = "No speaker found: the others will not be heard. Plug one in."
+    QTest.mouseClick(lobby.test_sound_button, Qt.MouseButton.LeftButton)
+    qloop.run_until_complete(until(lambda: "No speaker found" in lobby.speaker_status.text()))
+    assert "three rising notes" not in lobby.speaker_status.text()
+    assert not looks_technical(lobby.speaker_status.text())
+    lobby.speaker_combo.setCurrentIndex(lobby.speaker_combo.count() - 1)
+    lobby.speaker_combo.currentTextChanged.emit(lobby.speaker_combo.currentText())
+    assert not lobby.speaker_status.isVisible()
+
+
+def test_a_ring_without_a_speaker_falls_back_to_the_desktop_bell(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop
+) -> None:
+    from callapp.ui.models.sounds import SoundsModel
+    from tests.ui.fakes import FakeSpeaker
+
+    beeps: list[float] = []
+    sounds = SoundsModel(FakeSpeaker(fail="No speaker found."), beep=lambda: beeps.append(1.0))
+
+    async def ring_a_while() -> None:
+        sounds.ring(None)
+        await until(lambda: len(beeps) >= 1)
+        sounds.stop()
+        await asyncio.sleep(0)
+
+    run(qloop, ring_a_while())
+    assert beeps
+    assert sounds.playing == ""
+    count = len(beeps)
+    run(qloop, asyncio.sleep(0.05))
+    assert len(beeps) == count  # stopped ringing means stopped beeping
 
 
 def test_chat_send_receive_and_unread_badge(

@@ -1,9 +1,10 @@
 """The view-models together, as the window and the launcher use them.
 
-:class:`AppModel` only composes: hosting, the call, devices and chat each
-live in their own module. It keeps the few names the launcher, the
-end-to-end tests and the benchmarks reach for (``host``, ``join``,
-``snapshot``, ``hosting``, ``errors``).
+:class:`AppModel` only composes: hosting, the call, devices, chat and
+sounds each live in their own module (the ring follows the call's
+``ringingChanged``). It keeps the few names the launcher, the end-to-end
+tests and the benchmarks reach for (``host``, ``join``, ``snapshot``,
+``hosting``, ``errors``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from callapp.ui.models.call import CallModel, CallOptions, async_slot
 from callapp.ui.models.chat import ChatModel
 from callapp.ui.models.devices import DeviceScanner, DevicesModel
 from callapp.ui.models.hosting import Hosting, HostingModel
+from callapp.ui.models.sounds import PlaybackOpener, SoundsModel, open_speaker
 from callapp.ui.ports import ServerFactory, SessionFactory, SessionLike
 from callapp.ui.services import UiServices
 
 
 class AppModel(QObject):
-    """Hosting, the call, the devices and the chat of one window."""
+    """Hosting, the call, the devices, the chat and the sounds of one window."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class AppModel(QObject):
         bind_host: str = "0.0.0.0",
         lan_address: Callable[[], str] | None = None,
         device_scanner: DeviceScanner | None = None,
+        sound_opener: PlaybackOpener = open_speaker,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -56,6 +59,14 @@ class AppModel(QObject):
             idle=lambda: self.call.session is None,
             parent=self,
         )
+        self.sounds = SoundsModel(sound_opener, parent=self)
+        self.call.ringingChanged.connect(self._ring)
+
+    def _ring(self, caller: str) -> None:
+        if caller:
+            self.sounds.ring(self.call.options.speaker)
+        else:
+            self.sounds.stop()
 
     # -- the names callers use -------------------------------------------------------
 
@@ -108,6 +119,7 @@ class AppModel(QObject):
     @async_slot()
     async def shutdown(self) -> None:
         await self.devices.preview.aclose()
+        await self.sounds.aclose()
         await self.call.shutdown()
 
 

@@ -38,6 +38,7 @@ class Lobby(QWidget):
     joinClicked = Signal(str)
     preferencesClicked = Signal()
     refreshClicked = Signal()
+    testSoundClicked = Signal(str)  # the speaker picked (its spec)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,10 +103,21 @@ class Lobby(QWidget):
         self.refresh_button.setToolTip("Look for cameras, microphones and speakers again")
         form.addRow("Camera", self.video_combo)
         form.addRow("Microphone", self.mic_combo)
+        self.test_sound_button = QPushButton("Test")
+        self.test_sound_button.setObjectName("testSoundButton")
+        self.test_sound_button.setAccessibleName("Play a test sound")
+        self.test_sound_button.setToolTip("Play a short sound on the speaker picked")
         speaker_row = QHBoxLayout()
         speaker_row.addWidget(self.speaker_combo, 1)
+        speaker_row.addWidget(self.test_sound_button)
         speaker_row.addWidget(self.refresh_button)
         form.addRow("Speaker", speaker_row)
+        self.speaker_status = QLabel()
+        self.speaker_status.setObjectName("speakerStatus")
+        self.speaker_status.setAccessibleName("Speaker")
+        self.speaker_status.setWordWrap(True)
+        self.speaker_status.setVisible(False)
+        form.addRow("", self.speaker_status)
         column.addLayout(form)
 
         self.preview_view = VideoView(mirrored=True, placeholder="Starting the camera…")
@@ -184,6 +196,10 @@ class Lobby(QWidget):
         self.join_edit.returnPressed.connect(self._join)
         self.preferences_button.clicked.connect(self.preferencesClicked)
         self.refresh_button.clicked.connect(self.refreshClicked)
+        self.test_sound_button.clicked.connect(
+            lambda: self.testSoundClicked.emit(self.speaker_combo.spec())
+        )
+        self.speaker_combo.currentTextChanged.connect(lambda _text: self.render_speaker_status(""))
 
     def _join(self) -> None:
         if self.join_button.isEnabled():
@@ -229,6 +245,12 @@ class Lobby(QWidget):
         self.mic_status.setText(words)
         self.mic_status.setVisible(bool(words))
         self.mic_meter.setAccessibleDescription(words or "How loud the microphone hears you")
+
+    def render_speaker_status(self, words: str) -> None:
+        self.speaker_status.setText(words)
+        self.speaker_status.setVisible(bool(words))
+        if words:
+            announce(self.speaker_status, words)
 
     def _render_video_status(self, words: str) -> None:
         if words:

@@ -11,6 +11,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import QMainWindow, QStackedWidget, QWidget
 
+from callapp.ui.devices import speaker_setting
 from callapp.ui.logic.shortcuts import SHORTCUTS, Action
 from callapp.ui.models.app import AppModel
 from callapp.ui.models.call import CallOptions, Screen
@@ -94,6 +95,10 @@ class MainWindow(QMainWindow):
         self.lobby.joinClicked.connect(self._join_clicked)
         self.lobby.preferencesClicked.connect(self.edit_preferences)
         self.lobby.refreshClicked.connect(lambda: self.app.devices.refresh())
+        self.lobby.testSoundClicked.connect(
+            lambda spec: self.app.sounds.play_test(speaker_setting(spec))
+        )
+        self.app.sounds.speakerStatusChanged.connect(self.lobby.render_speaker_status)
         self.call_screen.fullScreenRequested.connect(self.toggle_full_screen)
         self.call_screen.helpRequested.connect(self.help_overlay.toggle)
         self.call_screen.preferencesRequested.connect(self.edit_preferences)

@@ -1,10 +1,9 @@
-"""An incoming call: the caller's name, Accept and Decline (and a soft ring)."""
+"""An incoming call: the caller's name, Accept and Decline (the ring is SoundsModel's)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -21,7 +20,7 @@ class RingingPanel(QFrame):
     acceptClicked = Signal()
     declineClicked = Signal()
 
-    def __init__(self, parent: QWidget | None = None, *, ring: bool = True) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ringingPanel")
         # Opaque, unlike the other overlays: the stage's own words sit behind it.
@@ -52,10 +51,6 @@ class RingingPanel(QFrame):
         column.addLayout(row)
         self.accept_button.clicked.connect(self.acceptClicked)
         self.decline_button.clicked.connect(self.declineClicked)
-        self._ring_enabled = ring
-        self._ring = QTimer(self)
-        self._ring.setInterval(2000)
-        self._ring.timeout.connect(QApplication.beep)
         self.setVisible(False)
 
     def show_caller(self, caller: str) -> None:
@@ -68,9 +63,5 @@ class RingingPanel(QFrame):
             self.setVisible(True)
             self.raise_()
             self.accept_button.setFocus()
-            if self._ring_enabled and not self._ring.isActive():
-                QApplication.beep()
-                self._ring.start()
         else:
             self.setVisible(False)
-            self._ring.stop()
