@@ -141,6 +141,7 @@ def _prerequisites() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(300)
 def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     missing = _prerequisites()
