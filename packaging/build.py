@@ -9,7 +9,10 @@ Linux libraries that can be stripped safely, run the frozen
 ``callapp --self-test``, and pack:
 
 - Linux: ``callapp-<version>-linux-<machine>.tar.gz``, the bundle folder with
-  ``callapp.desktop`` and ``callapp.png`` beside the executables;
+  ``callapp.desktop`` and ``callapp.png`` beside the executables; then
+  ``callapp_<version>_<arch>.deb`` (packaging/deb.py) and
+  ``callapp-<version>-<machine>.AppImage`` (packaging/appimage.py), unless
+  ``--no-deb`` / ``--no-appimage``;
 - Windows: ``callapp-<version>-windows-<machine>.zip`` of the bundle folder;
 - macOS: ``callapp-<version>-macos-<machine>.zip`` of ``callapp.app`` (made
   with ``ditto``, which keeps the framework symlinks and signatures).
@@ -36,7 +39,8 @@ import bundle_elf  # packaging/bundle_elf.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "packaging" / "callapp.spec"
-RESOURCES = ROOT / "resources"
+RESOURCES = ROOT / "callapp" / "resources"
+DESKTOP_ENTRY = ROOT / "packaging" / "linux" / "callapp.desktop"
 
 
 def pinned_pyinstaller() -> str:
@@ -153,7 +157,7 @@ def self_test(dist: Path) -> None:
 def pack_linux(dist: Path, out: Path, compresslevel: int = 9) -> Path:
     """A .tar.gz of the bundle folder with the desktop entry and the icon in it."""
     bundle = dist / "callapp"
-    shutil.copy2(RESOURCES / "callapp.desktop", bundle / "callapp.desktop")
+    shutil.copy2(DESKTOP_ENTRY, bundle / "callapp.desktop")
     shutil.copy2(RESOURCES / "callapp.png", bundle / "callapp.png")
     archive = out / f"callapp-{version()}-{platform_tag()}.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=compresslevel) as tar:
@@ -180,6 +184,30 @@ def pack_macos(dist: Path, out: Path) -> Path:
     return archive
 
 
+def linux_installers(
+    bundle: Path, out: Path, work: Path, args: argparse.Namespace
+) -> dict[str, object]:
+    """The .deb and the AppImage, as the flags ask; their paths, sizes and seconds."""
+    import appimage  # packaging/appimage.py
+    import deb  # packaging/deb.py
+
+    made: dict[str, object] = {}
+    if not args.no_deb:
+        started = time.monotonic()
+        compression, level = ("gzip", 1) if args.fast else ("xz", 6)
+        package = deb.build_deb(bundle, out, compression, level)
+        made |= {"deb": str(package), "deb_bytes": package.stat().st_size}
+        made["deb_seconds"] = round(time.monotonic() - started, 1)
+        print(f"build: packed {package.name}: {package.stat().st_size / 1e6:.1f} MB", flush=True)
+    if not args.no_appimage:
+        started = time.monotonic()
+        image = appimage.build_appimage(bundle, out, work, "zstd", 1 if args.fast else 19)
+        made |= {"appimage": str(image), "appimage_bytes": image.stat().st_size}
+        made["appimage_seconds"] = round(time.monotonic() - started, 1)
+        print(f"build: packed {image.name}: {image.stat().st_size / 1e6:.1f} MB", flush=True)
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build, check and pack; print the sizes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -199,8 +227,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="1-9",
         help="gzip/zip level (default 9; tests use 1 for speed)",
     )
+    parser.add_argument("--no-deb", action="store_true", help="Linux: no .deb")
+    parser.add_argument("--no-appimage", action="store_true", help="Linux: no AppImage")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="every archive at its fastest level: gzip 1, .deb gzip 1, AppImage zstd 1 (tests)",
+    )
     parser.add_argument("--python", default=sys.executable, help="the environment to freeze")
     args = parser.parse_args(argv)
+    if args.fast:
+        args.compresslevel = 1
 
     out: Path = args.out.resolve()
     dist: Path = (args.dist or out / "bundle").resolve()
@@ -239,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         report["archive"] = str(archive)
         report["archive_bytes"] = archive.stat().st_size
         print(f"build: packed {archive.name}: {archive.stat().st_size / 1e6:.1f} MB", flush=True)
+        if sys.platform.startswith("linux"):
+            report.update(linux_installers(bundle, out, work, args))
     print(f"build: bundle folder {bundle_bytes / 1e6:.1f} MB", flush=True)
+    (out / "build-report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report), flush=True)
     return 0
 

@@ -24,6 +24,10 @@ DEBIAN_PACKAGES=(
   # checks and the .desktop validator. None of them is left running.
   iproute2 ethtool coturn redis-server nginx-light mmdebstrap desktop-file-utils
   squashfs-tools
+  # The AppImage's own runtime (packaging/appimage/runtime.c) is built
+  # statically against Debian's squashfuse and libfuse3 (packaging/appimage.py).
+  gcc libc6-dev libsquashfuse-dev libfuse3-dev libzstd-dev liblzma-dev liblz4-dev
+  liblzo2-dev zlib1g-dev binutils
 )
 
 missing=()

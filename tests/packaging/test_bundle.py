@@ -1,9 +1,10 @@
 """The frozen Linux bundle, built from this working tree, runs with no Python.
 
-One build per session (``packaging/build.py`` into a temporary folder; it
-installs the PyInstaller pinned in pyproject.toml's ``packaging`` extra into
-this environment when it is missing, as the README's setup only installs
-``.[dev]``). Then:
+One build per session (``packaging/build.py --fast`` into a temporary
+folder, the ``bundle`` fixture of conftest.py, shared with
+test_installers.py; it installs the PyInstaller pinned in pyproject.toml's
+``packaging`` extra into this environment when it is missing, as the
+README's setup only installs ``.[dev]``). Then:
 
 - the frozen ``callapp --self-test`` passes with the repository, the venv and
   every Python installation on this machine hidden (a private mount
@@ -13,33 +14,34 @@ this environment when it is missing, as the README's setup only installs
 - two frozen ``callapp call`` processes hold a call, once through the frozen
   ``callapp-signaling`` and once through the server of ``callapp call --host``.
 
-Building takes about a minute on two cores (PyInstaller, strip, pack at
-gzip level 1); the calls a few seconds each.
+Building takes about a minute on two cores (PyInstaller, strip, then the
+tarball, the .deb and the AppImage at their fastest levels); the calls a few
+seconds each.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "packaging" / "build.py"
+from tests.packaging.frozen import (
+    ROOT,
+    Bundle,
+    Running,
+    call_stats,
+    frozen_env,
+    load_packaging_module,
+)
 
 pytestmark = [
+    pytest.mark.long,
     pytest.mark.e2e,
     pytest.mark.slow,
     pytest.mark.timeout(900),
@@ -77,49 +79,6 @@ FOLDER_BUDGET_BYTES = 420_000_000
 # speed. Measured on the same folder: 161.6 MB at level 1, 146.7 MB at 9, so
 # 165 MB at level 1 stands for about 150 MB at level 9.
 ARCHIVE_BUDGET_LEVEL1_BYTES = 165_000_000
-
-
-@dataclass(frozen=True)
-class Bundle:
-    folder: Path
-    archive: Path
-    report: dict[str, Any]
-    build_log: str
-
-    @property
-    def callapp(self) -> Path:
-        return self.folder / "callapp"
-
-    @property
-    def signaling(self) -> Path:
-        return self.folder / "callapp-signaling"
-
-
-def frozen_env() -> dict[str, str]:
-    """What a desktop user's shell would give: no Python variables, no display."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        "LANG": "C.UTF-8",
-        "QT_QPA_PLATFORM": "offscreen",
-    }
-    return env
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
-    out = tmp_path_factory.mktemp("bundle")
-    result = subprocess.run(
-        [sys.executable, str(BUILD), "--out", str(out), "--work", str(out / "work"), "-z1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=840,
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-6000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    return Bundle(Path(report["bundle"]), Path(report["archive"]), report, log)
 
 
 def test_build_runs_the_frozen_self_test(bundle: Bundle) -> None:
@@ -195,16 +154,6 @@ def test_packed_size_stays_within_the_budget(bundle: Bundle) -> None:
     assert bundle.report["archive_bytes"] < ARCHIVE_BUDGET_LEVEL1_BYTES, bundle.report
 
 
-def load_packaging_module(name: str) -> Any:
-    """A module from packaging/ (not importable by name: PyPI's ``packaging`` is)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "packaging" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bundle_needs_only_the_desktop_basics_from_the_system(bundle: Bundle) -> None:
     elf = load_packaging_module("bundle_elf")
     files = [p for p in bundle.folder.rglob("*") if p.is_file() and not p.is_symlink()]
@@ -239,58 +188,6 @@ def test_archive_holds_the_bundle_the_desktop_entry_and_the_icon(bundle: Bundle)
     assert "Icon=callapp" in desktop
 
 
-class Running:
-    """A frozen executable whose output lines are collected as they come."""
-
-    def __init__(self, args: list[str | Path], cwd: Path) -> None:
-        self.popen = subprocess.Popen(
-            [str(a) for a in args],
-            cwd=cwd,
-            env=frozen_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_line(self, pattern: str, within: float = 30.0) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + within
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if match := regex.search(line):
-                        return match
-                left = deadline - time.monotonic()
-                if left <= 0 or self.popen.poll() is not None:
-                    raise AssertionError(f"no line matching {pattern!r}:\n{self.output}")
-                self._changed.wait(min(left, 0.5))
-
-    def finished(self, within: float = 60.0) -> None:
-        code = self.popen.wait(within)
-        time.sleep(0.1)  # let the reader take the last lines
-        assert code == 0, f"exit {code}:\n{self.output[-4000:]}"
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(10)
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[list[Running]]:
     started: list[Running] = []
@@ -303,11 +200,6 @@ def start(running: list[Running], cwd: Path, *args: str | Path) -> Running:
     proc = Running(list(args), cwd)
     running.append(proc)
     return proc
-
-
-def call_stats(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
 
 
 def test_frozen_call_through_the_frozen_signaling_server(
