@@ -7,7 +7,7 @@
 Options: ``--json-out PATH`` (default ``bench/results/latest.json`` for full
 and quick runs), ``--no-docs`` (leave docs/benchmarks.md alone), ``--only
 NAME`` (repeatable: call_setup, media, dead_peer, signaling, startup,
-group).
+group, fuzz, attacks).
 """
 
 from __future__ import annotations
@@ -23,10 +23,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import call_setup, dead_peer, group, media, signaling, startup
+from bench import attacks, call_setup, dead_peer, fuzz, group, media, signaling, startup
 from bench.common import BENCH, ROOT, log, machine
 
-BENCHMARKS = ("call_setup", "media", "dead_peer", "signaling", "startup", "group")
+BENCHMARKS = (
+    "call_setup",
+    "media",
+    "dead_peer",
+    "signaling",
+    "startup",
+    "group",
+    "fuzz",
+    "attacks",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,10 @@ class Mode:
     startup_reps: int
     group_seconds: float
     group_warm: float
+    #: Mutated frames for bench.fuzz (sockets and the sans-I/O core each).
+    fuzz_frames: int = 2000
+    #: The attacks bench.attacks replays against fresh server processes.
+    attacks: tuple[str, ...] = ("churn",)
 
 
 MODES = {
@@ -94,6 +107,8 @@ MODES = {
         startup_reps=3,
         group_seconds=5,
         group_warm=2,
+        fuzz_frames=20_000,
+        attacks=("slow_readers", "deflate_bomb", "half_open", "churn", "spread"),
     ),
     "full": Mode(
         "full",
@@ -115,6 +130,8 @@ MODES = {
         startup_reps=7,
         group_seconds=10,
         group_warm=2,
+        fuzz_frames=100_000,
+        attacks=("slow_readers", "deflate_bomb", "half_open", "churn", "spread"),
     ),
 }
 
@@ -164,6 +181,8 @@ def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
         ),
         "startup": lambda: startup.run(mode.startup_reps),
         "group": lambda: group.run(seconds=mode.group_seconds, warm=mode.group_warm),
+        "fuzz": lambda: fuzz.run(mode.fuzz_frames),
+        "attacks": lambda: attacks.run(mode.attacks),
     }
     failed: dict[str, str] = {}
     for name in BENCHMARKS:

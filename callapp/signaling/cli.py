@@ -7,8 +7,12 @@
 Once listening it prints one line with the ``ws://HOST:PORT/ws`` URL (the
 real port with ``--port 0``) and flushes stdout, so that scripts can read it.
 SIGINT and SIGTERM close every connection with 1001 and exit 0. Bad
-arguments print a one-line error and exit 2; a port that cannot be bound or
-an unreadable certificate exits 1.
+arguments print a one-line error and exit 2; a port that cannot be bound,
+an unreadable certificate or a ``--redis`` that cannot be reached exits 1.
+
+With ``--redis redis://HOST:PORT/DB`` any number of these processes share
+rooms, connection ids and relays (``docs/architecture.md``, "Several server
+processes"); put them behind a load balancer that checks ``/healthz``.
 """
 
 from __future__ import annotations
@@ -20,13 +24,27 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from callapp import eventloop
+from callapp.signaling.backplane import BackplaneUnavailable
+from callapp.signaling.guard import (
+    DEFAULT_CONNECTS_PER_SECOND,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+)
 from callapp.signaling.messages import MAX_MESSAGE_BYTES, MAX_ROOM_CAPACITY, MIN_ROOM_CAPACITY
 from callapp.signaling.rooms import DEFAULT_MAX_ROOM_CAPACITY, DEFAULT_ROOM_CAPACITY
-from callapp.signaling.server import VERSION, SignalingServer
+from callapp.signaling.server import (
+    DEFAULT_MAX_INFLATED_BYTES_PER_SECOND,
+    DEFAULT_MAX_OUTBOX_BYTES,
+    DEFAULT_MAX_QUEUED_BYTES,
+    VERSION,
+    SignalingServer,
+)
 from callapp.signaling.tls import TlsError, server_context
+from callapp.signaling.turn import DEFAULT_TTL, read_secret, turn_config
 
 PROG = "callapp-signaling"
 
@@ -89,6 +107,31 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
+def _prefix(bits: int) -> Callable[[str], int]:
+    """A parser of a prefix length of 0 to ``bits``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.removeprefix("/"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a prefix length: {text!r}") from None
+        if not 0 <= value <= bits:
+            raise argparse.ArgumentTypeError(f"prefixes are 0-{bits} bits, not {value}")
+        return value
+
+    return parse
 
 
 def _ice_server(text: str) -> dict[str, Any]:
@@ -154,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="STUN/TURN server for clients: a stun:/turn: URL or a JSON RTCIceServer (repeatable)",
     )
+    turn = parser.add_argument_group("TURN relay, short-lived credentials (coturn use-auth-secret)")
+    turn.add_argument(
+        "--turn-url", action="append", default=[], metavar="URL", help="turn:HOST:PORT (repeat)"
+    )
+    turn.add_argument("--turn-secret", metavar="S", help="the relay's static-auth-secret")
+    turn.add_argument("--turn-secret-file", metavar="PATH", help="read the secret from a file")
+    turn.add_argument(
+        "--turn-ttl",
+        type=_positive_int,
+        default=DEFAULT_TTL,
+        metavar="SECONDS",
+        help="lifetime of each credential (default: %(default)s)",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -162,27 +218,308 @@ def build_parser() -> argparse.ArgumentParser:
         help="(default: %(default)s)",
     )
     parser.add_argument("--cert", metavar="PEM", help="TLS certificate chain: serve wss://")
+    cluster = parser.add_argument_group(
+        "several processes",
+        "Servers given the same Redis share rooms, connection ids and relays; "
+        "/healthz answers 503 while Redis is unreachable.",
+    )
+    cluster.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://HOST:PORT/DB (rediss:// for TLS) to share with the other servers",
+    )
+    cluster.add_argument(
+        "--redis-namespace",
+        metavar="NAME",
+        default="callapp",
+        help="prefix of every Redis key, so that clusters can share one Redis "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--key", metavar="PEM", help="TLS private key (with --cert)")
-    limits = parser.add_argument_group("limits")
-    limits.add_argument(
-        "--max-message-bytes", type=_positive_int, default=MAX_MESSAGE_BYTES, metavar="N"
+    limits = parser.add_argument_group(
+        "limits",
+        "Each limit is counted in /metrics (connections_refused_total and "
+        "connections_closed_total by reason; limit{name} for the values in force).",
     )
-    limits.add_argument("--rate", type=_positive_float, default=50.0, metavar="PER_SECOND")
-    limits.add_argument("--burst", type=_positive_int, default=200, metavar="N")
     limits.add_argument(
-        "--max-connections-per-address", type=_positive_int, default=256, metavar="N"
+        "--max-message-bytes",
+        type=_positive_int,
+        default=MAX_MESSAGE_BYTES,
+        metavar="N",
+        help=(
+            "largest message, in bytes after reassembly; larger ones are answered too-large, "
+            "and over four times this the connection is closed with 1009 (default: %(default)s)"
+        ),
     )
-    limits.add_argument("--max-rooms", type=_positive_int, default=None, metavar="N")
+    limits.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=50.0,
+        metavar="PER_SECOND",
+        help="messages per second per connection, on average (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--burst",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="messages per connection allowed at once above --rate (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--abuse-threshold",
+        type=_non_negative_float,
+        default=64.0,
+        metavar="STRIKES",
+        help=(
+            "bad-json, bad-message, too-large and rate-limited answers a connection may "
+            "collect (less --abuse-decay per second) before it is closed with 1008 "
+            "(default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--abuse-decay",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="PER_SECOND",
+        help="strikes forgiven per second (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=(
+            "WebSocket connections the whole server holds; more get HTTP 503 (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--max-connections-per-address",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help=(
+            "WebSocket connections from one address (grouped by --address-prefix-v4/-v6); "
+            "more get HTTP 429 (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--max-connections-per-network",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "WebSocket connections from one network (grouped by --network-prefix-v4/-v6); "
+            "more get HTTP 429 (default: 4 x --max-connections-per-address)"
+        ),
+    )
+    limits.add_argument(
+        "--max-handshakes-per-address",
+        type=_positive_int,
+        default=DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+        metavar="N",
+        help=(
+            "TCP connections from one address still in their opening handshake; more are "
+            "closed before a byte is read (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--max-sockets",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "TCP connections of every kind the process holds; more are closed unread "
+            "(default: the open-file limit less 612, so that accept() never fails)"
+        ),
+    )
+    limits.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help=(
+            "time from the TCP connection to the end of the opening handshake (TLS gets as "
+            "long again) before the socket is closed (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--connects-per-second",
+        type=_non_negative_float,
+        default=DEFAULT_CONNECTS_PER_SECOND,
+        metavar="N",
+        help=(
+            "WebSocket connects per second one address may keep up; past the burst more get "
+            "HTTP 429 (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--connect-burst",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="connects one address may make at once (default: --max-connections-per-address)",
+    )
+    limits.add_argument(
+        "--address-prefix-v4",
+        type=_prefix(32),
+        default=32,
+        metavar="BITS",
+        help="IPv4 addresses that count as one address (default: /%(default)s)",
+    )
+    limits.add_argument(
+        "--address-prefix-v6",
+        type=_prefix(128),
+        default=64,
+        metavar="BITS",
+        help="IPv6 addresses that count as one address (default: /%(default)s, one host's LAN)",
+    )
+    limits.add_argument(
+        "--network-prefix-v4",
+        type=_prefix(32),
+        default=24,
+        metavar="BITS",
+        help="IPv4 addresses that count as one network (default: /%(default)s)",
+    )
+    limits.add_argument(
+        "--network-prefix-v6",
+        type=_prefix(128),
+        default=48,
+        metavar="BITS",
+        help="IPv6 addresses that count as one network (default: /%(default)s, one site)",
+    )
+    limits.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help=(
+            "a web origin (https://app.example) whose pages may open WebSocket connections, "
+            "repeatable; '*' allows all, 'null' file:// pages (default: only the server's own "
+            "page, and clients that send no Origin; others get HTTP 403)"
+        ),
+    )
+    limits.add_argument(
+        "--max-outbox",
+        type=_positive_int,
+        default=1024,
+        metavar="N",
+        help=(
+            "messages queued for one recipient that does not read before it is closed "
+            "with 1013 (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--max-outbox-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_OUTBOX_BYTES,
+        metavar="N",
+        help="the same in bytes (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-queued-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_QUEUED_BYTES,
+        metavar="N",
+        help=(
+            "bytes queued for all recipients together; past it the one holding the most is "
+            "closed with 1013 (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--compression",
+        choices=["off", "deflate"],
+        default="off",
+        help=(
+            "offer permessage-deflate; signaling messages are small and deflate costs memory "
+            "per connection and lets small frames inflate to large ones (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--max-inflated-bytes-per-second",
+        type=_positive_int,
+        default=DEFAULT_MAX_INFLATED_BYTES_PER_SECOND,
+        metavar="N",
+        help=(
+            "with --compression deflate: bytes one connection may send per second once "
+            "inflated (bursts of 4x); more are answered rate-limited (default: %(default)s)"
+        ),
+    )
+    limits.add_argument(
+        "--max-address-bytes-per-second",
+        type=_positive_float,
+        default=None,
+        metavar="N",
+        help=(
+            "bytes per second (1 KiB more per message) one address's connections together "
+            "get read; past it their reads wait and TCP slows the sender (default: --rate x "
+            "(--max-message-bytes + 1024), bursts of --burst such messages)"
+        ),
+    )
+    limits.add_argument(
+        "--max-rooms",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="rooms that may exist at once; a join that would create one more is answered busy "
+        "(default: no limit)",
+    )
     limits.add_argument(
         "--max-unanswered-calls",
         type=_count,
         default=10,
         metavar="N",
-        help="dialled calls waiting unanswered per caller, and per callee, in a minute (0: off)",
+        help=(
+            "dialled calls waiting unanswered per caller, and per callee, in a minute "
+            "(0: off; default: %(default)s)"
+        ),
     )
-    limits.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS")
-    limits.add_argument("--ping-timeout", type=_positive_float, default=20.0, metavar="SECONDS")
+    limits.add_argument(
+        "--ping-interval",
+        type=_positive_float,
+        default=20.0,
+        metavar="SECONDS",
+        help="time between keepalive pings (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--ping-timeout",
+        type=_positive_float,
+        default=20.0,
+        metavar="SECONDS",
+        help="time to wait for a pong before the peer is dropped (default: %(default)s)",
+    )
     return parser
+
+
+class _QuietAcceptErrors:
+    """A loop exception handler that words failed ``accept()`` calls once a minute.
+
+    asyncio reports every ``accept()`` that fails for want of descriptors
+    (EMFILE, ENFILE, ENOBUFS) with a traceback, and under a connection flood
+    that is thousands of them. The server's socket budget keeps it from
+    happening (``--max-sockets``); should other descriptors run out anyway,
+    one line a minute says so. Anything else goes to asyncio's own handler.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._count = 0
+        self._last = -interval
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "accept" not in str(context.get("message", "")):
+            loop.default_exception_handler(context)
+            return
+        self._count += 1
+        now = loop.time()
+        if now - self._last >= self.interval:
+            logger.warning(
+                "accept() failed %d times: out of descriptors (%s); raise the open-file limit "
+                "or lower --max-sockets",
+                self._count,
+                context.get("exception"),
+            )
+            self._count = 0
+            self._last = now
 
 
 async def serve(server: SignalingServer) -> None:
@@ -195,6 +532,7 @@ async def serve(server: SignalingServer) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.set_exception_handler(_QuietAcceptErrors())
     try:
         await server.start()
         print(f"{PROG} {VERSION} listening on {server.url}", flush=True)
@@ -217,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
             f"--room-capacity {args.room_capacity} is above --max-room-capacity "
             f"{args.max_room_capacity}; raise --max-room-capacity too"
         )
+    try:
+        secret = read_secret(args.turn_secret_file) if args.turn_secret_file else args.turn_secret
+        turn = turn_config(args.turn_url, secret, args.turn_ttl)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -238,16 +581,42 @@ def main(argv: list[str] | None = None) -> int:
         max_unanswered_calls=args.max_unanswered_calls,
         require_room_keys=args.require_room_keys,
         ice_servers=args.ice_server,
+        turn=turn,
         max_message_bytes=args.max_message_bytes,
         rate=args.rate,
         burst=args.burst,
+        abuse_threshold=args.abuse_threshold,
+        abuse_decay=args.abuse_decay,
         max_connections_per_address=args.max_connections_per_address,
+        max_connections_per_network=args.max_connections_per_network,
+        max_connections=args.max_connections,
+        max_handshakes_per_address=args.max_handshakes_per_address,
+        max_sockets=args.max_sockets,
+        connects_per_second=args.connects_per_second,
+        connect_burst=args.connect_burst,
+        address_prefix_v4=args.address_prefix_v4,
+        address_prefix_v6=args.address_prefix_v6,
+        network_prefix_v4=args.network_prefix_v4,
+        network_prefix_v6=args.network_prefix_v6,
+        allowed_origins=args.allow_origin,
+        max_outbox=args.max_outbox,
+        max_outbox_bytes=args.max_outbox_bytes,
+        max_queued_bytes=args.max_queued_bytes,
+        compression="deflate" if args.compression == "deflate" else None,
+        max_inflated_bytes_per_second=args.max_inflated_bytes_per_second,
+        max_address_bytes_per_second=args.max_address_bytes_per_second,
+        open_timeout=args.handshake_timeout,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         ssl_context=ssl_context,
+        redis=args.redis,
+        redis_options={"namespace": args.redis_namespace},
     )
     try:
         eventloop.run(serve(server))
+    except BackplaneUnavailable as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

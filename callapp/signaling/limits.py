@@ -13,6 +13,7 @@ drive them with a fake clock.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Final, TypeAlias
@@ -76,6 +77,23 @@ class TokenBucket:
             self._tokens -= cost
             return True
         return False
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens, going into debt if need be; seconds until the debt is paid.
+
+        0.0 when the tokens were there. Otherwise the caller should wait the
+        returned time before acting: a later :meth:`reserve` queues behind
+        this one, so concurrent callers are served in turn at ``rate``, with
+        no thundering herd (the generic cell rate algorithm). A bucket with
+        ``rate`` 0 never pays a debt back: :data:`math.inf`.
+        """
+        self._refill()
+        self._tokens -= cost
+        if self._tokens >= 0:
+            return 0.0
+        if self.rate == 0:
+            return math.inf
+        return -self._tokens / self.rate
 
 
 class AbuseCounter:

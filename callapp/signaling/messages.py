@@ -114,16 +114,19 @@ class ProtocolError(Exception):
 
 
 class QuietFrames(logging.LoggerAdapter[logging.Logger]):
-    """A websockets logger that never logs at DEBUG, where websockets prints each frame.
+    """A websockets logger that logs only warnings and errors.
 
-    A ``join`` frame carries its room key, which must never reach a log.
-    websockets decides once per connection, with ``isEnabledFor(DEBUG)``,
-    whether to log frames; this adapter always says no, and passes INFO and
-    above (connection errors, the server's listening line) through.
+    A ``join`` frame carries its room key, which must never reach a log:
+    websockets prints each frame at DEBUG, deciding once per connection with
+    ``isEnabledFor(DEBUG)``, and this adapter always says no. It says no to
+    INFO too, where websockets writes a line per connection ("connection
+    open", "connection closed", "connection rejected (429 ...)"): connection
+    churn would turn those into a flood. The server logs its own listening
+    line, and words refusals in one summary line at most every few seconds.
     """
 
     def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
 
 
 def new_connection_id() -> str:

@@ -11,7 +11,20 @@ Metric names, all prefixed ``callapp_signaling_``:
 * ``connections`` (gauge): live WebSocket connections, both endpoints.
 * ``rooms`` (gauge): rooms with at least one member.
 * ``connections_opened_total`` (counter): connections accepted, by endpoint.
-* ``connections_refused_total`` (counter): handshakes refused, by reason.
+* ``connections_refused_total`` (counter): connections refused, by reason
+  (:class:`callapp.signaling.guard.Refusal`: ``per-address``,
+  ``per-network``, ``churn``, ``server-full``, ``origin`` at the handshake;
+  ``handshakes``, ``sockets`` closed before any request was read).
+* ``connections_closed_total`` (counter): connections the server closed
+  because of a limit, by reason (``slow-reader`` 1013 for a full outbox,
+  ``queue-budget`` 1013 for the largest outbox when all of them together
+  hold too much, ``abuse`` 1008).
+* ``handshakes`` (gauge): TCP connections still in their opening handshake.
+* ``sockets`` (gauge): TCP connections held, of every kind.
+* ``queued_bytes`` (gauge): bytes waiting in every outbox together.
+* ``internal_errors_total`` (counter): messages whose handling failed in our
+  own code (a bug; the connection is answered nothing and stays open).
+* ``limit`` (gauge): each configured limit, by ``name``.
 * ``messages_received_total`` (counter): messages received, by endpoint.
 * ``messages_relayed_total`` (counter): relayed messages written to queues
   (a room broadcast to two members counts two).
@@ -39,7 +52,14 @@ class SignalingMetrics:
     so they can never drift from the room router's own counts.
     """
 
-    def __init__(self, connections: Callable[[], float], rooms: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        connections: Callable[[], float],
+        rooms: Callable[[], float],
+        handshakes: Callable[[], float] = lambda: 0.0,
+        sockets: Callable[[], float] = lambda: 0.0,
+        queued_bytes: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.connections = Gauge(f"{PREFIX}_connections", "Live WebSocket connections", registry=r)
@@ -72,6 +92,34 @@ class SignalingMetrics:
         self.errors = Counter(
             f"{PREFIX}_errors", "Error answers sent, by protocol code", ["code"], registry=r
         )
+        self.connections_closed = Counter(
+            f"{PREFIX}_connections_closed",
+            "Connections the server closed because of a limit, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.handshakes = Gauge(
+            f"{PREFIX}_handshakes", "TCP connections still in their opening handshake", registry=r
+        )
+        self.handshakes.set_function(handshakes)
+        self.sockets = Gauge(f"{PREFIX}_sockets", "TCP connections held, of every kind", registry=r)
+        self.sockets.set_function(sockets)
+        self.queued_bytes = Gauge(
+            f"{PREFIX}_queued_bytes", "Bytes waiting in every outbox together", registry=r
+        )
+        self.queued_bytes.set_function(queued_bytes)
+        self.internal_errors = Counter(
+            f"{PREFIX}_internal_errors",
+            "Messages whose handling failed in the server's own code",
+            registry=r,
+        )
+        self.limit = Gauge(f"{PREFIX}_limit", "Configured limits, by name", ["name"], registry=r)
+
+    def set_limits(self, limits: dict[str, float | None]) -> None:
+        """Publish each configured limit (:obj:`None`, no limit, is left out)."""
+        for name, value in limits.items():
+            if value is not None:
+                self.limit.labels(name=name).set(value)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format 0.0.4 (see :data:`CONTENT_TYPE`)."""

@@ -54,7 +54,7 @@ does not learn whether the room is full.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from callapp.signaling.messages import (
     DEFAULT_ROOM_CAPACITY,
@@ -83,6 +83,7 @@ __all__ = [
     "MIN_ROOM_CAPACITY",
     "Deliver",
     "RoomRouter",
+    "RoomState",
 ]
 
 #: The largest capacity a join may ask for, unless the router is told otherwise.
@@ -95,6 +96,23 @@ class Deliver:
 
     to: str
     message: ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """One room as it stands: what :meth:`RoomRouter.room_state` gives and
+    :meth:`RoomRouter.restore_room` takes back.
+
+    For a transport that keeps rooms outside one router (the Redis backplane
+    stores them between events and rebuilds a router per event), so that the
+    rules still run in :class:`RoomRouter` alone. ``members`` are in join
+    order (the first is the caller); ``key`` is the room key it was created
+    with, or :obj:`None`, and is left out of ``repr()``.
+    """
+
+    members: tuple[str, ...]
+    capacity: int
+    key: str | None = field(default=None, repr=False)
 
 
 class RoomRouter:
@@ -172,6 +190,13 @@ class RoomRouter:
         """The rooms that exist (each has at least one member), oldest first."""
         return tuple(self._rooms)
 
+    def room_state(self, room: str) -> RoomState | None:
+        """``room`` as it stands (key included), or :obj:`None` if it does not exist."""
+        members = self._rooms.get(room)
+        if members is None:
+            return None
+        return RoomState(tuple(members), self._capacity[room], self._keys.get(room))
+
     @property
     def connection_count(self) -> int:
         return len(self._room_of)
@@ -187,6 +212,37 @@ class RoomRouter:
         if connection_id in self._room_of:
             raise ValueError(f"connection {connection_id!r} is already connected")
         self._room_of[connection_id] = None
+
+    def restore_room(self, room: str, state: RoomState) -> None:
+        """Put back a room as :meth:`room_state` gave it, sending nothing.
+
+        Members not yet connected are connected; each ends up in ``room``,
+        in the order given. A restored room then follows every rule as if
+        its joins had happened here (``max_rooms`` counts it too).
+
+        Raises:
+            ValueError: If ``room`` exists, ``state`` has no members, repeats
+                one, has more than its capacity, a capacity outside 2-8, or
+                names a connection that is already in a room.
+        """
+        members = state.members
+        if room in self._rooms:
+            raise ValueError(f"room {room!r} already exists")
+        if not members or len(set(members)) != len(members):
+            raise ValueError("a restored room needs distinct members, at least one")
+        if not MIN_ROOM_CAPACITY <= state.capacity <= MAX_ROOM_CAPACITY:
+            raise ValueError(f"room capacity must be {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY}")
+        if len(members) > state.capacity:
+            raise ValueError(f"room {room!r} has more members than its capacity")
+        for member in members:
+            if self._room_of.get(member) is not None:
+                raise ValueError(f"connection {member!r} is already in a room")
+        for member in members:
+            self._room_of[member] = room
+        self._rooms[room] = list(members)
+        self._capacity[room] = state.capacity
+        if state.key is not None:
+            self._keys[room] = state.key
 
     def disconnect(self, connection_id: str) -> list[Deliver]:
         """Forget a closed or dropped connection; it leaves its room."""

@@ -23,6 +23,11 @@ every frame, a keyed ``join`` included, so the server hands it a logger
 that never logs at DEBUG (:class:`QuietFrames`); refused joins are counted
 in ``callapp_signaling_unauthorized_joins_total``.
 
+With ``redis="redis://HOST:PORT/DB"`` the rooms, connection ids and relays
+live in Redis instead, shared by every server given the same URL
+(:class:`~callapp.signaling.backplane.Backplane`): the room rules are the
+same router's, ``/healthz`` answers 503 while Redis is unreachable.
+
 The server runs inside whatever asyncio loop is already running (the desktop
 app runs it on qasync)::
 
@@ -37,37 +42,50 @@ import asyncio
 import dataclasses
 import email.utils
 import http
-import json
 import logging
 import mimetypes
 import re
+import resource
 import ssl
+import sys
 import time
-from collections import Counter as Tally
+from collections import deque
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from callapp.signaling.guard import (
+    DEFAULT_CONNECTS_PER_SECOND,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    Admission,
+    AdmissionLimits,
+    PressureLog,
+    Refusal,
+    Ticket,
+    address_group,
+    origin_allowed,
+)
+from callapp.signaling.heap import Trimmer, malloc_trim
 from callapp.signaling.limits import AbuseCounter, CallAttemptLimiter, Clock, TokenBucket
 from callapp.signaling.messages import (
-    ABSENT,
     MAX_MESSAGE_BYTES,
     ApigwPing,
     ApigwSend,
     Error,
     ErrorCode,
     Join,
-    JsonValue,
     ProtocolError,
     QuietFrames,
     Relayed,
@@ -80,6 +98,7 @@ from callapp.signaling.messages import (
     new_connection_id,
     parse_apigw_request,
     parse_request,
+    request_id,
 )
 from callapp.signaling.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callapp.signaling.metrics import PREFIX as METRICS_PREFIX
@@ -90,6 +109,10 @@ from callapp.signaling.rooms import (
     Deliver,
     RoomRouter,
 )
+from callapp.signaling.turn import TurnConfig, welcome_servers
+
+if TYPE_CHECKING:
+    from callapp.signaling.backplane import Backplane
 
 __all__ = ["SERVER_NAME", "VERSION", "WEB_ROOT", "SignalingServer"]
 
@@ -133,18 +156,75 @@ class _Close:
     reason: str
 
 
+#: Bytes an outbox holds for one recipient before it is closed with 1013.
+DEFAULT_MAX_OUTBOX_BYTES: Final = 2**20
+
+#: Bytes all outboxes together hold before the largest is closed with 1013.
+DEFAULT_MAX_QUEUED_BYTES: Final = 64 * 2**20
+
+#: Inflated bytes per second one connection may send when it negotiated
+#: permessage-deflate (compression is off by default), with a burst of four
+#: times that.
+DEFAULT_MAX_INFLATED_BYTES_PER_SECOND: Final = 2**20
+
+#: Frames websockets buffers for a connection before it stops reading its
+#: socket. The handler reads as fast as frames come, except while its
+#: address waits for its inbound share (see ``max_address_bytes_per_second``):
+#: then 2 frames of up to ``max_frame_bytes`` each, not websockets' default
+#: of 16, wait in memory, and TCP holds back the rest at the sender's end.
+_MAX_QUEUE: Final = 2
+
+#: What each message costs in the per-address inbound share besides its
+#: length: small messages take the loop's time too.
+_MESSAGE_COST: Final = 1024
+
+#: The listening socket's accept queue. asyncio's default of 100 overflows
+#: when an attacker opens hundreds of connections at once, and a legitimate
+#: client caught in the overflow waits for TCP to retransmit (1-3 s).
+_BACKLOG: Final = 512
+
+#: Descriptors kept out of the socket budget: the listening sockets, the
+#: selector, logs, files of the web root, and the up to ``_BACKLOG`` sockets
+#: asyncio accepts in one go before any of them reaches the server.
+_RESERVED_DESCRIPTORS: Final = _BACKLOG + 100
+
+#: Seconds between summary lines of what the limits refused and closed.
+PRESSURE_LOG_INTERVAL: Final = 10.0
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Share:
+    """Inbound bytes per second one address group may have handled, shared by its connections."""
+
+    bucket: TokenBucket
+    users: int = 0
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class _Peer:
-    """One live connection, as the server sees it."""
+    """One live connection, as the server sees it.
+
+    ``outbox`` holds what is waiting for the writer task and ``queued`` its
+    size in memory (``sys.getsizeof`` of each string); ``waiter`` is the
+    future the writer sleeps on while the outbox is empty. Nothing here
+    points back at a task or an exception, and :meth:`SignalingServer._forget`
+    empties the outbox when the connection ends, so a closed connection's
+    memory returns by reference counting alone.
+    """
 
     id: str
     endpoint: Endpoint
     ws: ServerConnection
     bucket: TokenBucket
     abuse: AbuseCounter
-    outbox: asyncio.Queue[str | _Close]
+    source: str
+    inflated: TokenBucket | None = None
+    outbox: deque[str | _Close] = dataclasses.field(default_factory=deque)
+    queued: int = 0
+    waiter: asyncio.Future[None] | None = None
     writer: asyncio.Task[None] | None = None
     closing: bool = False
+    gone: bool = False
 
 
 def _too_large(frame: str | bytes, limit: int) -> bool:
@@ -158,17 +238,6 @@ def _too_large(frame: str | bytes, limit: int) -> bool:
     if 4 * len(frame) <= limit:
         return False
     return len(frame.encode("utf-8", "surrogatepass")) > limit
-
-
-def _peek_ref(frame: str | bytes) -> JsonValue:
-    """The request ``id`` of a frame that failed before parsing, if it has one."""
-    if not isinstance(frame, str):
-        return ABSENT
-    try:
-        value = json.loads(frame)
-    except (ValueError, RecursionError):
-        return ABSENT
-    return value.get("id", ABSENT) if isinstance(value, dict) else ABSENT
 
 
 def _response(
@@ -226,6 +295,8 @@ class SignalingServer:
             calls) that may wait unanswered per caller, and per callee, in
             any minute; one more is answered ``rate-limited``. 0: no limit.
         ice_servers: ``RTCIceServer`` objects sent in every ``welcome``.
+        turn: A TURN relay sharing a secret with us: every ``welcome`` also
+            carries a short-lived credential for it (:mod:`callapp.signaling.turn`).
         max_message_bytes: Largest message accepted, in bytes after
             reassembly (the limit itself is allowed); larger ones are answered
             ``too-large``.
@@ -241,18 +312,67 @@ class SignalingServer:
             with 1008.
         abuse_decay: Strikes forgiven per second.
         max_connections_per_address: WebSocket connections allowed from one
-            client IP address; more are refused with HTTP 429.
+            client address group (``address_prefix_v4``/``_v6``); more are
+            refused with HTTP 429.
+        max_connections_per_network: The same for a network group
+            (``network_prefix_v4``/``_v6``); default four times
+            ``max_connections_per_address``.
+        max_connections: WebSocket connections the whole server holds; more
+            are refused with HTTP 503.
+        max_handshakes_per_address: TCP connections from one address group
+            still in their opening handshake; more are closed unread.
+        max_sockets: TCP connections of every kind the server holds; more are
+            closed unread. :obj:`None`: the descriptor limit
+            (``RLIMIT_NOFILE``) less a reserve, read at :meth:`start`.
+        connects_per_second: WebSocket connects one address group may keep
+            up per second; past the burst, more are refused with HTTP 429.
+        connect_burst: Connects allowed at once (default:
+            ``max_connections_per_address``).
+        address_prefix_v4, address_prefix_v6: How addresses are grouped for
+            the per-address limits (bits: 32 and 64).
+        network_prefix_v4, network_prefix_v6: The same for the per-network
+            limit (24 and 48).
+        allowed_origins: Web origins (``https://app.example``) allowed to
+            open WebSocket connections besides the server's own page and
+            clients that send no ``Origin`` (non-browser ones); ``"*"``
+            allows every origin, ``"null"`` ``file://`` pages. Others get 403.
         max_outbox: Messages queued for one slow recipient before it is
             closed with 1013 (try again later).
+        max_outbox_bytes: The same in bytes of memory.
+        max_queued_bytes: Bytes queued for all recipients together; past it
+            the recipient with the largest queue is closed with 1013.
+        compression: ``"deflate"`` to offer permessage-deflate (with small
+            windows, and at most ``max_inflated_bytes_per_second`` inflated
+            per connection, more answered ``rate-limited``); :obj:`None`
+            (the default) sends and reads plain frames. See
+            ``docs/protocol.md`` for why it is off.
+        max_inflated_bytes_per_second: See ``compression``.
+        max_address_bytes_per_second: Bytes per second (each message
+            counting 1 KiB more than its length) that the connections of one
+            address group together get handled; past it their next frames
+            wait, and TCP slows the sender down (nothing is refused).
+            Default: ``rate`` times ``max_message_bytes`` (one connection at
+            full rate and size, at least 64 KiB/s), with a burst of ``burst``
+            such messages (at least 1 MiB).
         ping_interval: Seconds between keepalive pings (:obj:`None`: off).
         ping_timeout: Seconds to wait for a pong before dropping the peer.
-        open_timeout: Seconds allowed for an opening handshake (or any HTTP
-            request) to arrive.
+        open_timeout: Seconds allowed from the TCP connection to the end of
+            the opening handshake (the TLS handshake has as long again);
+            then the socket is closed.
         close_timeout: Seconds to wait for a closing handshake; a peer that
             does not read is then cut off.
         ssl_context: Serve ``wss://`` and ``https://`` with this context.
         web_root: Folder of the browser client (default: :data:`WEB_ROOT`).
         clock: Time source of the rate and abuse limits (tests fake it).
+        redis: ``redis://HOST:PORT/DB``: share rooms, ids and relays with
+            every server on that Redis (:mod:`callapp.signaling.backplane`);
+            :meth:`start` raises
+            :exc:`~callapp.signaling.backplane.BackplaneUnavailable` if it
+            cannot be reached. :obj:`None`: rooms live in this process.
+        redis_options: More keyword arguments for
+            :class:`~callapp.signaling.backplane.Backplane` (``namespace``,
+            ``heartbeat_interval``, ``node_timeout``, ``settle``,
+            ``max_pending``, ``retain``).
 
     Raises:
         ValueError: If a limit is out of range (``room_capacity`` above
@@ -270,6 +390,7 @@ class SignalingServer:
         require_room_keys: bool = False,
         max_unanswered_calls: int = 10,
         ice_servers: Iterable[Mapping[str, Any]] = (),
+        turn: TurnConfig | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_frame_bytes: int | None = None,
         rate: float = 50.0,
@@ -277,14 +398,32 @@ class SignalingServer:
         abuse_threshold: float = 64.0,
         abuse_decay: float = 1.0,
         max_connections_per_address: int = 256,
+        max_connections_per_network: int | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+        max_sockets: int | None = None,
+        connects_per_second: float = DEFAULT_CONNECTS_PER_SECOND,
+        connect_burst: int | None = None,
+        address_prefix_v4: int = 32,
+        address_prefix_v6: int = 64,
+        network_prefix_v4: int = 24,
+        network_prefix_v6: int = 48,
+        allowed_origins: Iterable[str] = (),
         max_outbox: int = 1024,
+        max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        compression: Literal["deflate"] | None = None,
+        max_inflated_bytes_per_second: int = DEFAULT_MAX_INFLATED_BYTES_PER_SECOND,
+        max_address_bytes_per_second: float | None = None,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
-        open_timeout: float = 10.0,
+        open_timeout: float = 5.0,
         close_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         web_root: Path | None = None,
         clock: Clock = time.monotonic,
+        redis: str | None = None,
+        redis_options: Mapping[str, Any] | None = None,
     ) -> None:
         if max_message_bytes < 1:
             raise ValueError("max_message_bytes must be at least 1")
@@ -296,6 +435,34 @@ class SignalingServer:
             raise ValueError("max_connections_per_address must be at least 1")
         if max_outbox < 1:
             raise ValueError("max_outbox must be at least 1")
+        if max_outbox_bytes < max_frame_bytes or max_queued_bytes < max_outbox_bytes:
+            raise ValueError(
+                "need max_frame_bytes <= max_outbox_bytes <= max_queued_bytes, so that "
+                "one message of the largest size can always be queued"
+            )
+        if compression not in (None, "deflate"):
+            raise ValueError(f"compression is 'deflate' or None, not {compression!r}")
+        if max_inflated_bytes_per_second < 1:
+            raise ValueError("max_inflated_bytes_per_second must be at least 1")
+        if max_address_bytes_per_second is None:
+            # Never below 64 KiB/s: a server configured with a tiny message
+            # rate must not stall its connections on this share.
+            max_address_bytes_per_second = max(rate * (max_message_bytes + _MESSAGE_COST), 2**16)
+        if max_address_bytes_per_second <= 0:
+            raise ValueError("max_address_bytes_per_second must be above 0")
+        self.limits = AdmissionLimits(
+            max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
+            max_connections_per_network=max_connections_per_network,
+            max_handshakes_per_address=max_handshakes_per_address,
+            max_sockets=max_sockets,
+            connects_per_second=connects_per_second,
+            connect_burst=connect_burst,
+            prefix_v4=address_prefix_v4,
+            prefix_v6=address_prefix_v6,
+            network_prefix_v4=network_prefix_v4,
+            network_prefix_v6=network_prefix_v6,
+        )
         # Fail now, not on the first connection, if the limits are unusable.
         TokenBucket(rate, burst, clock)
         AbuseCounter(abuse_threshold, abuse_decay, clock)
@@ -308,6 +475,7 @@ class SignalingServer:
         self.host = host
         self._requested_port = port
         self.ice_servers: tuple[dict[str, Any], ...] = tuple(servers)
+        self.turn = turn
         self.max_message_bytes = max_message_bytes
         self.max_frame_bytes = max_frame_bytes
         self.rate = rate
@@ -316,6 +484,13 @@ class SignalingServer:
         self.abuse_decay = abuse_decay
         self.max_connections_per_address = max_connections_per_address
         self.max_outbox = max_outbox
+        self.max_outbox_bytes = max_outbox_bytes
+        self.max_queued_bytes = max_queued_bytes
+        self.allowed_origins = frozenset(allowed_origins)
+        self.compression = compression
+        self.max_inflated_bytes_per_second = max_inflated_bytes_per_second
+        self.max_address_bytes_per_second = max_address_bytes_per_second
+        self._shares: dict[str, _Share] = {}
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.open_timeout = open_timeout
@@ -330,9 +505,34 @@ class SignalingServer:
             max_room_capacity=max_room_capacity,
             require_keys=require_room_keys,
         )
+        self.backplane: Backplane | None = None
+        if redis is not None:
+            # Imported here: a server without --redis (the desktop app's)
+            # never loads redis-py.
+            from callapp.signaling.backplane import Backplane
+
+            self.backplane = Backplane(
+                redis,
+                deliver=self._deliver,
+                lost=self._lost,
+                capacity=room_capacity,
+                max_rooms=max_rooms,
+                max_room_capacity=max_room_capacity,
+                require_keys=require_room_keys,
+                **(redis_options or {}),
+            )
         self.metrics = SignalingMetrics(
-            connections=lambda: self.router.connection_count,
-            rooms=lambda: self.router.room_count,
+            connections=lambda: (
+                self.router.connection_count
+                if self.backplane is None
+                else self.backplane.connection_count
+            ),
+            rooms=lambda: (
+                self.router.room_count if self.backplane is None else self.backplane.room_count
+            ),
+            handshakes=lambda: self.admission.handshakes,
+            sockets=lambda: self.admission.sockets,
+            queued_bytes=lambda: self._queued,
         )
         self.unauthorized_joins = Counter(
             f"{METRICS_PREFIX}_unauthorized_joins",
@@ -346,7 +546,14 @@ class SignalingServer:
             registry=self.metrics.registry,
         )
         self._peers: dict[str, _Peer] = {}
-        self._per_address: Tally[str] = Tally()
+        # Replaced at start() once the socket budget is known.
+        self.admission = Admission(self.limits, clock)
+        self.pressure = PressureLog(PRESSURE_LOG_INTERVAL, clock)
+        self._pressure_timer: asyncio.TimerHandle | None = None
+        self._trimmer = Trimmer(clock=clock)
+        self._trim_timer: asyncio.TimerHandle | None = None
+        self._queued = 0
+        self._internal_errors = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self._port: int | None = None
@@ -360,21 +567,64 @@ class SignalingServer:
         Raises:
             RuntimeError: If the server was already started.
             OSError: If the address cannot be bound (port in use, ...).
+            callapp.signaling.backplane.BackplaneUnavailable: With ``redis``,
+                if Redis cannot be reached (an :exc:`OSError` too).
         """
         if self._server is not None or self._stopped:
             raise RuntimeError("a SignalingServer can be started once")
+        if self.backplane is not None:
+            await self.backplane.start()
+        if self.limits.max_sockets is None:
+            # Stay clear of EMFILE: asyncio answers it with a traceback per
+            # failed accept() and stops accepting for a second.
+            self.limits = dataclasses.replace(self.limits, max_sockets=_socket_budget())
+            self.admission = Admission(self.limits, self._clock)
+        self._publish_limits()
+        guard = self
+
+        class GuardedConnection(ServerConnection):
+            """A connection counted from its first byte, refused before any is read."""
+
+            ticket: Ticket | None = None
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                guard._on_accept(self, transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                if self.ticket is not None:
+                    guard.admission.close(self.ticket)
+                _untangle(self)
+
+        extensions = []
+        if self.compression == "deflate":
+            # Small windows: 2 KiB of history each way (the SDP repeats
+            # itself within that), and zlib's memLevel 4 for the compressor.
+            extensions.append(
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=11,
+                    client_max_window_bits=11,
+                    compress_settings={"memLevel": 4},
+                )
+            )
         self._server = await serve(
             self._handle_connection,
             self.host,
             self._requested_port,
+            create_connection=GuardedConnection,
             process_request=self._process_request,
+            compression=None,
+            extensions=extensions or None,
             max_size=self.max_frame_bytes,
+            max_queue=_MAX_QUEUE,
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             open_timeout=self.open_timeout,
             close_timeout=self.close_timeout,
             ssl=self.ssl_context,
             logger=QuietFrames(logging.getLogger("websockets.server")),
+            backlog=_BACKLOG,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         logger.info("signaling server listening on %s", self.url)
@@ -399,6 +649,14 @@ class SignalingServer:
             for peer in list(self._peers.values()):
                 peer.ws.transport.abort()
             await server.wait_closed()
+        if self.backplane is not None:
+            # Every handler has run its disconnect: this only unregisters.
+            await self.backplane.stop()
+        for timer in (self._pressure_timer, self._trim_timer):
+            if timer is not None:
+                timer.cancel()
+        self._pressure_timer = self._trim_timer = None
+        self._report_pressure(force=True)
         logger.info("signaling server on port %s stopped", self._port)
 
     async def __aenter__(self) -> Self:
@@ -455,6 +713,9 @@ class SignalingServer:
     # -- HTTP --------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        ticket: Ticket | None = getattr(connection, "ticket", None)
+        if ticket is not None:
+            self.admission.request(ticket)
         path = urlsplit(request.path).path
         upgrade = any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
         if path in (NATIVE_PATH, APIGW_PATH):
@@ -464,10 +725,14 @@ class SignalingServer:
                     f"{path} is a WebSocket endpoint; connect with a WebSocket client.\n",
                     [("Upgrade", "websocket")],
                 )
-            return self._admit(connection)
+            return self._admit(connection, request, ticket)
         if upgrade:
             return _text(http.HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}\n")
         if path == "/healthz":
+            if self.backplane is not None and not self.backplane.ready:
+                return _text(
+                    http.HTTPStatus.SERVICE_UNAVAILABLE, "not ready: Redis is unreachable\n"
+                )
             return _text(http.HTTPStatus.OK, "ok")
         if path == "/metrics":
             return _response(http.HTTPStatus.OK, self.metrics.render(), METRICS_CONTENT_TYPE)
@@ -489,32 +754,109 @@ class SignalingServer:
             return missing
         return _response(http.HTTPStatus.OK, body, _content_type(path))
 
-    def _admit(self, connection: ServerConnection) -> Response | None:
-        """Reserve a per-address slot for a WebSocket handshake, or refuse it."""
-        address = str(connection.remote_address[0])
-        if self._per_address[address] >= self.max_connections_per_address:
-            self.metrics.connections_refused.labels(reason="per-address").inc()
-            logger.warning(
-                "refused a connection from %s: %d connections already open",
-                address,
-                self._per_address[address],
-            )
+    def _admit(
+        self, connection: ServerConnection, request: Request, ticket: Ticket | None
+    ) -> Response | None:
+        """Count a WebSocket upgrade against the limits, or answer why not (403/429/503).
+
+        The slots it takes are held until the TCP connection is gone,
+        whatever happens in between, so concurrent handshakes from one
+        address cannot overshoot a cap.
+        """
+        if ticket is None:  # pragma: no cover - every connection is a GuardedConnection
+            return None
+        origin_ok = origin_allowed(
+            request.headers.get("Origin"), request.headers.get("Host"), self.allowed_origins
+        )
+        refusal = self.admission.upgrade(ticket, origin_ok)
+        if refusal is None:
+            return None
+        self._refused(refusal, ticket.address)
+        retry = [("Retry-After", "1")]
+        if refusal is Refusal.ORIGIN:
             return _text(
-                http.HTTPStatus.TOO_MANY_REQUESTS,
-                "too many connections from your address\n",
+                http.HTTPStatus.FORBIDDEN,
+                "this server does not accept WebSocket connections from pages of your origin\n",
             )
-        self._per_address[address] += 1
+        if refusal is Refusal.SERVER_FULL:
+            return _text(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, "the server is busy; try again later\n", retry
+            )
+        text = {
+            Refusal.PER_ADDRESS: "too many connections from your address\n",
+            Refusal.PER_NETWORK: "too many connections from your network\n",
+            Refusal.CHURN: "too many connects from your address; slow down\n",
+        }[refusal]
+        return _text(http.HTTPStatus.TOO_MANY_REQUESTS, text, retry)
 
-        def release(_: object) -> None:
-            self._per_address[address] -= 1
-            if self._per_address[address] <= 0:
-                del self._per_address[address]
+    def _on_accept(self, connection: ServerConnection, transport: asyncio.BaseTransport) -> None:
+        """A TCP connection arrived: count it, or close it before reading a byte."""
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        verdict = self.admission.accept(address)
+        if isinstance(verdict, Refusal):
+            limits = self.limits
+            self._refused(verdict, address_group(address, limits.prefix_v4, limits.prefix_v6))
+            # websockets' handler sees the connection lost before any request
+            # and ends quietly.
+            connection.transport.abort()
+            return
+        connection.ticket = verdict  # type: ignore[attr-defined]
 
-        # The slot is held from the handshake until the TCP connection is
-        # gone, whatever happens in between, so concurrent handshakes from
-        # one address cannot overshoot the cap.
-        connection.connection_lost_waiter.add_done_callback(release)
-        return None
+    def _refused(self, refusal: Refusal, source: str) -> None:
+        self.metrics.connections_refused.labels(reason=str(refusal)).inc()
+        self._pressure("refused", str(refusal), source)
+
+    def _pressure(self, kind: str, reason: str, source: str) -> None:
+        """Note a refusal or a close; the summary line goes out at most every few seconds."""
+        self.pressure.note(kind, reason, source)
+        self._report_pressure()
+        if self._pressure_timer is None and self.pressure.pending and not self._stopped:
+            # The last events of an attack are reported even if nothing follows.
+            loop = asyncio.get_running_loop()
+            self._pressure_timer = loop.call_later(self.pressure.interval, self._flush_pressure)
+
+    def _flush_pressure(self) -> None:
+        self._pressure_timer = None
+        self._report_pressure()
+        if self.pressure.pending and not self._stopped:
+            self._pressure_timer = asyncio.get_running_loop().call_later(
+                self.pressure.interval, self._flush_pressure
+            )
+
+    def _report_pressure(self, force: bool = False) -> None:
+        line = self.pressure.report(force)
+        if line is not None:
+            logger.warning("%s", line)
+
+    def _publish_limits(self) -> None:
+        limits = self.limits
+        self.metrics.set_limits(
+            {
+                "max_connections": limits.max_connections,
+                "max_connections_per_address": limits.max_connections_per_address,
+                "max_connections_per_network": limits.per_network,
+                "max_handshakes_per_address": limits.max_handshakes_per_address,
+                "max_sockets": limits.max_sockets,
+                "connects_per_second": limits.connects_per_second,
+                "connect_burst": limits.burst,
+                "address_prefix_v4": limits.prefix_v4,
+                "address_prefix_v6": limits.prefix_v6,
+                "network_prefix_v4": limits.network_prefix_v4,
+                "network_prefix_v6": limits.network_prefix_v6,
+                "handshake_timeout_seconds": self.open_timeout,
+                "max_message_bytes": self.max_message_bytes,
+                "max_frame_bytes": self.max_frame_bytes,
+                "rate": self.rate,
+                "burst": self.burst,
+                "max_outbox": self.max_outbox,
+                "max_outbox_bytes": self.max_outbox_bytes,
+                "max_queued_bytes": self.max_queued_bytes,
+                "compression": 1.0 if self.compression else 0.0,
+                "max_inflated_bytes_per_second": self.max_inflated_bytes_per_second,
+                "max_address_bytes_per_second": self.max_address_bytes_per_second,
+            }
+        )
 
     # -- WebSocket ---------------------------------------------------------
 
@@ -522,51 +864,128 @@ class SignalingServer:
         assert ws.request is not None  # the handshake is done
         endpoint: Endpoint = "apigw" if urlsplit(ws.request.path).path == APIGW_PATH else "ws"
         connection_id = new_connection_id()
-        while self.router.is_connected(connection_id):  # pragma: no cover - 96 random bits
+        while connection_id in self._peers or self.router.is_connected(
+            connection_id
+        ):  # pragma: no cover - 96 random bits
             connection_id = new_connection_id()
+        ticket: Ticket | None = getattr(ws, "ticket", None)
+        inflated = None
+        if ws.protocol.extensions:
+            # permessage-deflate: a 300-byte frame can inflate to max_size.
+            per_second = self.max_inflated_bytes_per_second
+            inflated = TokenBucket(per_second, 4 * per_second, self._clock)
         peer = _Peer(
             id=connection_id,
             endpoint=endpoint,
             ws=ws,
             bucket=TokenBucket(self.rate, self.burst, self._clock),
             abuse=AbuseCounter(self.abuse_threshold, self.abuse_decay, self._clock),
-            outbox=asyncio.Queue(),
+            source=ticket.address if ticket is not None else "",
+            inflated=inflated,
         )
-        self.router.connect(connection_id)
         self._peers[connection_id] = peer
+        if self.backplane is None:
+            self.router.connect(connection_id)
+        else:
+            # Registered (in _peers first: what other servers send arrives
+            # from now on) before the welcome names the id.
+            await self.backplane.connect(connection_id)
         self.metrics.connections_opened.labels(endpoint=endpoint).inc()
-        logger.info("%s connected on /%s from %s", connection_id, endpoint, ws.remote_address)
+        # DEBUG, not INFO: a line per connection is what churn turns into a flood.
+        logger.debug("%s connected on /%s from %s", connection_id, endpoint, ws.remote_address)
         peer.writer = asyncio.create_task(self._write(peer), name=f"signaling-writer-{peer.id}")
+        share = self._share(peer.source)
         try:
             if endpoint == "ws":
-                welcome = Welcome(connection_id, SERVER_NAME, self.ice_servers)
+                # Wall-clock time: the relay checks the expiry against its own clock.
+                turn = welcome_servers(self.turn, connection_id, time.time())
+                welcome = Welcome(connection_id, SERVER_NAME, self.ice_servers + turn)
                 self._enqueue(peer, encode(welcome))
             while not peer.closing:
                 frame = await ws.recv()
-                self._on_frame(peer, frame)
-            # Abuse: the writer flushes the last error, then closes with 1008.
-            await ws.wait_closed()
+                delay = share.bucket.reserve(len(frame) + _MESSAGE_COST)
+                if delay > 0:
+                    # The address is over its share: this connection reads
+                    # nothing more until its turn comes.
+                    await asyncio.sleep(delay)
+                try:
+                    if self.backplane is None:
+                        self._on_frame(peer, frame)
+                    else:
+                        # Awaited: the next frame of this connection waits,
+                        # which keeps per-sender order across servers.
+                        await self._on_shared_frame(peer, self.backplane, frame)
+                except Exception:
+                    self._internal_error(peer)
+            # Closing (abuse, a full outbox): the writer or a close task ends
+            # the connection. Until then read and drop what still arrives, so
+            # that nothing piles up in websockets' buffers.
+            while True:
+                await ws.recv()
         except ConnectionClosed as exc:
-            logger.info("%s disconnected: %s", connection_id, exc)
+            logger.debug("%s disconnected: %s", connection_id, exc)
         finally:
-            del self._peers[connection_id]
-            self.calls.forget(connection_id)
-            self._dispatch(self.router.disconnect(connection_id))
-            if not peer.writer.done():
-                peer.writer.cancel()
+            self._forget(peer)
+            if self.backplane is not None:
+                try:
+                    self._dispatch(await self.backplane.disconnect(connection_id))
+                except Exception:
+                    self._internal_error(peer)
+            share.users -= 1
+            if share.users <= 0:
+                del self._shares[peer.source]
             logger.debug("%s forgotten", connection_id)
 
+    def _share(self, source: str) -> _Share:
+        share = self._shares.get(source)
+        if share is None:
+            rate = self.max_address_bytes_per_second
+            burst = max(rate, self.burst * (self.max_message_bytes + _MESSAGE_COST), 2**20)
+            share = self._shares[source] = _Share(TokenBucket(rate, burst, self._clock))
+        share.users += 1
+        return share
+
+    def _forget(self, peer: _Peer) -> None:
+        """``peer``'s connection ended: drop it everywhere, free its outbox now.
+
+        The writer task is never cancelled: a cancelled task keeps its
+        ``CancelledError``, whose traceback holds the writer's frame, which
+        holds the peer, which holds the task -- a cycle only a full garbage
+        collection frees. Woken with :attr:`_Peer.gone` set (or failing on
+        the closed socket), it returns by itself.
+        """
+        peer.gone = True
+        del self._peers[peer.id]
+        self.calls.forget(peer.id)
+        if self.backplane is None:  # else the handler awaits the backplane's
+            self._dispatch(self.router.disconnect(peer.id))
+        self._drop_outbox(peer)
+        self._wake(peer)
+        _untangle(peer.ws)
+
     async def _write(self, peer: _Peer) -> None:
-        """Drain ``peer``'s outbox into its socket, in order."""
+        """Drain ``peer``'s outbox into its socket, in order, until it is gone."""
+        ws = peer.ws
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                item = await peer.outbox.get()
+            while not peer.gone:
+                if not peer.outbox:
+                    peer.waiter = loop.create_future()
+                    await peer.waiter
+                    peer.waiter = None
+                    continue
+                item = peer.outbox.popleft()
                 if isinstance(item, _Close):
-                    await self._close(peer.ws, item)
+                    await self._close(ws, item)
                     return
-                await peer.ws.send(item)
+                self._unqueue(peer, sys.getsizeof(item))
+                await ws.send(item)
         except ConnectionClosed:
             return
+        finally:
+            peer.waiter = None
+            if peer.gone:
+                _untangle(ws)
 
     async def _close(self, ws: ServerConnection, close: _Close) -> None:
         """Close ``ws``, aborting it if the peer does not read.
@@ -581,40 +1000,111 @@ class SignalingServer:
         except TimeoutError:
             ws.transport.abort()
 
+    @staticmethod
+    def _wake(peer: _Peer) -> None:
+        waiter = peer.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _unqueue(self, peer: _Peer, size: int) -> None:
+        peer.queued -= size
+        self._queued -= size
+
+    def _drop_outbox(self, peer: _Peer) -> None:
+        """Forget everything queued for ``peer`` (it is closing or gone)."""
+        freed = peer.queued
+        peer.outbox.clear()
+        self._unqueue(peer, freed)
+        self._freed(freed)
+
+    def _freed(self, size: int) -> None:
+        """``size`` bytes went back to the allocator: trim the heap once enough have."""
+        self._trimmer.freed(size)
+        if (
+            self._trim_timer is None
+            and not self._stopped
+            and self._trimmer.pending >= self._trimmer.threshold
+        ):
+            # Soon, not now: a burst of closes frees its memory within a few
+            # milliseconds, and one trim after it is enough.
+            self._trim_timer = asyncio.get_running_loop().call_later(0.25, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_timer = None
+        if self._trimmer.due():
+            malloc_trim()
+        elif self._trimmer.pending >= self._trimmer.threshold and not self._stopped:
+            self._trim_timer = asyncio.get_running_loop().call_later(
+                self._trimmer.min_interval, self._trim
+            )
+
     def _enqueue(self, peer: _Peer, item: str | _Close) -> None:
-        if peer.closing:
+        """Queue ``item`` for ``peer``'s writer, or close ``peer`` if it cannot take more.
+
+        Three limits, all answered with 1013 (try again later) and the
+        recipient's queue dropped at once: ``max_outbox`` messages or
+        ``max_outbox_bytes`` bytes for this recipient; ``max_queued_bytes``
+        for all of them together, which closes whoever holds the most.
+        Nothing is ever dropped from a connection that stays open, so
+        per-sender order holds for every receiver.
+        """
+        if peer.closing or peer.gone:
             return
         if isinstance(item, _Close):
             peer.closing = True
-            peer.outbox.put_nowait(item)
-        elif peer.outbox.qsize() < self.max_outbox:
-            peer.outbox.put_nowait(item)
+            peer.outbox.append(item)
+            self._wake(peer)
+            return
+        size = sys.getsizeof(item)
+        if len(peer.outbox) >= self.max_outbox or peer.queued + size > self.max_outbox_bytes:
+            # The writer is stuck behind a peer that does not read: a close
+            # queued behind the messages would never be reached. Close now.
+            self._shed(peer, "slow-reader", "too many messages queued")
+            return
+        while self._queued + size > self.max_queued_bytes:
+            victim = max(self._peers.values(), key=lambda p: p.queued)
+            if victim.queued == 0:  # pragma: no cover - max_queued_bytes >= max_outbox_bytes
+                break
+            self._shed(victim, "queue-budget", "the server is short of memory for queues")
+            if victim is peer:
+                return
+        peer.outbox.append(item)
+        peer.queued += size
+        self._queued += size
+        self._wake(peer)
+
+    def _shed(self, peer: _Peer, reason: str, text: str) -> None:
+        """Close ``peer`` with 1013 now, its queue freed, whatever its writer is doing."""
+        peer.closing = True
+        self._drop_outbox(peer)
+        self.metrics.connections_closed.labels(reason=reason).inc()
+        self._pressure("closed", reason, peer.source)
+        task = asyncio.create_task(self._close(peer.ws, _Close(CloseCode.TRY_AGAIN_LATER, text)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _internal_error(self, peer: _Peer) -> None:
+        """A bug of ours while handling ``peer``'s message: counted, logged rarely.
+
+        The first one gets its traceback in the log (a bug must be findable);
+        later ones only count in the summary line and the metric, so that a
+        frame that triggers one cannot flood the log.
+        """
+        self.metrics.internal_errors.inc()
+        self._internal_errors += 1
+        if self._internal_errors == 1:
+            logger.exception("internal error handling a message from %s", peer.id)
         else:
-            # The writer is stuck behind a peer that does not read: queueing
-            # a close behind it would never be reached. Close it now.
-            logger.warning("%s is not reading its messages; closing it", peer.id)
-            peer.closing = True
-            close = _Close(CloseCode.TRY_AGAIN_LATER, "too many messages queued")
-            task = asyncio.create_task(self._close(peer.ws, close))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._pressure("failed", "internal-error", peer.source)
 
     def _on_frame(self, peer: _Peer, frame: str | bytes) -> None:
-        """Check, parse and route one message from ``peer``."""
-        self.metrics.messages_received.labels(endpoint=peer.endpoint).inc()
+        """Check, parse and route one message from ``peer``.
+
+        :meth:`_on_shared_frame` is the same with a backplane: keep them alike.
+        """
         answer = False
         try:
-            if _too_large(frame, self.max_message_bytes):
-                raise ProtocolError(
-                    ErrorCode.TOO_LARGE,
-                    f"messages are limited to {self.max_message_bytes} bytes",
-                )
-            if not peer.bucket.allow():
-                raise ProtocolError(
-                    ErrorCode.RATE_LIMITED,
-                    f"slow down: {self.rate:g} messages/s, bursts of {self.burst}",
-                    _peek_ref(frame),
-                )
+            self._admit_frame(peer, frame)
             if peer.endpoint == "ws":
                 request = parse_request(frame)
                 if isinstance(request, Send):
@@ -624,13 +1114,62 @@ class SignalingServer:
                     self._note_join(peer, request, deliveries)
             else:
                 deliveries = self._route_apigw(peer, frame)
-                # An error answer already names the sender; anything else
-                # gets the plain answer, after the delivery to TO.
-                answer = not any(
-                    d.to == peer.id and isinstance(d.message, Error) for d in deliveries
-                )
+                answer = self._apigw_answers(peer, deliveries)
         except ProtocolError as exc:
             deliveries = [Deliver(peer.id, exc.to_message())]
+        self._after_frame(peer, deliveries, answer)
+
+    async def _on_shared_frame(self, peer: _Peer, backplane: Backplane, frame: str | bytes) -> None:
+        """:meth:`_on_frame` with the rooms in Redis: the same steps, awaited."""
+        answer = False
+        try:
+            self._admit_frame(peer, frame)
+            if peer.endpoint == "ws":
+                request = parse_request(frame)
+                if isinstance(request, Send):
+                    await self._check_shared_call_attempt(peer.id, backplane, request)
+                deliveries = await backplane.handle(peer.id, request)
+                if isinstance(request, Join):
+                    self._note_join(peer, request, deliveries)
+            else:
+                apigw = parse_apigw_request(frame)
+                deliveries = []
+                if isinstance(apigw, ApigwSend):
+                    send = Send(data=apigw.message, to=apigw.to)
+                    await self._check_shared_call_attempt(peer.id, backplane, send)
+                    deliveries = await backplane.handle(peer.id, send)
+                answer = self._apigw_answers(peer, deliveries)
+        except ProtocolError as exc:
+            deliveries = [Deliver(peer.id, exc.to_message())]
+        self._after_frame(peer, deliveries, answer)
+
+    @staticmethod
+    def _apigw_answers(peer: _Peer, deliveries: Iterable[Deliver]) -> bool:
+        """Whether an /apigw frame gets the plain answer: an error answer already
+        names the sender; anything else gets it, after the delivery to TO."""
+        return not any(d.to == peer.id and isinstance(d.message, Error) for d in deliveries)
+
+    def _admit_frame(self, peer: _Peer, frame: str | bytes) -> None:
+        """Count a frame and check its size, then its rate (raise the error that answers)."""
+        self.metrics.messages_received.labels(endpoint=peer.endpoint).inc()
+        # Whatever the frame was, its memory goes back once handled.
+        self._freed(len(frame))
+        if _too_large(frame, self.max_message_bytes):
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"messages are limited to {self.max_message_bytes} bytes",
+            )
+        if not peer.bucket.allow() or (
+            peer.inflated is not None and not peer.inflated.allow(len(frame))
+        ):
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"slow down: {self.rate:g} messages/s, bursts of {self.burst}",
+                request_id(frame),
+            )
+
+    def _after_frame(self, peer: _Peer, deliveries: list[Deliver], answer: bool) -> None:
+        """Send what a frame caused, the /apigw answer, and count the sender's errors."""
         self._dispatch(deliveries)
         if answer:
             self._enqueue(peer, encode_apigw_answer(peer.id))
@@ -640,7 +1179,8 @@ class SignalingServer:
                 and isinstance(delivery.message, Error)
                 and peer.abuse.record(delivery.message.code)
             ):
-                logger.warning("%s keeps sending bad messages; closing it", peer.id)
+                self.metrics.connections_closed.labels(reason="abuse").inc()
+                self._pressure("closed", "abuse", peer.source)
                 self._enqueue(peer, _Close(CloseCode.POLICY_VIOLATION, "too many bad messages"))
                 break
 
@@ -653,12 +1193,33 @@ class SignalingServer:
         to = send.to
         if to is None or not self.router.is_connected(to):
             return
+        self._count_call_attempt(
+            sender, to, send, self.router.room_of(sender), self.router.room_of(to)
+        )
+
+    async def _check_shared_call_attempt(
+        self, sender: str, backplane: Backplane, send: Send
+    ) -> None:
+        """:meth:`_check_call_attempt` with the rooms in Redis (one look-up per SDP)."""
+        to = send.to
+        if to is None or _sdp_kind(send.data) is None:
+            return
+        try:
+            connected, to_room = await backplane.locate(to)
+        except Exception:  # Redis away: the relay is queued unchecked
+            return
+        if connected:
+            self._count_call_attempt(sender, to, send, backplane.room_of(sender), to_room)
+
+    def _count_call_attempt(
+        self, sender: str, to: str, send: Send, room: str | None, to_room: str | None
+    ) -> None:
+        """Count an offer by id to a live ``to`` outside the sender's room; note answers."""
         kind = _sdp_kind(send.data)
         if kind == "answer":
             self.calls.answered(caller=to, callee=sender)
             return
-        room = self.router.room_of(sender)
-        if kind != "offer" or (room is not None and room == self.router.room_of(to)):
+        if kind != "offer" or (room is not None and room == to_room):
             return
         if not self.calls.attempt(sender, to):
             self.calls_refused.inc()
@@ -699,6 +1260,16 @@ class SignalingServer:
         for delivery in deliveries:
             self._deliver(delivery.to, delivery.message)
 
+    def _lost(self, connection_id: str) -> None:
+        """The backplane gave a connection up (this server was taken for dead
+        during an outage): close it, so that its client reconnects and rejoins."""
+        peer = self._peers.get(connection_id)
+        if peer is not None:
+            self.metrics.connections_closed.labels(reason="cluster").inc()
+            self._enqueue(
+                peer, _Close(CloseCode.SERVICE_RESTART, "the server lost its cluster; reconnect")
+            )
+
     def _deliver(self, to: str, message: ServerMessage) -> None:
         peer = self._peers.get(to)
         if peer is None:
@@ -710,6 +1281,34 @@ class SignalingServer:
         text = encode(message) if peer.endpoint == "ws" else encode_apigw(message, peer.id)
         if text is not None:
             self._enqueue(peer, text)
+
+
+def _untangle(connection: ServerConnection) -> None:
+    """Break the cycles websockets leaves through the exceptions a connection keeps.
+
+    A connection keeps the error that ended it (``connection_exc``, and its
+    protocol's ``parser_exc``/``handshake_exc``); each one's traceback holds
+    the frames that raised it, and those frames hold the connection (or its
+    protocol, with its read buffer): a cycle only a full collection frees.
+    Dropping the tracebacks (and their chained causes') lets reference
+    counting free the connection as soon as nothing else holds it.
+    """
+    protocol = connection.protocol
+    for first in (connection.connection_exc, protocol.parser_exc, protocol.handshake_exc):
+        exc: BaseException | None = first
+        for _ in range(8):  # chains are short; never loop on a cyclic one
+            if exc is None:
+                break
+            exc.__traceback__ = None
+            exc = exc.__cause__ or exc.__context__
+
+
+def _socket_budget() -> int:
+    """Sockets the process may hold: its descriptor limit less :data:`_RESERVED_DESCRIPTORS`."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return max(16, soft - _RESERVED_DESCRIPTORS)
 
 
 def _sdp_kind(data: object) -> str | None:

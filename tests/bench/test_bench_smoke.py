@@ -108,6 +108,16 @@ EXPECTED = [
         if peer != who
         for key in ("fps", "fps_per_second_median", "longest_freeze_ms", "stats_fps_received")
     ),
+    "fuzz.core.frames_per_s",
+    *(
+        f"fuzz.{part}.{key}"
+        for part in ("sockets", "sockets_default_limits")
+        for key in ("frames_per_s", "rss_before_mib", "rss_after_mib", "tracebacks")
+    ),
+    *(
+        f"attacks.churn.{key}"
+        for key in ("rss_peak_mib", "rss_residual_mib", "connect_s_max", "tracebacks")
+    ),
     "machine.nproc",
     "took_s",
 ]

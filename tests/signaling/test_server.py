@@ -499,7 +499,10 @@ async def test_a_receiver_that_does_not_read_is_closed(make_server: ServerFactor
 
 
 async def test_stop_cuts_off_a_receiver_that_does_not_read(make_server: ServerFactory) -> None:
-    server = await make_server(rate=1e6, burst=10**6, close_timeout=0.2)
+    # Outbox limits out of the way: the test wants messages stuck in it.
+    server = await make_server(
+        rate=1e6, burst=10**6, close_timeout=0.2, max_outbox_bytes=2**26, max_queued_bytes=2**26
+    )
     a, _ = await native(server)
     b, b_id = await native(server)
     b.transport.pause_reading()
@@ -507,7 +510,7 @@ async def test_stop_cuts_off_a_receiver_that_does_not_read(make_server: ServerFa
     # Until b's writer is stuck: the socket buffers are full (a few MB on
     # loopback) and messages pile up in its outbox.
     async with asyncio.timeout(TIMEOUT):
-        while server._peers[b_id].outbox.qsize() < 20:
+        while len(server._peers[b_id].outbox) < 20:
             await send_json(a, {"type": "message", "to": b_id, "data": payload})
     # The closing handshake cannot reach b; stop() aborts it after the timeout.
     async with asyncio.timeout(TIMEOUT):
