@@ -21,19 +21,27 @@ It prints one short line per change, flushed at once so scripts can follow::
     call ended: you hung up
     phase: waiting
     reconnecting: giving up in 30 s          (the server went away, nobody in a call)
+    peer relinked: Xy7... is now Q2w... (Ana) (the server came back; the call goes on)
+    peer reconnecting: Xy7... (Ana): the media path was lost   (a fresh ICE session...)
+    peer reconnected: Xy7... (Ana)           (...is up: media flows again)
     call ended: the host ended the call      (the host's app, and its server, went away)
     signaling: gone: could not reach the server; gave up
 
 A call lasts while media flows with at least one peer: in a group room
 people come and go and the call goes on, and it goes on peer to peer while
-the signaling server is away. It exits 0 once ``--calls`` calls (default 1)
-have had media flowing and ended (whoever ended them: the host closing its
-app is an ending like any other), and non-zero with one ``error: ...`` line
+the signaling server is away (and untouched when it is back); a media path
+that dies while signaling works is renegotiated. ``--relay-only`` sends media
+only through a TURN relay (the server's ``welcome`` names one). It exits 0
+once ``--calls`` calls (default 1) have had media flowing and ended
+(whoever ended them: the host closing its app is an ending like any
+other), and non-zero with one ``error: ...`` line
 otherwise (server unreachable, room full, the person called is busy, no call
 connected within ``--timeout``, the server gone for ``--reconnect-for``
-seconds or with its host). With ``--host`` this process hosts: stopping it
-(SIGINT/SIGTERM) tells the others the host ended the call before its server
-stops. With ``--stats-json`` it writes the report of
+seconds or with its host); 3 when a call's quality collapsed (under 5 fps,
+frozen half the time or a third of the packets lost: ``quality`` in the
+report, :func:`callapp.call.report.quality`). With ``--host`` this process
+hosts: stopping it (SIGINT/SIGTERM) tells the others the host ended the call
+before its server stops. With ``--stats-json`` it writes the report of
 :mod:`callapp.call.report` at exit.
 """
 
@@ -62,6 +70,7 @@ from callapp.call.session import MAX_CAPACITY, CallSession
 from callapp.call.state import (
     CallPhase,
     ChatMessage,
+    EndReason,
     LegState,
     LinkEnd,
     LinkState,
@@ -77,6 +86,8 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The call happened, but its quality collapsed (report ``quality``: "collapsed").
+EXIT_COLLAPSED = 3
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -166,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ice-server", action="append", default=[], metavar="URL", help="STUN/TURN URL (repeat)"
     )
     parser.add_argument("--allow-loopback", action="store_true", help="offer 127.0.0.1 candidates")
+    parser.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="send media only through a TURN relay (the server's, or --ice-server turn:...)",
+    )
     parser.add_argument(
         "--seconds", type=float, metavar="N", help="hang up N seconds after media starts"
     )
@@ -317,14 +333,25 @@ class Runner:
     def _say_legs(self, before: SessionSnapshot, snapshot: SessionSnapshot) -> None:
         was = {leg.peer_id: leg for leg in before.legs}
         now = {leg.peer_id: leg for leg in snapshot.legs}
+        moved = {old_id for leg in snapshot.legs for old_id in leg.previous_ids}
         for peer_id, leg in now.items():
             old = was.get(peer_id)
-            if leg.state is LegState.CONNECTED and (old is None or old.state is not leg.state):
-                say(f"peer connected: {peer_id} ({leg.name})")
+            if old is None:
+                earlier = [i for i in leg.previous_ids if i in was]
+                if earlier:  # the same call, its peer back on signaling with a new id
+                    say(f"peer relinked: {earlier[-1]} is now {peer_id} ({leg.name})")
+                    old = was[earlier[-1]]
+            if leg.state is LegState.RECONNECTING and (old is None or old.state is not leg.state):
+                say(f"peer reconnecting: {peer_id} ({leg.name}): the media path was lost")
+            elif leg.state is LegState.CONNECTED and (old is None or old.state is not leg.state):
+                if old is not None and old.state is LegState.RECONNECTING:
+                    say(f"peer reconnected: {peer_id} ({leg.name})")
+                else:
+                    say(f"peer connected: {peer_id} ({leg.name})")
             if leg.presence is not None and (old is None or old.presence != leg.presence):
                 say(describe_presence(peer_id, leg.presence))
         for peer_id, leg in was.items():
-            if peer_id not in now and leg.state is LegState.CONNECTED:
+            if peer_id not in now and peer_id not in moved and leg.state is LegState.CONNECTED:
                 reason = snapshot.end_reason.value if snapshot.end_reason else "ended"
                 say(f"peer left: {peer_id} ({leg.name}): {reason}")
 
@@ -364,6 +391,9 @@ class Runner:
             # A dialled call that never connected: nobody else will call.
             error = ending_error(snapshot.end_reason)
             self.fail(str(error) if error else f"calling {self.args.to} failed: {reason}")
+        elif snapshot.end_reason is EndReason.RELAY_FAILED:
+            # Every call would go through that relay, and it said no: say why now.
+            self.fail(snapshot.notice or reason)
 
     # -- frames --------------------------------------------------------------------
 
@@ -503,6 +533,7 @@ async def run(args: argparse.Namespace) -> int:
         codec=args.codec,
         ice_servers=tuple(args.ice_server),
         allow_loopback=args.allow_loopback,
+        relay_only=args.relay_only,
         auto_answer=args.auto_answer,
         hosting=server is not None,
         reconnect_for=args.reconnect_for,
@@ -540,19 +571,27 @@ async def run(args: argparse.Namespace) -> int:
                 runner.fail(f"recording failed: {exc}")
         if server is not None:
             await server.stop()
+    data = session_report(
+        session.snapshot.connection_id,
+        session.records(),
+        started_at=runner.started_at,
+        chat=session.snapshot.chat,
+        signaling_reconnects=session.signaling_reconnects,
+    )
     if args.stats_json:
-        data = session_report(
-            session.snapshot.connection_id,
-            session.records(),
-            started_at=runner.started_at,
-            chat=session.snapshot.chat,
-        )
         data["completed_calls"] = runner.completed
         text = json.dumps(data, indent=2) + "\n"
         await asyncio.to_thread(Path(args.stats_json).write_text, text)
     if runner.failure is not None and runner.completed < max(args.calls, 1):
         say_error(runner.failure)
         return EXIT_FAILED
+    collapsed = [p for p in data["peers"] if p.get("quality") == "collapsed"]
+    if collapsed:
+        # A call nobody could follow is not a success, even though it connected.
+        for peer in collapsed:
+            say(f"quality: collapsed with {peer['id']}: {'; '.join(peer['quality_reasons'])}")
+        say_error("the call's quality collapsed (see quality in --stats-json)")
+        return EXIT_COLLAPSED
     return EXIT_OK
 
 

@@ -44,6 +44,9 @@ class CallConfig:
     fps: float = 30.0
     codec: str = "vp8"
     ice_servers: tuple[str, ...] = ()
+    #: Offer and use only TURN-relayed candidates (``iceTransportPolicy: "relay"``):
+    #: the peers never learn each other's addresses, and calls need a TURN server.
+    relay_only: bool = False
     allow_loopback: bool = False
     auto_answer: bool = False
     #: Longest wait for a STUN/TURN server while gathering candidates, in seconds.
@@ -71,6 +74,11 @@ class CallConfig:
     #: flows with anyone (a live peer-to-peer call keeps it retrying); then the
     #: link is GONE with ``LinkEnd.GAVE_UP``. ``math.inf``: retry until closed.
     reconnect_for: float = 30.0
+    #: How long a call whose media path died (while signaling works) keeps
+    #: renegotiating a fresh ICE session before it ends, once the peer answered
+    #: on signaling (unheard, it ends after 6 s: ``leg.UNHEARD_RESTART_S``); 0
+    #: ends it at once, as a lost peer (``PEER_UNREACHABLE``).
+    restart_for: float = 20.0
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -79,5 +87,7 @@ class CallConfig:
             raise ValueError(f"volume must be between 0 and 2, not {self.volume}")
         if self.width <= 0 or self.height <= 0 or self.fps <= 0:
             raise ValueError("width, height and fps must be positive")
+        if not self.restart_for >= 0:  # also refuses NaN
+            raise ValueError(f"restart_for must be 0 or more seconds, not {self.restart_for}")
         if not self.reconnect_for >= 0:  # also refuses NaN
             raise ValueError(f"reconnect_for must be 0 or more seconds, not {self.reconnect_for}")

@@ -25,17 +25,33 @@ connections in the process (tests, a second call) keep aioice's behaviour.
 This is the one place that knows aioice's internals; :func:`check_aioice`
 states what it relies on and ``tests/call/test_ice.py`` fails if aioice
 changes under it.
+
+4. **A relay that says no, silently.** With a relay-only policy
+   (:func:`configuration` with ``relay_only``, aiortc's
+   ``iceTransportPolicy="relay"``), a TURN server that refuses our
+   credentials leaves the peer with no candidate at all, and aioice drops
+   the refusal. :func:`tune_gathering` notices a gathering that got no relayed
+   candidate and asks the relay once more itself (:func:`probe_turn`), so the
+   call can end saying why in words (wrong or expired credentials, no
+   answer) instead of a bare "could not be connected".
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
+from aiortc import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+)
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import candidate_from_sdp
 
@@ -87,9 +103,48 @@ def _usable(url: str) -> bool:
     return True
 
 
-def configuration(servers: Sequence[RTCIceServer]) -> RTCConfiguration:
-    """An ``RTCConfiguration`` that never falls back to a public STUN server."""
-    return RTCConfiguration(iceServers=list(servers))
+def configuration(servers: Sequence[RTCIceServer], *, relay_only: bool = False) -> RTCConfiguration:
+    """An ``RTCConfiguration`` that never falls back to a public STUN server.
+
+    ``relay_only`` is the browser's ``iceTransportPolicy: "relay"`` (aiortc
+    has it since 1.x): only TURN-relayed candidates are offered and paired,
+    so the peer never learns our addresses.
+    """
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=list(servers), iceTransportPolicy=policy)
+
+
+#: What :func:`probe_turn` says, by TURN/STUN error code (RFC 8656, RFC 8489).
+_TURN_ERRORS = {
+    401: "the TURN relay refused the credentials the server gave (wrong or expired)",
+    403: "the TURN relay does not allow this address",
+    437: "the TURN relay refused the credentials the server gave (wrong or expired)",
+    441: "the TURN relay refused the credentials the server gave (wrong or expired)",
+    486: "the TURN relay has no room for more calls from this user",
+    508: "the TURN relay has no capacity left",
+}
+
+
+async def probe_turn(
+    server: tuple[str, int], username: str | None, password: str | None, within: float = 2.0
+) -> str | None:
+    """Ask a TURN server for one allocation; ``None`` if it gives one, else why not (words)."""
+    from aioice import stun, turn
+
+    try:
+        async with asyncio.timeout(within):
+            transport, _ = await turn.create_turn_endpoint(
+                asyncio.DatagramProtocol, server_addr=server, username=username, password=password
+            )
+    except stun.TransactionFailed as exc:
+        code = exc.response.attributes.get("ERROR-CODE", (0, ""))[0]
+        return _TURN_ERRORS.get(code, f"the TURN relay refused the allocation (error {code})")
+    except (stun.TransactionTimeout, TimeoutError):
+        return "the TURN relay did not answer"
+    except OSError as exc:
+        return f"the TURN relay cannot be reached ({exc.strerror or exc})"
+    transport.close()
+    return None
 
 
 def _connections(pc: RTCPeerConnection) -> list[Any]:
@@ -106,13 +161,19 @@ def _connections(pc: RTCPeerConnection) -> list[Any]:
 
 
 def tune_gathering(
-    pc: RTCPeerConnection, *, gather_timeout: float, allow_loopback: bool = False
+    pc: RTCPeerConnection,
+    *,
+    gather_timeout: float,
+    allow_loopback: bool = False,
+    on_relay_problem: Callable[[str], None] | None = None,
 ) -> None:
     """Bound ``pc``'s STUN/TURN wait to ``gather_timeout`` s; maybe add loopback.
 
     Call after adding transceivers and before ``createOffer``/``createAnswer``
     and ``setLocalDescription`` (which is where aiortc gathers). Host
     candidates never wait; only server-reflexive and relayed ones are bounded.
+    ``on_relay_problem`` hears, in words, why a TURN server that was given
+    yielded no relayed candidate (see :func:`probe_turn`).
     """
     for connection in _connections(pc):
         if "get_component_candidates" in vars(connection):
@@ -125,12 +186,18 @@ def tune_gathering(
             addresses: list[str],
             timeout: float = gather_timeout,  # noqa: ASYNC109 - aioice's own parameter
             _original: Any = original,
+            _connection: Any = connection,
         ) -> list[Any]:
             if allow_loopback and LOOPBACK not in addresses:
                 addresses = [*addresses, LOOPBACK]
             found: list[Any] = await _original(
                 component=component, addresses=addresses, timeout=min(timeout, gather_timeout)
             )
+            server = _connection.turn_server
+            relayed = any(c.type == "relay" for c in found)
+            if on_relay_problem is not None and server is not None and not relayed:
+                why = await probe_turn(server, _connection.turn_username, _connection.turn_password)
+                on_relay_problem(why or "the TURN relay gave no relayed address in time")
             return found
 
         connection.get_component_candidates = get_component_candidates

@@ -40,6 +40,24 @@ _EARLY_VERIFY = 8
 #: With a room secret, how long after media starts the peer has to prove its
 #: fingerprint; its media is held back until then.
 VERIFY_TIMEOUT = 5.0
+#: While a dead media path is renegotiated, the restarting side makes a fresh
+#: offer this often until one connects: aioice's checks back off (0.5, 1, 2,
+#: 4 s ...), so a path that comes back late would otherwise wait for the next
+#: retransmission of a session started while it was down.
+RESTART_RETRY = 2.5
+#: A restart the peer has not answered (nor offered one) within this long ends
+#: the call: a peer whose signaling is gone too has most likely gone for good
+#: (its network, its machine), and the survivor should not wait
+#: ``restart_for`` for it. A peer heard on signaling gets the whole ``restart_for``.
+UNHEARD_RESTART_S = 6.0
+
+
+def ice_ufrag(sdp: str) -> str | None:
+    """The first ``a=ice-ufrag`` of ``sdp``: a new one means a new ICE session."""
+    for line in sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line[len("a=ice-ufrag:") :].strip()
+    return None
 
 
 class LegHost(Protocol):
@@ -78,6 +96,10 @@ class LegHost(Protocol):
         """``leg`` has ended (its Peer is closed): forget it and publish."""
         ...
 
+    def can_renegotiate(self) -> bool:
+        """Whether signaling works now, so a dead media path can be renegotiated."""
+        ...
+
     def lost_with_server(self, leg: CallLeg) -> bool:
         """Whether ``leg``'s peer, which has just vanished (silent, transport
         failed), most likely went away together with the signaling server,
@@ -111,8 +133,21 @@ class CallLeg:
         start = step(None, begin)
         self._host = host
         self.peer_id = peer_id
+        #: A key that never changes (the peer's id may, see CallSession's RELINK):
+        #: the speaker's input and the frame callbacks use it.
+        self.media_key = peer_id
+        #: The peer's earlier ids in this call (RELINK), oldest first.
+        self.previous_ids: list[str] = []
         self.state = start.state
         self.role = Role.CALLER if begin is LegEvent.CALL else Role.CALLEE
+        #: We made the offer of the current Peer (the caller's, unless a restart swapped it).
+        self._offerer = begin is LegEvent.CALL
+        self._restart_retry: asyncio.TimerHandle | None = None
+        self._path_lost_at: float | None = None
+        # What earlier Peers of this leg received (a restart replaces the Peer).
+        self._carried_frames = 0
+        self._carried_audio = 0
+        self._carried_last: float | None = None
         self.in_room = in_room
         self.presence = presence
         self.connected_at: float | None = None
@@ -159,6 +194,7 @@ class CallLeg:
             chat_open=self.peer is not None and self.peer.chat_open,
             security_code=self.security_code,
             peer_verified=self.peer_verified,
+            previous_ids=tuple(self.previous_ids),
         )
 
     # -- verification ------------------------------------------------------------------
@@ -191,7 +227,7 @@ class CallLeg:
 
     async def _start_verifier(self, local_sdp: str, remote_sdp: str) -> None:
         """Begin the verification exchange once both fingerprints are fixed."""
-        role: security.Role = "offerer" if self.role is Role.CALLER else "answerer"
+        role: security.Role = "offerer" if self._offerer else "answerer"
         try:
             self.verifier = security.Verifier(
                 role,
@@ -294,10 +330,24 @@ class CallLeg:
         peer = self._ensure_peer()
         try:
             sdp = await peer.make_offer()
+            if await self._relay_failed(peer):
+                return
             await self._host.send(wire.Sdp("offer", sdp), self.peer_id)
         except Exception:
             logger.exception("could not offer to %s", self.peer_id)
             await self.end(LegEvent.TRANSPORT_FAILED)
+
+    async def _relay_failed(self, peer: Peer) -> bool:
+        """Relay-only and the relay gave nothing: end now, saying why (not after a timeout)."""
+        why = peer.relay_problem
+        if why is None or peer.pc.localDescription is None:
+            return False
+        if "typ relay" in str(peer.pc.localDescription.sdp):
+            return False  # another relay URL did work
+        logger.warning("no relayed candidate for the call with %s: %s", self.peer_id, why)
+        self.record.relay_problem = why
+        await self.end(LegEvent.RELAY_FAILED, bye=True)
+        return True
 
     async def _answer(self, offer: str) -> None:
         """Answer ``offer`` (state ANSWERING) and move on to CONNECTING."""
@@ -305,10 +355,13 @@ class CallLeg:
         candidates, self._candidates = self._candidates, []
         for candidate in candidates:
             await peer.add_candidate(candidate)
-        self._arm(self._host.config.connect_timeout, LegEvent.TIMEOUT)
+        if self.state is not LegState.RECONNECTING:  # that has its own deadline
+            self._arm(self._host.config.connect_timeout, LegEvent.TIMEOUT)
         try:
             answer = await peer.take_offer(offer)
             if not self.live:
+                return
+            if await self._relay_failed(peer):
                 return
             await self._host.send(wire.Sdp("answer", answer), self.peer_id)
         except Exception:
@@ -350,8 +403,17 @@ class CallLeg:
 
     # -- messages from the peer --------------------------------------------------------
 
-    async def on_offer(self, sdp: str) -> None:
-        """The peer's offer; raises RemoteProtocolError where the table has no place for it."""
+    async def on_offer(self, sdp: str, *, restart: bool = False) -> None:
+        """The peer's offer; raises RemoteProtocolError where the table has no place for it.
+
+        ``restart``: the offer says it comes from a fresh peer connection (its
+        media path died). An offer with new ICE credentials but no such word
+        is a browser's ``restartIce()``.
+        """
+        live_call = (LegState.CONNECTED, LegState.RECONNECTING)
+        if self.state in live_call and (restart or self._ice_changed(sdp)):
+            await self._take_restart(sdp, fresh=restart)
+            return
         if self.state is LegState.OFFERING and not self._answered:
             # Glare: both sides offered. The lower id stays the caller.
             if self._host.my_id < self.peer_id:
@@ -359,6 +421,7 @@ class CallLeg:
                 return
             self._fire(LegEvent.GLARE_LOST)
             self.role = self.record.role = Role.CALLEE
+            self._offerer = False
             old, self.peer = self.peer, None
             if old is not None:
                 await old.close()
@@ -392,13 +455,22 @@ class CallLeg:
             peer is None or peer.signaling_state != "have-local-offer"
         ):
             return  # our offer is still being made; the table would accept a stray answer
+        if self.state is LegState.RECONNECTING and (
+            peer is None or peer.signaling_state != "have-local-offer"
+        ):
+            return  # the answer to an earlier restart attempt: the retry is under way
         self._fire(LegEvent.ANSWER)
         assert peer is not None
         self._answered = True
-        self._arm(self._host.config.connect_timeout, LegEvent.TIMEOUT)
+        self._peer_heard()
+        if self.state is not LegState.RECONNECTING:  # that has its own deadline
+            self._arm(self._host.config.connect_timeout, LegEvent.TIMEOUT)
         try:
             await peer.take_answer(sdp)
         except Exception:
+            if self.state is LegState.RECONNECTING:
+                logger.info("ignoring a restart answer from %s that does not fit", self.peer_id)
+                return
             logger.exception("bad answer from %s", self.peer_id)
             await self.end(LegEvent.TRANSPORT_FAILED, bye=True)
             return
@@ -440,15 +512,25 @@ class CallLeg:
         if state == "connected" and self.state is not LegState.CONNECTED:
             step(self.state, LegEvent.MEDIA_UP)  # refused: raises before anything changes
             self._cancel_timer()
-            self.connected_at = self.record.connected_at = time.monotonic()
+            self._cancel_restart_retry()
+            if self.connected_at is None:  # after a restart the call goes on: keep its start
+                self.connected_at = self.record.connected_at = time.monotonic()
+            else:
+                logger.info("media path to %s renegotiated", self.peer_id)
             self._fire(LegEvent.MEDIA_UP)
             self._arm_verify_deadline()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             self._watchdog = asyncio.ensure_future(
                 peer.watch(
                     self._host.config.silence_timeout,
-                    lambda: self._host.spawn(self._host.locked(lambda: self._end_if_live(peer))),
+                    lambda: self._host.spawn(self._host.locked(lambda: self._silent(peer))),
                 )
             )
+        elif state == "failed" and self.state is LegState.RECONNECTING:
+            pass  # a restart attempt that failed: the next one (or the deadline) follows
+        elif state == "failed" and self._may_restart():
+            await self._lose_path(LegEvent.PATH_LOST)
         elif state == "failed":
             await self.end(LegEvent.TRANSPORT_FAILED)
         elif state == "closed":
@@ -456,9 +538,119 @@ class CallLeg:
             # whose BYE is still on its way through the server.
             await self.end(LegEvent.TRANSPORT_CLOSED)
 
-    async def _end_if_live(self, peer: Peer) -> None:
-        if self.live and peer is self.peer:
-            await self.end(LegEvent.PEER_SILENT)
+    async def _silent(self, peer: Peer) -> None:
+        """Nothing arrived from the peer for the silence timeout."""
+        if not self.live or peer is not self.peer:
+            return
+        if self._may_restart():
+            # Signaling works, so the peer may well be there behind a dead path
+            # (a link down, a new address): renegotiate rather than hang up.
+            await self._lose_path(LegEvent.PATH_LOST)
+            return
+        await self.end(LegEvent.PEER_SILENT)
+
+    def _may_restart(self) -> bool:
+        return (
+            self.state is LegState.CONNECTED
+            and self._host.config.restart_for > 0
+            and self._host.can_renegotiate()
+        )
+
+    # -- a dead media path: a fresh ICE session -----------------------------------------
+
+    def _ice_changed(self, sdp: str) -> bool:
+        peer = self.peer
+        remote = peer.pc.remoteDescription if peer is not None else None
+        if remote is None:
+            return False
+        return ice_ufrag(sdp) != ice_ufrag(str(remote.sdp))
+
+    async def _lose_path(self, event: LegEvent) -> None:
+        """CONNECTED -> RECONNECTING: count it, arm the deadline; the caller re-offers."""
+        self._fire(event)
+        self.record.ice_restarts += 1
+        logger.info("media path to %s lost (%s): renegotiating", self.peer_id, event.value)
+        self._path_lost_at = time.monotonic()
+        self._arm(min(self._host.config.restart_for, UNHEARD_RESTART_S), LegEvent.TIMEOUT)
+        if event is LegEvent.PATH_LOST and self.role is Role.CALLER:
+            # One side restarts (the caller, as in the browser client), so the
+            # two never offer at once; the callee waits for the offer.
+            await self._offer_restart()
+
+    async def _fresh_peer(self) -> Peer:
+        """Retire the Peer (keeping what it counted) and make a new one."""
+        old, self.peer = self.peer, None
+        if old is not None:
+            self._copy_counters(old)
+            self._carried_frames = self.record.frames_received
+            self._carried_audio = self.record.audio_frames_received
+            self._carried_last = self.record.last_frame_at
+            # In the background: its transports are dead and the call must not wait.
+            self._host.spawn(old.close())
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._verify_deadline is not None:
+            self._verify_deadline.cancel()
+            self._verify_deadline = None
+        # A new DTLS session has new fingerprints: they are verified afresh.
+        self.verifier = None
+        self._early_verify = []
+        self._meter = None
+        self._candidates = []
+        return self._ensure_peer()
+
+    async def _offer_restart(self) -> None:
+        """Offer a fresh peer connection for this call, and retry until one connects."""
+        if self.state is not LegState.RECONNECTING:
+            return
+        self._cancel_restart_retry()
+        loop = asyncio.get_running_loop()
+        self._restart_retry = loop.call_later(
+            RESTART_RETRY, lambda: self._host.spawn(self._host.locked(self._offer_restart))
+        )
+        peer = await self._fresh_peer()
+        self._offerer = True
+        self._answered = False
+        try:
+            sdp = await peer.make_offer()
+            if await self._relay_failed(peer):
+                return
+            await self._host.send(wire.Sdp("offer", sdp, restart=True), self.peer_id)
+        except Exception:
+            logger.info("restart offer to %s failed; retrying", self.peer_id, exc_info=True)
+
+    async def _take_restart(self, sdp: str, *, fresh: bool) -> None:
+        """The peer offers a new ICE session for this call."""
+        if self.state is LegState.CONNECTED:
+            await self._lose_path(LegEvent.RESTART_OFFER)
+        else:
+            self._fire(LegEvent.RESTART_OFFER)
+        self._peer_heard()
+        self._cancel_restart_retry()  # the peer's offer stands; ours would cross it
+        if not fresh:
+            # A browser's restartIce(): a new ICE session inside its old
+            # connection, which aiortc cannot do. Offer a fresh connection
+            # instead; the browser client takes a "restart" offer by making
+            # a fresh one of its own.
+            await self._offer_restart()
+            return
+        await self._fresh_peer()
+        self._offerer = False
+        await self._answer(sdp)
+
+    def _peer_heard(self) -> None:
+        """The peer answered (or offered) a restart through signaling: it is there,
+        so the restart gets the whole ``restart_for``, counted from the loss."""
+        if self.state is not LegState.RECONNECTING or self._path_lost_at is None:
+            return
+        left = self._path_lost_at + self._host.config.restart_for - time.monotonic()
+        self._arm(max(left, 0.0), LegEvent.TIMEOUT)
+
+    def _cancel_restart_retry(self) -> None:
+        if self._restart_retry is not None:
+            self._restart_retry.cancel()
+            self._restart_retry = None
 
     def chat_state_changed(self) -> None:
         if self.live:
@@ -483,6 +675,11 @@ class CallLeg:
         if self.live and self.state is not LegState.CONNECTED:
             await self.end(event, bye=True)
 
+    def send_relink(self, new_id: str) -> bool:
+        """Tell the peer our new connection id over the data channel; False if it is closed."""
+        peer = self.peer
+        return peer is not None and peer.send_chat(wire.encode_json(wire.Relink(new_id)))
+
     # -- numbers -----------------------------------------------------------------------
 
     async def stats(self) -> CallStats | None:
@@ -500,10 +697,11 @@ class CallLeg:
 
     def _copy_counters(self, peer: Peer) -> None:
         record = self.record
-        record.first_frame_at = peer.first_frame_at
-        record.last_frame_at = peer.last_frame_at
-        record.frames_received = peer.frames_received
-        record.audio_frames_received = peer.audio_frames_received
+        if record.first_frame_at is None:
+            record.first_frame_at = peer.first_frame_at
+        record.last_frame_at = peer.last_frame_at or self._carried_last
+        record.frames_received = self._carried_frames + peer.frames_received
+        record.audio_frames_received = self._carried_audio + peer.audio_frames_received
 
     # -- ending ------------------------------------------------------------------------
 
@@ -534,8 +732,19 @@ class CallLeg:
         elif vanished and self.connected_at is not None and self._host.lost_with_server(self):
             # Gone at the same moment as the server: its app hosted that server.
             event = LegEvent.HOST_LEFT
+        elif (
+            event in (LegEvent.BYE, LegEvent.TIMEOUT, LegEvent.TRANSPORT_FAILED)
+            and self.connected_at is None
+            and self.peer is not None
+            and self.peer.relay_problem is not None
+        ):
+            # Our relay said no too (the peer's BYE is most likely its own
+            # relay failing): that is the news, not "declined".
+            self.record.relay_problem = self.peer.relay_problem
+            event = LegEvent.RELAY_FAILED
         self._fire(event)
         self._cancel_timer()
+        self._cancel_restart_retry()
         if self._verify_deadline is not None:
             self._verify_deadline.cancel()
             self._verify_deadline = None

@@ -45,7 +45,8 @@ from aiortc import (
 from callapp.call import ice, wire
 from callapp.call.config import CallConfig
 from callapp.call.stats import FrameCounters, negotiated_codec
-from callapp.media.opus import OpusTrack
+from callapp.media import resilience
+from callapp.media.opus import BIT_RATE, VOICE_BIT_RATE, OpusTrack
 from callapp.media.reading import read_track
 from callapp.media.sinks import LatestFrameSink
 
@@ -80,6 +81,11 @@ def _ignore(*_: object) -> None:
     return None
 
 
+def _is_turn(server: Any) -> bool:
+    urls = server.urls if isinstance(server.urls, list) else [server.urls]
+    return any(str(url).startswith(("turn:", "turns:")) for url in urls)
+
+
 class Peer:
     """One RTCPeerConnection for one leg.
 
@@ -101,12 +107,24 @@ class Peer:
         on_chat_open: Callable[[bool], None] = _ignore,
     ) -> None:
         self._config = config
-        self.pc = RTCPeerConnection(ice.configuration(servers))
+        self.pc = RTCPeerConnection(ice.configuration(servers, relay_only=config.relay_only))
+        #: Why the TURN relay gave us nothing, in words (relay-only calls only).
+        self.relay_problem: str | None = None
+        if config.relay_only and not any(_is_turn(server) for server in servers):
+            self.relay_problem = "relay-only is on, but no TURN relay is configured"
         self.video = video
         self.audio = audio
         #: What the audio sender reads: ``audio`` as Opus packets (see _sends_opus).
+        tuned = not resilience.stock()
         self.audio_out = (
-            OpusTrack(audio, sends_opus=self._sends_opus) if audio is not None else None
+            OpusTrack(
+                audio,
+                sends_opus=self._sends_opus,
+                bit_rate=VOICE_BIT_RATE if tuned else BIT_RATE,
+                fec=tuned,
+            )
+            if audio is not None
+            else None
         )
         self._opus: bool | None = None
         self._on_video = on_video
@@ -130,6 +148,9 @@ class Peer:
         transceiver = self.pc.addTransceiver(video, direction="sendrecv")
         transceiver.setCodecPreferences(codec_preferences(config.codec))
         self._tune()
+        #: Loss, delay and narrow links: NACK retries, hole skipping, bitrates.
+        self.tuner = resilience.LinkTuner(self.pc, set_audio_bitrate=self._set_audio_bitrate)
+        self.tuner.adopt_receivers()
 
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._state_changed)
@@ -140,14 +161,25 @@ class Peer:
             self.pc,
             gather_timeout=self._config.gather_timeout,
             allow_loopback=self._config.allow_loopback,
+            on_relay_problem=self._note_relay_problem if self._config.relay_only else None,
         )
+
+    def _note_relay_problem(self, why: str) -> None:
+        self.relay_problem = self.relay_problem or why
 
     # -- events from aiortc ----------------------------------------------------
 
     def _state_changed(self) -> None:
         self._on_connection_state(self.pc.connectionState)
 
+    def _set_audio_bitrate(self, bit_rate: int) -> None:
+        if isinstance(self.audio_out, OpusTrack):
+            self.audio_out.bit_rate = bit_rate
+
     def _on_track(self, track: MediaStreamTrack) -> None:
+        # Media starts after this (DTLS comes after the descriptions): the
+        # receivers get their jitter buffers before their first packet.
+        self.tuner.start()
         if track.kind == "video" and self.video_sink is None:
             self.video_sink = LatestFrameSink(track, on_frame=self._on_video)
             self.video_sink.start()
@@ -251,6 +283,7 @@ class Peer:
         ):
             self.pc.addTrack(self.audio_out)  # reuses the offer's audio transceiver
         self._tune()  # new transceivers have gatherers of their own
+        self.tuner.adopt_receivers()
 
     def _sends_opus(self) -> bool:
         """Whether our audio sender was started with Opus (asked by it, per frame).
@@ -399,7 +432,18 @@ class Peer:
                 return
 
     def counters(self) -> FrameCounters:
+        sink = self.video_sink
+        local_type, remote_type = resilience.candidate_types(self.pc)
         return FrameCounters(
+            freeze_max=sink.longest_gap if sink is not None else 0.0,
+            freezes=sink.freezes if sink is not None else 0,
+            frozen=sink.frozen_seconds if sink is not None else 0.0,
+            local_candidate_type=local_type,
+            remote_candidate_type=remote_type,
+            video_target_bitrate=self.tuner.video_target_bitrate,
+            audio_bitrate=(
+                self.audio_out.bit_rate if isinstance(self.audio_out, OpusTrack) else None
+            ),
             time=time.monotonic(),
             frames_sent=int(getattr(self.video, "frames", 0)),
             frames_received=self.frames_received,
@@ -429,6 +473,7 @@ class Peer:
         if self.closed:
             return
         self.closed = True
+        await self.tuner.stop()
         if self._gathering is not None and not self._gathering.done():
             self._gathering.cancel()
         self.video.stop()

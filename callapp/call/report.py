@@ -44,6 +44,10 @@ class LegRecord:
     peer_recording: bool = False
     security_code: str | None = None
     peer_verified: bool = False
+    #: Times the media path died and a fresh ICE session was negotiated.
+    ice_restarts: int = 0
+    #: Relay-only and the TURN relay gave no address: why, in words.
+    relay_problem: str | None = None
     #: The last numbers sampled while the leg was live.
     stats: CallStats | None = None
     stats_at: float | None = None
@@ -96,13 +100,83 @@ def leg_report(record: LegRecord, *, started_at: float | None = None) -> dict[st
         "peer_recording": record.peer_recording,
         "security_code": record.security_code,
         "peer_verified": record.peer_verified,
+        "ice_restarts": record.ice_restarts,
+        "relay_problem": record.relay_problem,
         "end_reason": record.end_reason.name.lower() if record.end_reason else None,
         "duration_s": (
             round(record.ended_at - record.connected_at, 3)
             if record.ended_at is not None and record.connected_at is not None
             else None
         ),
-    }
+        "freeze_max_ms": round(stats.freeze_max * 1000, 1) if stats else None,
+        "freezes": stats.freezes if stats else 0,
+        "frozen_ms": round(stats.frozen * 1000, 1) if stats else 0.0,
+        "local_candidate_type": stats.local_candidate_type if stats else None,
+        "remote_candidate_type": stats.remote_candidate_type if stats else None,
+        "video_target_bitrate": stats.video_target_bitrate if stats else None,
+        "audio_bitrate": stats.audio_bitrate if stats else None,
+    } | quality(record, fps)
+
+
+#: Below these a call is judged (over its whole media time, at least QUALITY_MIN_S).
+QUALITY_MIN_S = 4.0
+COLLAPSED_FPS = 5.0
+COLLAPSED_FROZEN_SHARE = 0.5
+COLLAPSED_LOSS = 0.3
+POOR_FPS = 15.0
+POOR_FREEZE_S = 1.0
+POOR_LOSS = 0.1
+POOR_RTT_MS = 400.0
+
+
+def quality(record: LegRecord, fps: float) -> dict[str, Any]:
+    """``quality`` ("good", "poor", "collapsed"; None: too short to say) and its reasons.
+
+    Judged over the leg's whole media time from what the receiver saw: frame
+    rate, time frozen (gaps over 200 ms between decoded frames), the peer's
+    packets lost on the way (before retransmission) and the round trip. A
+    collapse is a call nobody could follow: under 5 fps, frozen half the
+    time, or a third of the packets gone.
+    """
+    stats = record.stats
+    end = record.ended_at if record.ended_at is not None else record.stats_at
+    media_s = end - record.connected_at if end is not None and record.connected_at else 0.0
+    if stats is None or media_s < QUALITY_MIN_S:
+        return {"quality": None, "quality_reasons": []}
+    loss = stats.packet_loss or 0.0
+    frozen_share = stats.frozen / media_s
+    # A peer that sends no video at all (a browser without a camera) is judged on loss.
+    video = record.frames_received > 0
+    collapsed = [
+        why
+        for why, bad in (
+            (f"{fps:.1f} fps received", video and fps < COLLAPSED_FPS),
+            (
+                f"frozen {frozen_share:.0%} of the time",
+                video and frozen_share > COLLAPSED_FROZEN_SHARE,
+            ),
+            (f"{loss:.0%} of the packets lost", loss > COLLAPSED_LOSS),
+        )
+        if bad
+    ]
+    if collapsed:
+        return {"quality": "collapsed", "quality_reasons": collapsed}
+    poor = [
+        why
+        for why, bad in (
+            (f"{fps:.1f} fps received", video and fps < POOR_FPS),
+            (f"froze for {stats.freeze_max:.1f} s", stats.freeze_max > POOR_FREEZE_S),
+            (f"{loss:.0%} of the packets lost", loss > POOR_LOSS),
+            (
+                f"round trip {stats.rtt_ms or 0:.0f} ms",
+                stats.rtt_ms is not None and stats.rtt_ms > POOR_RTT_MS,
+            ),
+        )
+        if bad
+    ]
+    if poor:
+        return {"quality": "poor", "quality_reasons": poor}
+    return {"quality": "good", "quality_reasons": []}
 
 
 #: Top-level keys that describe the main leg (all of a leg's but its id and name).
@@ -124,6 +198,16 @@ _LEG_KEYS = (
     "duration_s",
     "security_code",
     "peer_verified",
+    "ice_restarts",
+    "freeze_max_ms",
+    "freezes",
+    "frozen_ms",
+    "local_candidate_type",
+    "remote_candidate_type",
+    "video_target_bitrate",
+    "audio_bitrate",
+    "quality",
+    "quality_reasons",
 )
 
 
@@ -133,6 +217,7 @@ def session_report(
     *,
     started_at: float | None = None,
     chat: Iterable[ChatMessage] = (),
+    signaling_reconnects: int = 0,
 ) -> dict[str, Any]:
     """The whole report (see the module docstring).
 
@@ -148,6 +233,7 @@ def session_report(
         top = leg_report(LegRecord(peer_id="", role=Role.CALLER, created_at=0.0)) | {"role": None}
     report: dict[str, Any] = {"connection_id": connection_id}
     report.update({key: top[key] for key in _LEG_KEYS})
+    report["signaling_reconnects"] = signaling_reconnects
     report["peers"] = peers
     report["chat_received"] = [
         {"from_name": line.sender_name, "text": line.text} for line in chat if not line.mine
@@ -155,4 +241,4 @@ def session_report(
     return report
 
 
-__all__ = ["LegRecord", "leg_report", "session_report"]
+__all__ = ["LegRecord", "leg_report", "quality", "session_report"]

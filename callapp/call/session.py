@@ -27,6 +27,16 @@ Calls always end, and say how:
   vanishes without a word (killed, crashed) is recognised too: a peer whose
   media stops while the link to the server has just dropped and is still
   down went away with its server.
+* **Signaling outages.** Media already flowing goes on while the server is
+  away, and goes on untouched when the link comes back: the channel rejoins
+  with a new connection id, and each connected leg tells its peer that id
+  over the leg's own data channel (``RELINK``: the peer's DTLS session, so
+  nobody on the server can claim to be it). The peer re-keys its leg; room
+  members hold back a new call to an id they do not know while a leg of
+  theirs waits for its peer's new id (``_RELINK_WAIT``).
+* **Dead media paths.** A connected leg whose media stops while signaling
+  works renegotiates a fresh ICE session (``LegState.RECONNECTING``, see
+  :mod:`callapp.call.leg`) instead of ending, for ``restart_for`` seconds.
 * **Busy.** A dialled offer reaching a session already in a call is turned
   away with a BYE saying ``busy`` (the caller ends ``BUSY``). Room members
   are never turned away: a member who is in a dialled call still connects
@@ -125,7 +135,14 @@ _HOST_ENDED_S = 10.0
 #: the link dropped (still down) went away together with the server.
 _GONE_TOGETHER_S = 1.5
 #: Legs that end for these reasons are reported even if media never started.
-_REPORTED_WITHOUT_MEDIA = frozenset({EndReason.INSECURE, EndReason.BUSY, EndReason.HOST_LEFT})
+_REPORTED_WITHOUT_MEDIA = frozenset(
+    {EndReason.INSECURE, EndReason.BUSY, EndReason.HOST_LEFT, EndReason.RELAY_FAILED}
+)
+#: Longest wait between two reconnection attempts to the signaling server.
+_BACKOFF_MAX_S = 1.0
+#: After our link came back, how long a room member we do not know is taken
+#: to be (maybe) a peer of ours that will say its new id, before we call it.
+_RELINK_WAIT = 5.0
 
 
 class CallSession:
@@ -190,6 +207,11 @@ class CallSession:
         self._reconnect_timer: asyncio.TimerHandle | None = None
         #: When a peer last told us its server goes away with it.
         self._host_ended_at: float | None = None
+        #: Times the signaling link came back after a loss (``--stats-json``).
+        self.signaling_reconnects = 0
+        #: Until when unknown room members wait for a RELINK (see _reconcile).
+        self._relink_until = 0.0
+        self._relink_timer: asyncio.TimerHandle | None = None
 
     # -- observing ---------------------------------------------------------------
 
@@ -578,6 +600,8 @@ class CallSession:
         self._closing = True
         async with self._lock:
             self._cancel_reconnect_deadline()
+            if self._relink_timer is not None:
+                self._relink_timer.cancel()
             legs = self._live_legs()
             if self._hosting and self._link is LinkState.CONNECTED:
                 # Everyone hears it before any Peer is closed (that takes a while each).
@@ -718,19 +742,21 @@ class CallSession:
         servers = ice.ice_servers(
             channel.ice_servers if channel is not None else (), self._config.ice_servers
         )
-        peer_id = leg.peer_id
+        # The peer's id can change under a live call (RELINK): callbacks read
+        # it when they run; the speaker's input has the leg's fixed key.
+        key = leg.media_key
         speaker = self._speaker_for_legs()
-        speaker.remove_input(peer_id)  # a leg that lost glare replaces its Peer
-        play = speaker.add_feed(peer_id)  # on_audio hands it each frame: no task, no queue
+        speaker.remove_input(key)  # a leg that lost glare, or restarted, replaces its Peer
+        play = speaker.add_feed(key)  # on_audio hands it each frame: no task, no queue
 
         def on_video(frame: av.VideoFrame) -> None:
             if not leg.media_allowed:
                 return
             by_peer = self._remote_by_peer
             if by_peer is not None:
-                by_peer(peer_id, frame)
+                by_peer(leg.peer_id, frame)
             remote = self._remote_callback
-            if remote is not None and self._snapshot.peer_id == peer_id:
+            if remote is not None and self._snapshot.peer_id == leg.peer_id:
                 remote(frame)
 
         def on_audio(frame: av.AudioFrame) -> None:
@@ -738,7 +764,7 @@ class CallSession:
                 return
             play(frame)
             callback = self._remote_audio_callback
-            if callback is not None and self._snapshot.peer_id == peer_id:
+            if callback is not None and self._snapshot.peer_id == leg.peer_id:
                 callback(frame)
 
         peer_holder: list[Peer] = []
@@ -748,10 +774,8 @@ class CallSession:
 
         def on_chat(text: str) -> None:
             message = wire.parse_json(text)
-            if message is not None:
-                self.spawn(
-                    self.locked(lambda: self._on_call_message(peer_id, message, "datachannel"))
-                )
+            if message is not None and leg.live:
+                self.spawn(self.locked(lambda: self._on_leg_message(leg, message)))
 
         peer = Peer(
             self._config,
@@ -800,6 +824,14 @@ class CallSession:
                     with contextlib.suppress(errors.CallError):
                         await self.send(message, leg.peer_id)
 
+    async def _on_leg_message(self, leg: CallLeg, message: wire.CallMessage) -> None:
+        """A message on ``leg``'s data channel: from its peer, whatever its id now."""
+        if leg.live and self._legs.get(leg.peer_id) is leg:
+            await self._on_call_message(leg.peer_id, message, "datachannel")
+
+    def can_renegotiate(self) -> bool:
+        return self._link is LinkState.CONNECTED and not self._closing
+
     def leg_changed(self, leg: CallLeg) -> None:
         if leg.state is LegState.CONNECTED and leg.record not in self._records:
             self._records.append(leg.record)
@@ -809,9 +841,11 @@ class CallSession:
         if self._legs.get(leg.peer_id) is leg:
             del self._legs[leg.peer_id]
         if self._speaker is not None:
-            self._speaker.remove_input(leg.peer_id)
+            self._speaker.remove_input(leg.media_key)
         self._early.pop(leg.peer_id, None)
         self._last_end = leg.end_reason
+        if leg.end_reason is EndReason.RELAY_FAILED and leg.record.relay_problem:
+            self._set_notice("call", f"No call through the TURN relay: {leg.record.relay_problem}.")
         if leg.end_reason in _REPORTED_WITHOUT_MEDIA and leg.record not in self._records:
             # It never reached media, but how it ended is the news (--stats-json).
             self._records.append(leg.record)
@@ -886,12 +920,63 @@ class CallSession:
         me = self.my_id
         if me not in peers:
             return
+        if self._waiting_for_relink(peers):
+            return  # _relink_timer (or the RELINK) runs this again
         mine = peers.index(me)
         for index, peer_id in enumerate(peers):
             if peer_id == me or peer_id in self._legs:
                 continue
             begin = LegEvent.EXPECT_OFFER if index < mine else LegEvent.CALL
             await self._start_leg(peer_id, begin, in_room=True)
+
+    def _waiting_for_relink(self, peers: list[str]) -> bool:
+        """Whether to hold back calls to unknown members: a connected leg of ours
+        in the room has a peer id the room no longer has, so one of the
+        unknown ids is probably that peer, back with a new id (RELINK)."""
+        if time.monotonic() >= self._relink_until:
+            return False
+        stale = [
+            leg
+            for leg in self._live_legs()
+            if leg.in_room and leg.state is LegState.CONNECTED and leg.peer_id not in peers
+        ]
+        unknown = [p for p in peers if p != self.my_id and p not in self._legs]
+        return bool(stale and unknown)
+
+    def _hold_for_relink(self) -> None:
+        self._relink_until = time.monotonic() + _RELINK_WAIT
+        if self._relink_timer is not None:
+            self._relink_timer.cancel()
+        self._relink_timer = asyncio.get_running_loop().call_later(
+            _RELINK_WAIT + 0.05,
+            lambda: self.spawn(self.locked(lambda: self._reconcile(list(self._room_peers)))),
+        )
+
+    async def _relink(self, leg: CallLeg, new_id: str) -> None:
+        """The peer of ``leg`` is back on signaling as ``new_id``: re-key the leg."""
+        old_id = leg.peer_id
+        if new_id == old_id or new_id == self.my_id:
+            return
+        other = self._legs.get(new_id)
+        if other is not None and other is not leg and other.live:
+            # A call we started to that id before its RELINK came: the same
+            # person, whose call goes on in ``leg``. No BYE: it would reach them.
+            await other.end(LegEvent.CLOSE)
+        if self._legs.get(old_id) is leg:
+            del self._legs[old_id]
+        leg.previous_ids.append(old_id)
+        leg.peer_id = leg.record.peer_id = new_id
+        self._legs[new_id] = leg
+        if old_id in self._room_peers:  # gone from the server with its old link
+            self._room_peers.remove(old_id)
+        for store in (self._early, self._early_presence):
+            store.pop(new_id, None)
+        logger.info("peer %s is back on signaling as %s; the call goes on", old_id, new_id)
+        self._publish()
+        if leg.in_room and self._room_peers and self._link is LinkState.CONNECTED:
+            # Calls held back for this RELINK may go ahead now (while our own
+            # link is still down, the room list is the old server's: wait).
+            await self._reconcile(list(self._room_peers))
 
     # -- events from signaling ---------------------------------------------------
 
@@ -952,11 +1037,19 @@ class CallSession:
                     self._arm_reconnect_deadline()
                     self._publish()
             case ChannelRestored(connection_id=cid, rejoined=rejoined, peers=peers, capacity=cap):
-                # Our id changed: the peers have seen us leave and cannot reach
-                # us any more; in a rejoined room we are the newest member, so
-                # everyone there offers to us afresh.
+                # Our id changed. A call whose media flows goes on: its peer
+                # learns the new id over the call's own data channel (RELINK).
+                # The others cannot reach us any more; in a rejoined room we
+                # are the newest member, so everyone there offers to us afresh.
+                self.signaling_reconnects += 1
+                kept = []
                 for leg in self._live_legs():
-                    await leg.end(LegEvent.SERVER_LOST)
+                    if leg.state is LegState.CONNECTED and leg.send_relink(cid):
+                        kept.append(leg)
+                    else:
+                        await leg.end(LegEvent.SERVER_LOST)
+                if kept:
+                    self._hold_for_relink()
                 self._lost_at = None
                 self._cancel_reconnect_deadline()  # after the legs: their ending arms it
                 self._room_peers = list(peers) if rejoined else []
@@ -1055,11 +1148,15 @@ class CallSession:
         if leg is not None and not leg.live:
             leg = None
         match message:
-            case wire.Sdp(type="offer", sdp=sdp):
+            case wire.Sdp(type="offer", sdp=sdp, restart=restart):
                 if leg is not None:
-                    await leg.on_offer(sdp)
+                    await leg.on_offer(sdp, restart=restart)
                 else:
                     await self._on_new_offer(sender, sdp)
+            case wire.Relink(id=new_id):
+                # Only over the leg's data channel: signaling could be anyone.
+                if leg is not None and via == "datachannel":
+                    await self._relink(leg, new_id)
             case wire.Sdp(type="answer", sdp=sdp):
                 if leg is not None:
                     await leg.on_answer(sdp)
@@ -1141,7 +1238,11 @@ def _client_for(
             raise errors.ServerUnavailable(str(exc)) from exc
     with wrap_errors():
         try:
-            return SignalingClient(url, ssl_context=context, pin=server_pin)
+            # Backoff up to 1 s (jittered): a restarted server is rejoined within
+            # about a second of its return, while a call's media goes on meanwhile.
+            return SignalingClient(
+                url, ssl_context=context, pin=server_pin, backoff_max=_BACKOFF_MAX_S
+            )
         except ValueError as exc:  # a malformed pin: the invite said it
             raise errors.ServerUnavailable(str(exc)) from exc
 

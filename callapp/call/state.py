@@ -44,11 +44,16 @@ class LegState(enum.StrEnum):
     ANSWERING = "answering"  # we are making the answer
     CONNECTING = "connecting"  # descriptions exchanged; ICE and DTLS under way
     CONNECTED = "connected"  # media is flowing
+    #: The media path died while signaling works: a fresh ICE session is being
+    #: negotiated (an ICE restart in effect); the call goes on when it is up.
+    RECONNECTING = "reconnecting"
     ENDED = "ended"  # over; the leg is kept only as history
 
 
 #: Leg states that are not over.
 LIVE_LEG_STATES = frozenset(LegState) - {LegState.ENDED}
+#: Leg states of a call under way: media flows, or its path is being renegotiated.
+LIVE_CALL_STATES = frozenset({LegState.CONNECTED, LegState.RECONNECTING})
 
 
 class CallPhase(enum.StrEnum):
@@ -93,6 +98,8 @@ class EndReason(enum.StrEnum):
     HOST_LEFT = "the host ended the call"
     #: The person called is in another call and turned this one away.
     BUSY = "the other person is in another call"
+    #: Relay-only, and the TURN relay gave no address (the notice says why).
+    RELAY_FAILED = "the call could not go through the TURN relay"
 
 
 class LinkEnd(enum.StrEnum):
@@ -156,6 +163,9 @@ class LegSnapshot:
     security_code: str | None = None
     #: The room's secret proved the peer's DTLS fingerprint (no one in the middle).
     peer_verified: bool = False
+    #: Connection ids the peer had earlier in this call (it came back on
+    #: signaling with a new one and said so over the call, see RELINK), oldest first.
+    previous_ids: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -176,7 +186,7 @@ def summary_phase(
     if link is LinkState.RECONNECTING:
         return CallPhase.RECONNECTING
     states = {leg.state for leg in legs}
-    if LegState.CONNECTED in states:
+    if states & LIVE_CALL_STATES:  # a leg renegotiating its media path is still in the call
         return CallPhase.CONNECTED
     if LegState.RINGING in states:
         return CallPhase.RINGING
@@ -187,7 +197,7 @@ def summary_phase(
 
 def focus_leg(legs: tuple[LegSnapshot, ...]) -> LegSnapshot | None:
     """The leg a one-call view shows: the first connected, else ringing, else the first."""
-    for wanted in (LegState.CONNECTED, LegState.RINGING):
+    for wanted in (LegState.CONNECTED, LegState.RECONNECTING, LegState.RINGING):
         for leg in legs:
             if leg.state is wanted:
                 return leg
@@ -253,8 +263,8 @@ class SessionSnapshot:
 
     @property
     def in_call(self) -> bool:
-        """Media flows with at least one peer."""
-        return any(leg.state is LegState.CONNECTED for leg in self.legs)
+        """Media flows with at least one peer (or its path is being renegotiated)."""
+        return any(leg.state in LIVE_CALL_STATES for leg in self.legs)
 
 
 #: The name views and older code use for the session's snapshot.

@@ -29,6 +29,17 @@ class FrameCounters:
     #: 20 ms audio frames sent / received so far.
     audio_frames_sent: int = 0
     audio_frames_received: int = 0
+    #: Longest gap between two decoded remote video frames so far (s), by arrival.
+    freeze_max: float = 0.0
+    #: Gaps over 200 ms (sinks.FREEZE_GAP) between decoded frames, and their summed length (s).
+    freezes: int = 0
+    frozen: float = 0.0
+    #: The selected ICE pair's candidate types: "host", "srflx", "prflx" or "relay".
+    local_candidate_type: str | None = None
+    remote_candidate_type: str | None = None
+    #: What our video encoder aims for now (bit/s), and our Opus bitrate (None: unknown).
+    video_target_bitrate: int | None = None
+    audio_bitrate: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,16 @@ class CallStats:
     #: 20 ms audio frames sent / received so far.
     audio_frames_sent: int = 0
     audio_frames_received: int = 0
+    #: Longest gap between two decoded remote frames so far (s); freezes over 200 ms.
+    freeze_max: float = 0.0
+    freezes: int = 0
+    frozen: float = 0.0
+    #: The selected ICE candidate pair's types (host, srflx, prflx, relay).
+    local_candidate_type: str | None = None
+    remote_candidate_type: str | None = None
+    #: Our video encoder's target (bit/s) and Opus bitrate, where known.
+    video_target_bitrate: int | None = None
+    audio_bitrate: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +161,13 @@ class StatsMeter:
             window=window,
             audio_frames_sent=counters.audio_frames_sent,
             audio_frames_received=counters.audio_frames_received,
+            freeze_max=counters.freeze_max,
+            freezes=counters.freezes,
+            frozen=counters.frozen,
+            local_candidate_type=counters.local_candidate_type,
+            remote_candidate_type=counters.remote_candidate_type,
+            video_target_bitrate=counters.video_target_bitrate,
+            audio_bitrate=counters.audio_bitrate,
         )
 
 

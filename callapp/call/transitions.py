@@ -17,6 +17,13 @@ A pair missing from the table is refused, and who is to blame decides how:
   coming up or failing) raise :exc:`RemoteProtocolError`, which the session
   logs and drops ("the peer misbehaved"): the leg stays as it was.
 
+A connected leg whose media path dies while signaling still works is not
+over: ``PATH_LOST`` (our watchdog heard nothing) or ``RESTART_OFFER`` (the
+peer's offer for a fresh ICE session) move it to ``RECONNECTING``, where a
+fresh peer connection is negotiated (aiortc has no ``restartIce``); its
+``MEDIA_UP`` brings it back to ``CONNECTED``, and its ``TIMEOUT``
+(``CallConfig.restart_for``) ends it as unreachable.
+
 Glare is decided before the table: an offer that crosses ours is
 ``GLARE_WON`` (we keep our offer; theirs is dropped) or ``GLARE_LOST`` (we
 answer theirs) by comparing connection ids, so both sides pick the same call.
@@ -48,6 +55,9 @@ class LegEvent(enum.Enum):
     ANSWER_SENT = "answer sent"
     ANSWER = "answer"  # the peer's answer arrived
     MEDIA_UP = "media up"  # ICE and DTLS are up: media flows
+    # A media path that died while signaling lives: renegotiate a fresh ICE session.
+    PATH_LOST = "path lost"  # our watchdog heard nothing for the silence timeout
+    RESTART_OFFER = "restart offer"  # the peer offers a fresh ICE session
     # Endings.
     HANG_UP = "hang up"  # we hang up (or leave the room)
     DECLINE = "decline"  # the user turns a ringing call down
@@ -62,6 +72,7 @@ class LegEvent(enum.Enum):
     UNKNOWN_PEER = "unknown peer"  # the server says the id we call is not connected
     SERVER_LOST = "server lost"  # signaling lost before media, or our id changed
     INSECURE = "insecure"  # the peer's fingerprint failed its check (see security.py)
+    RELAY_FAILED = "relay failed"  # relay-only, and the TURN relay gave us no address
     CLOSE = "close"  # the session closes
 
 
@@ -77,6 +88,8 @@ LOCAL_EVENTS: Final = frozenset(
         LegEvent.TIMEOUT,
         LegEvent.SERVER_LOST,
         LegEvent.CLOSE,
+        LegEvent.PATH_LOST,
+        LegEvent.RELAY_FAILED,
     }
 )
 
@@ -89,7 +102,15 @@ class Step:
     reason: EndReason | None = None
 
 
-_LIVE: Final = (S.OFFERING, S.AWAITING_OFFER, S.RINGING, S.ANSWERING, S.CONNECTING, S.CONNECTED)
+_LIVE: Final = (
+    S.OFFERING,
+    S.AWAITING_OFFER,
+    S.RINGING,
+    S.ANSWERING,
+    S.CONNECTING,
+    S.CONNECTED,
+    S.RECONNECTING,
+)
 _BEFORE_MEDIA: Final = (S.OFFERING, S.AWAITING_OFFER, S.RINGING, S.ANSWERING, S.CONNECTING)
 
 
@@ -115,6 +136,17 @@ LEG_TRANSITIONS: Final[dict[tuple[LegState | None, LegEvent], Step]] = {
     (S.CONNECTING, LegEvent.OFFER): Step(S.CONNECTING),  # a re-offer before media
     (S.CONNECTED, LegEvent.OFFER): Step(S.CONNECTED),  # renegotiation in a live call
     (S.CONNECTING, LegEvent.MEDIA_UP): Step(S.CONNECTED),
+    # The media path died with signaling alive: a fresh ICE session, same call.
+    (S.CONNECTED, LegEvent.PATH_LOST): Step(S.RECONNECTING),
+    (S.CONNECTED, LegEvent.RESTART_OFFER): Step(S.RECONNECTING),
+    (S.RECONNECTING, LegEvent.RESTART_OFFER): Step(S.RECONNECTING),  # a retry, or glare
+    (S.RECONNECTING, LegEvent.ANSWER): Step(S.RECONNECTING),
+    (S.RECONNECTING, LegEvent.ANSWER_SENT): Step(S.RECONNECTING),
+    (S.RECONNECTING, LegEvent.MEDIA_UP): Step(S.CONNECTED),
+    (S.RECONNECTING, LegEvent.TIMEOUT): Step(S.ENDED, R.PEER_UNREACHABLE),
+    (S.RECONNECTING, LegEvent.PEER_SILENT): Step(S.ENDED, R.PEER_UNREACHABLE),
+    (S.RECONNECTING, LegEvent.TRANSPORT_FAILED): Step(S.ENDED, R.PEER_UNREACHABLE),
+    (S.RECONNECTING, LegEvent.TRANSPORT_CLOSED): Step(S.ENDED, R.PEER_HUNG_UP),
     **_ending(LegEvent.HANG_UP, R.HUNG_UP),
     **_ending(LegEvent.DECLINE, R.DECLINED, (S.RINGING,)),
     # A BYE before the answer is a decline; after it, a hang-up.
@@ -138,6 +170,7 @@ LEG_TRANSITIONS: Final[dict[tuple[LegState | None, LegEvent], Step]] = {
     (S.OFFERING, LegEvent.UNKNOWN_PEER): Step(S.ENDED, R.FAILED),
     **_ending(LegEvent.SERVER_LOST, R.SERVER_LOST),
     **_ending(LegEvent.INSECURE, R.INSECURE),
+    **_ending(LegEvent.RELAY_FAILED, R.RELAY_FAILED, (*_BEFORE_MEDIA, S.RECONNECTING)),
     **_ending(LegEvent.CLOSE, R.CLOSED),
 }
 

@@ -3,6 +3,8 @@
 PROTOCOL.md's shapes, shared with the browser client::
 
     {"type": "SDP", "payload": {"type": "offer" | "answer", "sdp": "..."}}
+    {"type": "SDP", "payload": {"type": "offer", "sdp": "...", "restart": true}}  (callapp)
+    {"type": "RELINK", "payload": {"id": "NEW-ID"}}    (callapp, data channel only)
     {"type": "ICE", "payload": {"candidate": "...", "sdpMid": "0", "sdpMLineIndex": 0}}
     {"type": "BYE"}
     {"type": "BYE", "payload": {"reason": "host-ended" | "busy"}}   (callapp)
@@ -37,10 +39,28 @@ DEFAULT_NAME = "Guest"
 
 @dataclass(frozen=True, slots=True)
 class Sdp:
-    """An offer or an answer."""
+    """An offer or an answer.
+
+    ``restart`` (callapp, offers only) says the offer comes from a *fresh*
+    peer connection for the same call, whose media path died: the receiver
+    drops its own and answers with a fresh one too (aiortc cannot restart
+    ICE inside a connection). A v1 peer ignores the key.
+    """
 
     type: str  # "offer" | "answer"
     sdp: str
+    restart: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Relink:
+    """The sender's new connection id after its signaling link came back.
+
+    Sent over the leg's data channel, never through signaling: the channel is
+    the peer's own DTLS session, so nobody on the server can claim to be it.
+    """
+
+    id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +117,10 @@ class Verify:
     payload: dict[str, Any]
 
 
-CallMessage: TypeAlias = Sdp | Ice | Bye | Chat | PresenceUpdate | Verify
+CallMessage: TypeAlias = Sdp | Ice | Bye | Chat | PresenceUpdate | Verify | Relink
+
+#: Longest connection id a RELINK may carry (the server's are 16 characters).
+_MAX_ID_CHARS = 128
 
 
 def _strip_controls(text: str) -> str:
@@ -166,7 +189,13 @@ def parse(data: Any) -> CallMessage | None:
     if kind == "SDP" and isinstance(payload, dict):
         sdp_type, sdp = payload.get("type"), payload.get("sdp")
         if sdp_type in ("offer", "answer") and isinstance(sdp, str):
-            return Sdp(type=sdp_type, sdp=sdp)
+            restart = sdp_type == "offer" and payload.get("restart") is True
+            return Sdp(type=sdp_type, sdp=sdp, restart=restart)
+        return None
+    if kind == "RELINK" and isinstance(payload, dict):
+        new_id = payload.get("id")
+        if isinstance(new_id, str) and 0 < len(new_id) <= _MAX_ID_CHARS:
+            return Relink(new_id)
         return None
     if kind == "ICE":
         if payload is None:  # some clients send a null candidate to end
@@ -191,8 +220,15 @@ def parse(data: Any) -> CallMessage | None:
 def encode(message: CallMessage) -> dict[str, Any]:
     """The ``data`` object that carries ``message``."""
     match message:
+        case Sdp(restart=True):
+            return {
+                "type": "SDP",
+                "payload": {"type": message.type, "sdp": message.sdp, "restart": True},
+            }
         case Sdp():
             return {"type": "SDP", "payload": {"type": message.type, "sdp": message.sdp}}
+        case Relink(id=new_id):
+            return {"type": "RELINK", "payload": {"id": new_id}}
         case Ice():
             return {
                 "type": "ICE",

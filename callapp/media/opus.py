@@ -11,7 +11,9 @@ Handed an ``av.Packet`` instead, the sender only packetizes it.
 :class:`OpusTrack` wraps a leg's audio track (its consumer of the call's one
 microphone) and gives that sender Opus packets it encoded itself, in the
 channel layout the frames come in (mono, from every source of this package),
-at aiortc's settings (96 kbit/s, ``voip``), one 20 ms packet per 20 ms frame.
+by default at aiortc's settings (96 kbit/s, ``voip``), one 20 ms packet per 20
+ms frame; a call asks for a voice bitrate with in-band FEC and DTX instead
+(:mod:`callapp.media.resilience` says why, and moves the bitrate with the link).
 The RTP stream is the same Opus a browser or aiortc decodes (an Opus packet
 says in its own first byte whether it is mono or stereo); what the sender
 leaves out is the optional ``ssrc-audio-level`` header extension, which
@@ -46,6 +48,10 @@ from callapp.media.pcm import AUDIO_TIME_BASE, FRAME_SAMPLES, SAMPLE_RATE
 #: aiortc's own Opus settings (``aiortc.codecs.opus.OpusEncoder``).
 BIT_RATE = 96_000
 APPLICATION = "voip"
+#: What a call starts with instead (``callapp.media.resilience`` moves it with the
+#: link): a voice bitrate, in-band FEC tuned for this much loss (%), and DTX.
+VOICE_BIT_RATE = 40_000
+FEC_LOSS_PERCENT = 10
 
 _LAYOUTS = ("mono", "stereo")
 
@@ -68,8 +74,14 @@ class OpusEncoder:
     have pts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bit_rate: int = BIT_RATE, *, fec: bool = False) -> None:
+        self.bit_rate = bit_rate
+        """Bit/s; a change takes effect at the next frame (with a new encoder)."""
+        self.fec = fec
+        """In-band FEC (LBRR) and DTX on: a receiver that lost a packet can rebuild it
+        from the next one, and silence costs almost nothing."""
         self._codec: AudioCodecContext | None = None
+        self._codec_rate = bit_rate
         self._input: tuple[str, str, int] | None = None
         self._origin: int | None = None  # the first frame's pts, in 1/48000 s
         self._shift: int | None = None  # FFmpeg's packet pts minus ours
@@ -79,8 +91,10 @@ class OpusEncoder:
     def encode(self, frame: AudioFrame) -> list[Packet[Any]]:
         """The packets ``frame`` completes (one per 20 ms frame)."""
         shape = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if self._codec is None or shape != self._input:
-            self._codec = _opus_context(frame.layout.name)
+        if self._codec is None or shape != self._input or self._codec_rate != self.bit_rate:
+            # libopus takes a new bitrate only at open, through PyAV: a new encoder.
+            self._codec = _opus_context(frame.layout.name, self.bit_rate, fec=self.fec)
+            self._codec_rate = self.bit_rate
             self._input = shape
         packets: list[Packet[Any]] = self._codec.encode(frame)
         self.frames += 1
@@ -113,15 +127,18 @@ def _samples(frame: AudioFrame) -> int | None:
     return round(frame.pts * frame.time_base * SAMPLE_RATE)
 
 
-def _opus_context(layout: str) -> AudioCodecContext:
+def _opus_context(layout: str, bit_rate: int, *, fec: bool) -> AudioCodecContext:
     codec = av.CodecContext.create("libopus", "w")
     assert isinstance(codec, AudioCodecContext)
-    codec.bit_rate = BIT_RATE
+    codec.bit_rate = bit_rate
     codec.format = "s16"
     codec.layout = layout if layout in _LAYOUTS else "stereo"
     codec.sample_rate = SAMPLE_RATE
     codec.time_base = AUDIO_TIME_BASE
-    codec.options = {"application": APPLICATION}
+    options = {"application": APPLICATION}
+    if fec:
+        options |= {"fec": "1", "packet_loss": str(FEC_LOSS_PERCENT), "dtx": "1"}
+    codec.options = options
     return codec
 
 
@@ -136,14 +153,19 @@ class OpusTrack(MediaStreamTrack):
     kind = "audio"
 
     def __init__(
-        self, source: MediaStreamTrack, *, sends_opus: Callable[[], bool] = _always
+        self,
+        source: MediaStreamTrack,
+        *,
+        sends_opus: Callable[[], bool] = _always,
+        bit_rate: int = BIT_RATE,
+        fec: bool = False,
     ) -> None:
         super().__init__()
         if source.kind != "audio":
             raise ValueError(f"expected an audio track, got a {source.kind} one")
         self.source = source
         self.sends_opus = sends_opus
-        self._encoder = OpusEncoder()
+        self._encoder = OpusEncoder(bit_rate, fec=fec)
         self._ready: collections.deque[Packet[Any]] = collections.deque()
         self._next = Fraction(0)  # seconds: where a frame without pts goes
         self.packets = 0
@@ -169,6 +191,15 @@ class OpusTrack(MediaStreamTrack):
             self._next = pts * time_base + Fraction(frame.samples, frame.sample_rate)
             self._ready.extend(self._encoder.encode(frame))
 
+    @property
+    def bit_rate(self) -> int:
+        """The Opus bitrate (bit/s); setting it takes effect at the next frame."""
+        return self._encoder.bit_rate
+
+    @bit_rate.setter
+    def bit_rate(self, value: int) -> None:
+        self._encoder.bit_rate = value
+
     def stop(self) -> None:
         super().stop()
         self._ready.clear()
@@ -186,4 +217,4 @@ class OpusTrack(MediaStreamTrack):
         return copy
 
 
-__all__ = ["APPLICATION", "BIT_RATE", "OpusEncoder", "OpusTrack"]
+__all__ = ["APPLICATION", "BIT_RATE", "VOICE_BIT_RATE", "OpusEncoder", "OpusTrack"]

@@ -3,8 +3,8 @@
 aiortc's remote tracks queue every decoded frame without bound; a
 :class:`LatestFrameSink` drains that queue in its own task as fast as frames
 come, keeps only the newest, counts frames and notes when the first and the
-last arrived (call statistics, a frozen picture), and calls ``on_frame`` for
-each on the event loop thread. It is the one reader of a remote video track:
+last arrived and the longest gap between two (call statistics, freezes), and
+calls ``on_frame`` for each on the event loop thread. It is the one reader of a remote video track:
 another consumer (a recorder) subscribes to a
 :class:`~callapp.media.fanout.TrackFanout` of the track instead of reading
 it too. Views that paint slower than frames arrive should paint
@@ -24,6 +24,10 @@ from av import VideoFrame
 from callapp.media.reading import read_track
 
 logger = logging.getLogger(__name__)
+
+#: A gap between two decoded frames longer than this counts as a freeze (s):
+#: at 30 fps, six frames missing in a row, what a viewer notices as a stall.
+FREEZE_GAP = 0.2
 
 
 class LatestFrameSink:
@@ -60,6 +64,12 @@ class LatestFrameSink:
         """``time.monotonic()`` when the newest frame arrived (to spot a frozen picture)."""
         self.error: BaseException | None = None
         """What ended the sink, if not a normal end of the track."""
+        self.longest_gap: float = 0.0
+        """Longest time (s) between two frames' arrivals: the longest freeze seen."""
+        self.freezes = 0
+        """Gaps between two frames longer than :data:`FREEZE_GAP`."""
+        self.frozen_seconds = 0.0
+        """The length of those gaps, summed."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -108,6 +118,14 @@ class LatestFrameSink:
         now = time.monotonic()
         if self.first_frame_at is None:
             self.first_frame_at = now
+        elif self.last_frame_at is not None:
+            # Freezes are counted by arrival: decoded frames are what a viewer sees
+            # (a recording's restamped timestamps would hide them).
+            gap = now - self.last_frame_at
+            self.longest_gap = max(self.longest_gap, gap)
+            if gap > FREEZE_GAP:
+                self.freezes += 1
+                self.frozen_seconds += gap
         self.last_frame_at = now
         self.latest = frame
         self.frames += 1

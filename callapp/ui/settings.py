@@ -49,6 +49,8 @@ class Settings:
     volume: int = 100
     #: STUN/TURN URLs, e.g. ("stun:stun.example.org:3478",).
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
+    #: Send media only through a TURN relay (``iceTransportPolicy: "relay"``).
+    relay_only: bool = False
     #: Host with TLS: PEM certificate and private key files ("" for plain ws://).
     cert_file: str = ""
     key_file: str = ""
@@ -84,6 +86,7 @@ class Settings:
         key_file: str | None = None,
         name: str | None = None,
         host_port: int | None = None,
+        relay_only: bool | None = None,
     ) -> Settings:
         """A copy with the given fields replaced (None leaves a field as it is)."""
         w, h = resolution if resolution is not None else (self.width, self.height)
@@ -98,6 +101,7 @@ class Settings:
             speaker=self.speaker if speaker is None else speaker,
             volume=self.volume if volume is None else clamp_volume(volume),
             ice_servers=self.ice_servers if ice_servers is None else ice_servers,
+            relay_only=self.relay_only if relay_only is None else relay_only,
             cert_file=self.cert_file if cert_file is None else cert_file,
             key_file=self.key_file if key_file is None else key_file,
             name=self.name if name is None else name,
@@ -377,6 +381,7 @@ class SettingsStore:
             speaker=_text(qs.value("media/speaker")),
             volume=_volume(qs.value("media/volume", d.volume), d.volume),
             ice_servers=parse_ice_servers(_text(qs.value("call/ice_servers"), " ")),
+            relay_only=_text(qs.value("call/relay_only")).lower() in ("true", "1"),
             cert_file=_text(qs.value("host/cert_file")),
             key_file=_text(qs.value("host/key_file")),
             name=_text(qs.value("profile/name"))[:MAX_NAME_LENGTH],
@@ -395,6 +400,7 @@ class SettingsStore:
         qs.setValue("media/speaker", settings.speaker)
         qs.setValue("media/volume", settings.volume)
         qs.setValue("call/ice_servers", " ".join(settings.ice_servers))
+        qs.setValue("call/relay_only", "true" if settings.relay_only else "false")
         qs.setValue("host/cert_file", settings.cert_file)
         qs.setValue("host/key_file", settings.key_file)
         qs.setValue("host/port", settings.host_port)

@@ -19,7 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from callapp.call import errors, wire
 from callapp.call.leg import CallLeg
 from callapp.call.session import CallSession
-from callapp.call.state import CallPhase, EndReason, Role
+from callapp.call.state import CallPhase, EndReason, LegState, Role
 from callapp.signaling import messages
 from tests.call.memory import MemoryChannel, MemoryHub
 
@@ -326,25 +326,74 @@ async def test_peer_leaving_ends_the_call_and_a_rejoin_makes_a_new_one(
     assert peer.pc is not first_pc
 
 
+def _kill_media(session: CallSession) -> None:
+    """ "kill -9" a session's media: close its UDP sockets, no BYE, no DTLS close."""
+    peer = only_leg(session).peer
+    assert peer is not None
+    for transceiver in peer.pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            protocol.transport.close()
+
+
+def _blackhole(session: CallSession) -> None:
+    """The media path of the session's current Peer dies: whatever it sends is lost
+    (the sockets stay open, as when a link goes down; a fresh Peer has new ones)."""
+    peer = only_leg(session).peer
+    assert peer is not None
+    for transceiver in peer.pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            protocol.transport.sendto = lambda *args, **kwargs: None  # type: ignore[method-assign]
+
+
 async def test_a_silent_peer_is_noticed(sessions: Sessions) -> None:
-    a = await sessions(silence_timeout=0.8)
+    # restart_for=0: no fresh ICE session is tried, the call ends at once.
+    a = await sessions(silence_timeout=0.8, restart_for=0)
     b = await sessions(auto_answer=True)
     frames: list[av.VideoFrame] = []
     a.set_frame_callbacks(remote=frames.append)
     await a.dial(b.snapshot.connection_id or "")
     await wait_phase(a, CallPhase.CONNECTED)
     await eventually(lambda: len(frames) >= 3)
-    # "kill -9" B's media: close its UDP sockets, no BYE, no DTLS close.
-    b_peer = only_leg(b).peer
-    assert b_peer is not None
-    for transceiver in b_peer.pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport.iceGatherer._connection
-        for protocol in connection._protocols:
-            protocol.transport.close()
+    _kill_media(b)
     started = time.monotonic()
     snap = await wait_for(a, lambda s: s.phase is CallPhase.WAITING, within=5)
     assert snap.end_reason is EndReason.PEER_UNREACHABLE
     assert time.monotonic() - started < 2.0
+
+
+async def test_a_dead_media_path_is_renegotiated_while_signaling_works(
+    sessions: Sessions,
+) -> None:
+    a = await sessions(silence_timeout=0.8)
+    b = await sessions(auto_answer=True, silence_timeout=0.8)
+    frames: list[av.VideoFrame] = []
+    a.set_frame_callbacks(remote=frames.append)
+    await a.dial(b.snapshot.connection_id or "")
+    await wait_phase(a, CallPhase.CONNECTED)
+    await eventually(lambda: len(frames) >= 3)
+    first_pc = only_leg(a).peer.pc  # type: ignore[union-attr]
+    states: list[LegState] = []
+    a.subscribe(lambda s: states.extend(leg.state for leg in s.legs))
+    _blackhole(a)  # the path dies both ways; signaling works: a fresh ICE session
+    _blackhole(b)
+    await wait_for(a, lambda s: any(leg.state is LegState.RECONNECTING for leg in s.legs), 5)
+    lost = time.monotonic()
+    count = len(frames)
+    snap = await wait_for(
+        a, lambda s: any(leg.state is LegState.CONNECTED for leg in s.legs), within=8
+    )
+    await eventually(lambda: len(frames) > count + 3, within=5)
+    recovered = time.monotonic() - lost
+    assert snap.phase is CallPhase.CONNECTED
+    assert only_leg(a).peer.pc is not first_pc  # type: ignore[union-attr]
+    assert [r.ice_restarts for r in a.records()] == [1]
+    assert [r.ice_restarts for r in b.records()] == [1]
+    assert recovered < 3.0
+    # The call went on: one leg, reported once, never ended.
+    assert [r.end_reason for r in a.records()] == [None]
+    assert LegState.RECONNECTING in states
 
 
 async def test_video_off_sends_black_frames(sessions: Sessions) -> None:

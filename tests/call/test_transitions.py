@@ -165,3 +165,56 @@ def test_a_link_that_drops_and_comes_back() -> None:
     assert next_link_state(state, LinkEvent.RESTORED) is LinkState.CONNECTED
     assert next_link_state(state, LinkEvent.GONE) is LinkState.GONE
     assert next_link_state(LinkState.GONE, LinkEvent.CONNECT) is LinkState.CONNECTING
+
+
+# -- a dead media path, renegotiated (issue 14) ------------------------------------------
+
+
+def test_a_dead_path_is_renegotiated_and_the_call_goes_on() -> None:
+    connected = (E.CALL, E.ANSWER, E.MEDIA_UP)
+    assert walk(*connected, E.PATH_LOST) == Step(S.RECONNECTING)
+    # Our restart offer's answer, retries, then media again: the same call.
+    assert walk(*connected, E.PATH_LOST, E.ANSWER, E.ANSWER, E.MEDIA_UP) == Step(S.CONNECTED)
+    # The peer's restart offer (it noticed first), answered.
+    assert walk(*connected, E.RESTART_OFFER, E.ANSWER_SENT, E.MEDIA_UP) == Step(S.CONNECTED)
+    assert walk(*connected, E.PATH_LOST, E.RESTART_OFFER) == Step(S.RECONNECTING)
+    # And it can happen again.
+    twice = (*connected, E.PATH_LOST, E.MEDIA_UP, E.PATH_LOST, E.MEDIA_UP)
+    assert walk(*twice) == Step(S.CONNECTED)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (E.TIMEOUT, EndReason.PEER_UNREACHABLE),  # restart_for ran out
+        (E.PEER_SILENT, EndReason.PEER_UNREACHABLE),
+        (E.TRANSPORT_FAILED, EndReason.PEER_UNREACHABLE),
+        (E.TRANSPORT_CLOSED, EndReason.PEER_HUNG_UP),
+        (E.BYE, EndReason.PEER_HUNG_UP),
+        (E.HANG_UP, EndReason.HUNG_UP),
+        (E.PEER_LEFT, EndReason.PEER_LEFT),
+        (E.SERVER_LOST, EndReason.SERVER_LOST),  # no signaling: nothing to renegotiate over
+        (E.RELAY_FAILED, EndReason.RELAY_FAILED),
+        (E.CLOSE, EndReason.CLOSED),
+    ],
+)
+def test_how_a_reconnecting_leg_ends(event: LegEvent, reason: EndReason) -> None:
+    assert step(S.RECONNECTING, event) == Step(S.ENDED, reason)
+
+
+def test_only_a_live_call_renegotiates_its_path() -> None:
+    lost = {state for (state, event) in LEG_TRANSITIONS if event is E.PATH_LOST}
+    assert lost == {S.CONNECTED}
+    restarted = {state for (state, event) in LEG_TRANSITIONS if event is E.RESTART_OFFER}
+    assert restarted == {S.CONNECTED, S.RECONNECTING}
+    with pytest.raises(LocalProtocolError):
+        step(S.CONNECTING, E.PATH_LOST)  # before media: the connect timeout decides
+    with pytest.raises(RemoteProtocolError):
+        step(S.RINGING, E.RESTART_OFFER)
+
+
+def test_a_relay_that_says_no_ends_a_call_before_media_in_words() -> None:
+    assert walk(E.CALL, E.RELAY_FAILED) == Step(S.ENDED, EndReason.RELAY_FAILED)
+    assert "TURN relay" in EndReason.RELAY_FAILED.value
+    with pytest.raises(LocalProtocolError):
+        step(S.CONNECTED, E.RELAY_FAILED)  # media flows: the relay worked

@@ -134,3 +134,25 @@ def test_chat_text_limits_say_why() -> None:
     with pytest.raises(ValueError, match="empty"):
         wire.clean_chat_text(" \n ")
     assert wire.parse_json("{not json") is None
+
+
+def test_restart_offers_and_relinks_are_extensions_a_v1_peer_can_ignore() -> None:
+    restart = wire.Sdp("offer", "v=0", restart=True)
+    assert wire.encode(restart) == {
+        "type": "SDP",
+        "payload": {"type": "offer", "sdp": "v=0", "restart": True},
+    }
+    assert wire.parse(wire.encode(restart)) == restart
+    # Without the word, or with anything but true, an offer is a plain offer.
+    plain = {"type": "SDP", "payload": {"type": "offer", "sdp": "v=0"}}
+    assert wire.encode(wire.Sdp("offer", "v=0")) == plain
+    for odd in ("yes", 1, None):
+        payload = {"type": "offer", "sdp": "v=0", "restart": odd}
+        assert wire.parse({"type": "SDP", "payload": payload}) == wire.Sdp("offer", "v=0")
+    answer = {"type": "SDP", "payload": {"type": "answer", "sdp": "v=0", "restart": True}}
+    assert wire.parse(answer) == wire.Sdp("answer", "v=0")  # only offers restart
+    relink = wire.Relink("q3Jx0v1Lr9aZ-k2T")
+    assert wire.encode(relink) == {"type": "RELINK", "payload": {"id": "q3Jx0v1Lr9aZ-k2T"}}
+    assert wire.parse_json(wire.encode_json(relink)) == relink
+    for bad in ({}, {"id": ""}, {"id": 7}, {"id": "x" * 129}, None):
+        assert wire.parse({"type": "RELINK", "payload": bad}) is None

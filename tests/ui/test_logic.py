@@ -163,6 +163,10 @@ def leg(
             "Ana is calling you.",
         ),
         (CallSnapshot(phase=CallPhase.RECONNECTING), "Lost the server; reconnecting…"),
+        (
+            CallSnapshot(phase=CallPhase.CONNECTED, legs=(leg("Ana", LegState.RECONNECTING),)),
+            "In a call with Ana. Lost the connection to Ana; reconnecting…",
+        ),
     ],
 )
 def test_status_lines(snap: CallSnapshot, words: str) -> None:
@@ -175,6 +179,7 @@ def test_badges_placeholder_and_code() -> None:
     assert wording.placeholder_text(peer) == "Ana turned the camera off"
     assert wording.code_text(peer) == "Verification code: not agreed yet"
     assert wording.leg_name(leg(None)).startswith("Guest ")
+    assert wording.placeholder_text(leg("Bo", LegState.RECONNECTING)) == "Reconnecting to Bo…"
 
 
 @pytest.mark.parametrize(

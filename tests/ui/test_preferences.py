@@ -483,7 +483,13 @@ def test_every_control_has_an_accessible_name_and_description(qtbot: QtBot) -> N
     undescribed = [w.objectName() for w in controls if not w.accessibleDescription()]
     assert undescribed == []
     labels = [w for w in d.findChildren(QAbstractButton) if w.isVisible()]
-    assert sorted(b.text() for b in labels) == ["C&hoose file…", "Cancel", "Ch&oose file…", "Save"]
+    assert sorted(b.text() for b in labels) == [
+        "C&hoose file…",
+        "Cancel",
+        "Ch&oose file…",
+        "Save",
+        "Send media only through a &TURN relay",
+    ]
     assert d.ice_error.accessibleName() == "ICE servers problem"
 
 

@@ -62,6 +62,17 @@ def test_call_options_come_from_the_settings() -> None:
     assert config.server_url == "ws://h:1/ws"
 
 
+def test_relay_only_round_trips_and_reaches_the_call(tmp_path: Path) -> None:
+    from callapp.ui.models.call import CallOptions
+
+    path = tmp_path / "relay.ini"
+    assert SettingsStore(path).load().relay_only is False  # not in an old file: off
+    SettingsStore(path).save(Settings().with_changes(relay_only=True))
+    again = SettingsStore(path).load()
+    assert again.relay_only is True
+    assert CallOptions.from_settings(again).config("ws://h:1/ws").relay_only is True
+
+
 # -- new settings, old files -----------------------------------------------------------
 
 

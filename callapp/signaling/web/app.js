@@ -58,7 +58,8 @@ const VIDEO_SIZE = Object.freeze({ width: 640, height: 480 });
 const RECONNECT_DEFAULT_S = 30;
 const RECONNECT_MAX_S = 600;
 const RETRY_FIRST_MS = 500;
-const RETRY_MAX_MS = 4000;
+const RETRY_MAX_MS = 1000; // a restarted server is rejoined within about a second of its return
+const ICE_RESTART_RETRY_MS = 2500; // a restart offer that has not connected by then is made again
 const CONNECT_TIMEOUT_MS = 5000; // a server that never answers the handshake
 const COUNTDOWN_TICK_MS = 250;
 const DEVICE_KEY = { videoinput: "callapp.camera", audioinput: "callapp.microphone",
@@ -273,6 +274,12 @@ const app = {
   retryMedia,
   cancelReconnect,
   retryReconnect,
+  // Restart ICE with the first peer now, as after a dead media path (tests).
+  restartIce() {
+    const peer = first();
+    if (peer) afterInbox(() => restartIce(peer, true));
+    return Boolean(peer);
+  },
 };
 window.callapp = app;
 
@@ -296,6 +303,7 @@ function describePeer(peer) {
     sendingVideo: sender && sender.track ? sender.track.label : null,
     sendingAudio: transceiverOf(peer, "audio")?.sender.track?.label ?? null,
     negotiations: peer.negotiations,
+    iceRestarts: peer.iceRestarts,
     keyed: peer.authKey !== null,
     verification: peer.verifier ? peer.verifier.state : peer.noCode ? "unavailable" : "none",
     securityCode: securityCode(peer),
@@ -433,7 +441,7 @@ function beginReconnect() {
   scheduleRetry();
 }
 
-// 0.5 s, 1 s, 2 s, then every 4 s, with a little jitter so that everyone who
+// 0.5 s, then every 1 s, with a little jitter so that everyone who
 // lost the same server does not knock at the same instant.
 function retryDelay(attempts) {
   const base = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempts);
@@ -702,6 +710,8 @@ function startPeer(id, role) {
     frameWidth: 0,
     frameHeight: 0,
     localCandidates: [],
+    iceRestarts: 0, // media paths renegotiated (restartIce, or the app's fresh connection)
+    restartTimer: null,
     remoteCandidates: pending.map((init) => init.candidate),
     selectedPair: null,
     tracksAdded: false,
@@ -751,6 +761,10 @@ function startPeer(id, role) {
       return afterInbox(() => isCurrent(peer) && endPeer(id, "gone"));
     }
     if (pc.connectionState === "connected" && !peer.orphan) afterInbox(() => retireOrphanOf(peer));
+    // The media path died while signaling works: the caller restarts ICE.
+    if (["disconnected", "failed"].includes(pc.connectionState) && !peer.orphan) {
+      afterInbox(() => restartIce(peer));
+    }
     renderTile(peer);
     refreshCallState();
   };
@@ -866,15 +880,23 @@ async function onDescription(from, description) {
   if (typeof description.sdp !== "string") return;
   if (description.type === "offer") {
     let peer = peers.get(from);
-    if (peer && (peer.pc.signalingState !== "stable" || peer.orphan)) {
+    let restarts = 0;
+    let role = "callee";
+    if (peer && (peer.pc.signalingState !== "stable" || peer.orphan || description.restart === true)) {
       // Offers crossed: start over as the answerer. Or a call from before a
-      // lost server: theirs is a new connection, with a new certificate.
+      // lost server: theirs is a new connection, with a new certificate. Or
+      // the desktop app restarting a dead media path ("restart": a fresh
+      // connection, since aiortc cannot restart ICE inside one): a fresh one here too.
+      const fresh = description.restart === true && peer.pc.signalingState === "stable";
+      restarts = description.restart === true ? peer.iceRestarts + (fresh ? 1 : 0) : 0;
+      if (description.restart === true) role = peer.role; // the same call: who restarts stays
       closePeer(peer);
       peer = null;
     }
     if (!peer) {
-      peer = startPeer(from, "callee");
+      peer = startPeer(from, role);
       if (!peer) return;
+      peer.iceRestarts = restarts; // the same call, on a fresh connection
       if (!anyConnected()) setState("calling", "Answering…");
     }
     const { pc } = peer;
@@ -1058,10 +1080,37 @@ async function addCandidate(pc, init) {
   }
 }
 
+// A dead media path with signaling alive: the caller offers an ICE restart
+// (between browsers, restartIce() inside the same connection; the desktop app
+// answers it with a fresh connection of its own, offered with "restart"), and
+// offers again every ICE_RESTART_RETRY_MS until the path is back.
+async function restartIce(peer, force = false) {
+  if (!isCurrent(peer) || peer.role !== "caller" || peer.orphan) return;
+  if (!ws || ws.readyState !== WebSocket.OPEN || peer.pc.signalingState !== "stable") return;
+  if (peer.pc.connectionState === "connected" && !force) return;
+  if (peer.restartTimer === null) peer.iceRestarts += 1; // a new loss, not a retry
+  note(`media path to ${peer.id} lost: restarting ICE`);
+  clearTimeout(peer.restartTimer);
+  peer.restartTimer = setTimeout(() => {
+    peer.restartTimer = null;
+    if (isCurrent(peer) && peer.pc.connectionState !== "connected") {
+      peer.restartTimer = -1; // still the same loss
+      afterInbox(() => restartIce(peer));
+    }
+  }, ICE_RESTART_RETRY_MS);
+  await step(peer, async () => {
+    peer.pc.restartIce();
+    const offer = await peer.pc.createOffer({ iceRestart: true });
+    await peer.pc.setLocalDescription(offer);
+    sendToPeer(peer.id, { type: "SDP", payload: { type: offer.type, sdp: offer.sdp } });
+  });
+}
+
 function closePeer(peer) {
   if (!isCurrent(peer)) return;
   peers.delete(peer.id);
   clearInterval(peer.statsTimer);
+  clearTimeout(peer.restartTimer);
   if (peer.verifyTimer !== null) clearTimeout(peer.verifyTimer);
   peer.verifyTimer = null;
   if (peer.channel) peer.channel.onmessage = null;

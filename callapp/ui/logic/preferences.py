@@ -173,6 +173,7 @@ class PreferencesForm:
     host_port: int
     cert_file: str
     key_file: str
+    relay_only: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PreferencesForm:
@@ -184,6 +185,7 @@ class PreferencesForm:
             volume=settings.volume,
             resolution=(settings.width, settings.height),
             ice_text=ice_servers_text(settings.ice_servers),
+            relay_only=settings.relay_only,
             host_port=settings.host_port,
             cert_file=settings.cert_file,
             key_file=settings.key_file,
@@ -218,6 +220,7 @@ def settings_from_form(base: Settings, form: PreferencesForm) -> Settings:
         volume=clamp_volume(form.volume),
         resolution=form.resolution,
         ice_servers=parse_ice_servers(form.ice_text),
+        relay_only=form.relay_only,
         host_port=clamp_port(form.host_port),
         cert_file=expand_path(form.cert_file),
         key_file=expand_path(form.key_file),
@@ -289,6 +292,7 @@ _TOPICS: tuple[tuple[str, tuple[str, ...], str, bool, Applies], ...] = (
     ("speaker", ("speaker",), "speaker", False, Applies.NEXT_CALL),
     ("resolution", ("width", "height"), "video size", False, Applies.NEXT_CALL),
     ("ice_servers", ("ice_servers",), "ICE servers", True, Applies.NEXT_CALL),
+    ("relay_only", ("relay_only",), "relay-only setting", False, Applies.NEXT_CALL),
     ("server_url", ("server_url",), "server", False, Applies.NEXT_CALL),
     ("room", ("room",), "room", False, Applies.NEXT_CALL),
     ("host_port", ("host_port",), "hosting port", False, Applies.NEXT_HOSTING),

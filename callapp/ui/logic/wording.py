@@ -136,8 +136,16 @@ def status_line(snap: SessionSnapshot) -> str:
             ringing = [leg_name(leg) for leg in live if leg.state is LegState.RINGING]
             return f"{names_text(ringing) or 'Someone'} is calling you."
         case CallPhase.CONNECTED:
-            joining = [leg_name(leg) for leg in live if leg.state is not LegState.CONNECTED]
-            line = f"In a call with {names_text(connected)}."
+            # A leg renegotiating its media path (LegState.RECONNECTING) is in the call.
+            back = [leg_name(leg) for leg in live if leg.state is LegState.RECONNECTING]
+            joining = [
+                leg_name(leg)
+                for leg in live
+                if leg.state not in (LegState.CONNECTED, LegState.RECONNECTING)
+            ]
+            line = f"In a call with {names_text(connected + back)}."
+            if back:
+                line += f" Lost the connection to {names_text(back)}; reconnecting…"
             if joining:
                 line += f" {names_text(joining)} {'is' if len(joining) == 1 else 'are'} joining…"
             return line
@@ -160,6 +168,8 @@ def placeholder_text(leg: LegSnapshot) -> str:
         return f"Waiting for {leg_name(leg)}'s video…"
     if leg.state is LegState.RINGING:
         return f"{leg_name(leg)} is calling"
+    if leg.state is LegState.RECONNECTING:
+        return f"Reconnecting to {leg_name(leg)}…"
     return f"Connecting to {leg_name(leg)}…"
 
 

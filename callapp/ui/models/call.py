@@ -88,6 +88,8 @@ class CallOptions:
     width: int = 640
     height: int = 480
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
+    #: Media only through a TURN relay (``CallConfig.relay_only``).
+    relay_only: bool = False
     allow_loopback: bool = False
     codec: str = "vp8"
     #: Host with TLS: ``(certificate file, key file)``; None for plain ws://.
@@ -108,6 +110,7 @@ class CallOptions:
             width=settings.width,
             height=settings.height,
             ice_servers=settings.ice_servers,
+            relay_only=settings.relay_only,
             allow_loopback=allow_loopback,
             codec=codec,
             tls=settings.tls_files,
@@ -137,6 +140,7 @@ class CallOptions:
             height=self.height,
             codec=self.codec,
             ice_servers=self.ice_servers,
+            relay_only=self.relay_only,
             allow_loopback=self.allow_loopback,
             tls_pin=tls_pin,
             server_pin=server_pin,
@@ -757,7 +761,13 @@ class CallModel(QObject):
         if snap.link is LinkState.GONE and previous.link is not LinkState.GONE:
             self._leave_soon(wording.ending_text(EndReason.SERVER_LOST))
             return
-        gone = [leg for leg in previous.legs if snap.leg(leg.peer_id) is None]
+        # A peer back on signaling with a new id (RELINK) is the same call, not gone.
+        moved = {old_id for leg in snap.legs for old_id in leg.previous_ids}
+        gone = [
+            leg
+            for leg in previous.legs
+            if snap.leg(leg.peer_id) is None and leg.peer_id not in moved
+        ]
         if not gone:
             return
         text = wording.ending_text(reason, wording.leg_name(gone[-1]))

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -218,11 +219,21 @@ class PreferencesDialog(QDialog):
             " empty uses only the signaling server's.",
         )
         self.ice_error = self._error_label("iceError", "ICE servers problem")
+        self.relay_check = QCheckBox("Send media only through a &TURN relay")
+        self.relay_check.setObjectName("relayCheck")
+        self.relay_check.setChecked(settings.relay_only)
+        _describe(
+            self.relay_check,
+            "Relay only",
+            "Calls go through a TURN relay only, so the others never learn your address;"
+            " they need one (the server's, or one above).",
+        )
         network = QGroupBox("Network")
         network.setObjectName("networkBox")
         network_form = QFormLayout(network)
         network_form.addRow("&ICE servers", self.ice_edit)
         network_form.addRow(self.ice_error)
+        network_form.addRow(self.relay_check)
 
         # Hosting
         self.port_spin = QSpinBox()
@@ -326,6 +337,7 @@ class PreferencesDialog(QDialog):
         self.volume_slider.valueChanged.connect(self._volume_moved)
         self.size_combo.currentIndexChanged.connect(self._refresh)
         self.ice_edit.textChanged.connect(self._refresh)
+        self.relay_check.toggled.connect(self._refresh)
         self.port_spin.valueChanged.connect(self._refresh)
         self.cert_edit.textChanged.connect(self._refresh)
         self.key_edit.textChanged.connect(self._refresh)
@@ -351,6 +363,7 @@ class PreferencesDialog(QDialog):
             volume=self.volume_slider.value(),
             resolution=self._sizes[index] if index >= 0 else self._initial.resolution,
             ice_text=self.ice_edit.toPlainText(),
+            relay_only=self.relay_check.isChecked(),
             host_port=self.port_spin.value(),
             cert_file=self.cert_edit.text(),
             key_file=self.key_edit.text(),
