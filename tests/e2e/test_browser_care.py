@@ -23,9 +23,11 @@ test asserts how fast something happened.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -34,6 +36,7 @@ import pytest
 
 from callapp.signaling.server import SignalingServer
 from tests.e2e.chromium import Chromium, Page, launch_or_skip
+from tests.e2e.conftest import Procs
 from tests.e2e.test_browser import hook
 
 pytestmark = pytest.mark.e2e
@@ -570,3 +573,31 @@ async def test_problems_are_said_in_plain_words_with_what_to_do(
         assert_plain(await shown_texts(cy))
         for page in (dee, ana, cy):
             assert_plain(await shown_texts(page))
+
+
+async def test_a_page_told_the_host_ended_the_call_says_so_and_stops_knocking(
+    browser: Chromium, procs: Procs
+) -> None:
+    """The host's app closes (SIGTERM): its BYE ``host-ended`` reaches the page
+    before its server goes, and the page ends the call in words instead of
+    counting down to a server that is not coming back."""
+    quiet = ("--audio", "none", "--speaker", "none", "--size", "320x240", "--fps", "15")
+    host = procs.call(
+        "host", "--host", "--room", "byes", *quiet, "--allow-loopback", "--calls", "0",
+        "--timeout", "0",
+    )  # fmt: skip
+    _, match = host.wait_line(r"invite: (\S+)", within=30)
+    page = await open_page(browser, match.group(1))
+    await in_call(page)
+    host.popen.send_signal(signal.SIGTERM)
+    await page.wait_for("window.callapp.errorCode === 'host-ended'", within=15)
+    status = str(await hook(page, "status"))
+    assert status.startswith("The host ended the call."), status
+    assert await page.evaluate("window.callapp.peers.length") == 0
+    assert host.wait_exit(15) == 0, host.output
+    # The server is gone with the host: no countdown, no retries, the same words.
+    await asyncio.sleep(2.0)
+    assert await hook(page, "reconnecting") is False
+    assert await page.evaluate("document.getElementById('reconnect').hidden")
+    assert str(await hook(page, "status")) == status
+    assert_plain(await shown_texts(page))

@@ -143,6 +143,9 @@ const ENDED_TEXT = {
   failed: "could not be reached",
   insecure: "could not prove who they are",
 };
+// BYE reasons (docs/protocol.md): what the status says, in the app's own words.
+const HOST_ENDED_TEXT = "The host ended the call. To talk again, ask them for a new invite link.";
+const BUSY_TEXT = "The other person is in another call. Try again later.";
 const NO_PRESENCE = Object.freeze({
   name: DEFAULT_NAME,
   muted: false,
@@ -859,7 +862,7 @@ async function onPeerMessage(from, data) {
       await onCandidate(from, data.payload || {});
       break;
     case "BYE":
-      endPeer(from, "hung up");
+      onBye(from, data.payload);
       break;
     case "PRESENCE":
       onPresence(from, data.payload);
@@ -1128,6 +1131,38 @@ function closeAllPeers() {
 
 function byeToAll() {
   for (const id of peers.keys()) sendToPeer(id, { type: "BYE" });
+}
+
+// A BYE's reason, when it has one this page knows ("" otherwise: a plain hang-up).
+function byeReason(payload) {
+  const reason = payload && typeof payload === "object" ? payload.reason : undefined;
+  return reason === "host-ended" || reason === "busy" ? reason : "";
+}
+
+function onBye(from, payload) {
+  const reason = byeReason(payload);
+  const peer = peers.get(from);
+  if (reason === "host-ended") {
+    // Only from someone we call with or share the room with: anyone may know our id.
+    if (everyone().has(from)) hostEnded();
+    return;
+  }
+  // Busy counts only before the call was answered; later it is a plain hang-up.
+  if (reason === "busy" && peer && !peer.pc.remoteDescription) {
+    closePeer(peer);
+    if (peers.size > 0) return refreshCallState(BUSY_TEXT);
+    return setState("waiting", BUSY_TEXT, "busy");
+  }
+  endPeer(from, "hung up");
+}
+
+// The host closed its app, and its server goes with it: the call is over for
+// everyone, so the page stops trying to get back to that server.
+function hostEnded() {
+  wanted = null;
+  endReconnect();
+  closeAllPeers();
+  setState("idle", HOST_ENDED_TEXT, "host-ended");
 }
 
 // One call is over; the others go on.
