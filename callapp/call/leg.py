@@ -576,6 +576,13 @@ class CallLeg:
             # One side restarts (the caller, as in the browser client), so the
             # two never offer at once; the callee waits for the offer.
             await self._offer_restart()
+        elif event is LegEvent.PATH_LOST and not self.in_room:
+            # A dialled callee has no room to hear peer-left from. Something
+            # sent to the peer's id makes the server answer unknown-peer at
+            # once if the peer's app is gone (crashed, killed), instead of
+            # waiting out the restart deadline for an offer that cannot come.
+            with contextlib.suppress(Exception):
+                await self._host.send(self._host.presence_message(), self.peer_id)
 
     async def _fresh_peer(self) -> Peer:
         """Retire the Peer (keeping what it counted) and make a new one."""

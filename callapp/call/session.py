@@ -1138,6 +1138,12 @@ class CallSession:
                     self._set_notice("call", f"Nobody with id {leg.peer_id} is connected.")
                     await leg.end(LegEvent.UNKNOWN_PEER)
                     return
+            for leg in self._live_legs():
+                # A dialled call whose media went quiet, and whose peer the
+                # server no longer knows: that app is gone, not reconnecting.
+                if leg.state is LegState.RECONNECTING and not leg.in_room:
+                    await leg.end(LegEvent.UNKNOWN_PEER)
+                    return
         logger.info("signaling error %s: %s", code, text)
 
     def _known(self, sender: str) -> bool:

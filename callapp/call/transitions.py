@@ -147,6 +147,8 @@ LEG_TRANSITIONS: Final[dict[tuple[LegState | None, LegEvent], Step]] = {
     (S.RECONNECTING, LegEvent.PEER_SILENT): Step(S.ENDED, R.PEER_UNREACHABLE),
     (S.RECONNECTING, LegEvent.TRANSPORT_FAILED): Step(S.ENDED, R.PEER_UNREACHABLE),
     (S.RECONNECTING, LegEvent.TRANSPORT_CLOSED): Step(S.ENDED, R.PEER_HUNG_UP),
+    # The server no longer knows the peer's id: its app is gone (a dialled call).
+    (S.RECONNECTING, LegEvent.UNKNOWN_PEER): Step(S.ENDED, R.PEER_UNREACHABLE),
     **_ending(LegEvent.HANG_UP, R.HUNG_UP),
     **_ending(LegEvent.DECLINE, R.DECLINED, (S.RINGING,)),
     # A BYE before the answer is a decline; after it, a hang-up.
