@@ -199,6 +199,10 @@ class Unauthorized(SignalingError):
         self.reason = reason
 
 
+#: Seconds between the rejoins a reconnected client retries while they are answered ``busy``.
+REJOIN_BUSY_BACKOFF = (0.25, 0.5, 1.0, 2.0, 2.0)
+
+
 class ServerError(SignalingError):
     """The server answered a request with an ``error`` (other than the above).
 
@@ -822,11 +826,21 @@ class SignalingClient:
         room = self.room
         if room is None:
             return None
+        # A capacity this client could not ask for (a newer server's larger
+        # room) is left to the server's default.
+        capacity = self.room_capacity if is_valid_room_capacity(self.room_capacity) else None
         try:
-            # A capacity this client could not ask for (a newer server's
-            # larger room) is left to the server's default.
-            capacity = self.room_capacity if is_valid_room_capacity(self.room_capacity) else None
-            return await self._join(room, capacity, self._room_key)
+            for delay in (*REJOIN_BUSY_BACKOFF, None):
+                try:
+                    return await self._join(room, capacity, self._room_key)
+                except ServerError as exc:
+                    # busy is passing (a server whose Redis is coming back
+                    # holds joins): ask again, a few times, before giving up.
+                    if exc.code != "busy" or delay is None:
+                        raise
+                    logger.info("rejoin of room %r answered busy; again in %g s", room, delay)
+                    await asyncio.sleep(delay)
+            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
         except (RoomFull, BadRoom, BadCapacity, Unauthorized, ServerError, SignalingTimeout) as exc:
             logger.warning("could not rejoin room %r: %s", room, exc)
             self.room = None

@@ -31,6 +31,7 @@ from callapp.signaling.messages import (
     Created,
     Error,
     ErrorCode,
+    Join,
     Joined,
     PeerJoined,
     PeerLeft,
@@ -292,6 +293,32 @@ async def test_a_rejoin_the_new_server_cannot_hold_leaves_the_room(
     assert isinstance(reconnected, Reconnected)
     assert reconnected.rejoined is None
     assert (client.room, client.room_capacity) == (None, None)
+
+
+async def test_a_rejoin_answered_busy_is_asked_again_until_it_fits(
+    make_server: ServerFactory, clients: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """busy is passing (a server holding joins while its Redis comes back, or
+    out of rooms for a moment): the reconnected client asks again, and keeps
+    its room, instead of giving the room up at the first answer."""
+    first = await make_server()
+    port = first.port
+    client = await connected(first, clients)
+    events = Events(client)
+    await client.join("mine")
+    await first.stop()
+    assert isinstance(await events.next(), Disconnected)
+    second = await make_server(port=port, max_rooms=1)
+    # Before the client's next attempt: the only room is taken, for a moment.
+    second.router.connect("squatter")
+    second.router.handle("squatter", Join(room="other"))
+    asyncio.get_running_loop().call_later(0.8, second.router.disconnect, "squatter")
+    caplog.set_level("INFO", logger="callapp.signaling.client")
+    reconnected = await events.next()
+    assert isinstance(reconnected, Reconnected)
+    assert reconnected.rejoined == Created("mine", ident(client))
+    assert client.room == "mine"
+    assert any("answered busy" in record.getMessage() for record in caplog.records)
 
 
 async def test_client_talks_to_an_apigw_client(server: SignalingServer, clients: list[Any]) -> None:
