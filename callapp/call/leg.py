@@ -324,6 +324,7 @@ class CallLeg:
     def _ensure_peer(self) -> Peer:
         if self.peer is None:
             self.peer = self._host.new_peer(self)
+            self.peer.remote_camera_off = self.record.peer_camera_off
         return self.peer
 
     async def _offer(self) -> None:
@@ -492,6 +493,9 @@ class CallLeg:
         self.record.name = presence.name
         self.record.peer_muted = presence.muted
         self.record.peer_camera_off = presence.camera_off
+        self.record.peer_camera_was_off |= presence.camera_off
+        if self.peer is not None:
+            self.peer.remote_camera_off = presence.camera_off
         self.record.peer_screen = presence.screen
         self.record.peer_recording = presence.recording
 

@@ -139,6 +139,7 @@ class Peer:
         self._gathering: asyncio.Future[Any] | None = None
         #: Reads the remote video once its track arrives (counts, first/last frame).
         self.video_sink: LatestFrameSink | None = None
+        self._remote_camera_off = False
         self.audio_frames_received = 0
         #: ``time.monotonic()`` when the newest remote audio frame was read.
         self.last_audio_at: float | None = None
@@ -182,11 +183,23 @@ class Peer:
         self.tuner.start()
         if track.kind == "video" and self.video_sink is None:
             self.video_sink = LatestFrameSink(track, on_frame=self._on_video)
+            self.video_sink.still = self._remote_camera_off
             self.video_sink.start()
         elif track.kind == "audio":
             task = asyncio.ensure_future(read_track(track, self._audio_frame, what="remote audio"))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    @property
+    def remote_camera_off(self) -> bool:
+        """What the peer's presence says; its black frames' gaps are then no freezes."""
+        return self._remote_camera_off
+
+    @remote_camera_off.setter
+    def remote_camera_off(self, value: bool) -> None:
+        self._remote_camera_off = value
+        if self.video_sink is not None:
+            self.video_sink.still = value
 
     @property
     def frames_received(self) -> int:

@@ -40,6 +40,8 @@ class LegRecord:
     audio_frames_received: int = 0
     peer_muted: bool = False
     peer_camera_off: bool = False
+    #: The peer's camera was off at some time: its frame rate says nothing then.
+    peer_camera_was_off: bool = False
     peer_screen: bool = False
     peer_recording: bool = False
     security_code: str | None = None
@@ -145,12 +147,14 @@ def quality(record: LegRecord, fps: float) -> dict[str, Any]:
         return {"quality": None, "quality_reasons": []}
     loss = stats.packet_loss or 0.0
     frozen_share = stats.frozen / media_s
-    # A peer that sends no video at all (a browser without a camera) is judged on loss.
+    # A peer that sends no video at all (a browser without a camera) is judged on
+    # loss; one whose camera was off sent black frames at its own slow pace.
     video = record.frames_received > 0
+    judge_fps = video and not record.peer_camera_was_off
     collapsed = [
         why
         for why, bad in (
-            (f"{fps:.1f} fps received", video and fps < COLLAPSED_FPS),
+            (f"{fps:.1f} fps received", judge_fps and fps < COLLAPSED_FPS),
             (
                 f"frozen {frozen_share:.0%} of the time",
                 video and frozen_share > COLLAPSED_FROZEN_SHARE,
@@ -164,7 +168,7 @@ def quality(record: LegRecord, fps: float) -> dict[str, Any]:
     poor = [
         why
         for why, bad in (
-            (f"{fps:.1f} fps received", video and fps < POOR_FPS),
+            (f"{fps:.1f} fps received", judge_fps and fps < POOR_FPS),
             (f"froze for {stats.freeze_max:.1f} s", stats.freeze_max > POOR_FREEZE_S),
             (f"{loss:.0%} of the packets lost", loss > POOR_LOSS),
             (

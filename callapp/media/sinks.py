@@ -70,7 +70,26 @@ class LatestFrameSink:
         """Gaps between two frames longer than :data:`FREEZE_GAP`."""
         self.frozen_seconds = 0.0
         """The length of those gaps, summed."""
+        self._still = False
+        self._gap_counts = True
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def still(self) -> bool:
+        """True while the sender says its picture stands still (its camera is off).
+
+        Gaps between frames are then not freezes: a camera that is off sends a
+        black frame now and then, and the gap around switching it back on is
+        the sender's doing too, so the first gap after ``still`` turns False is
+        not counted either.
+        """
+        return self._still
+
+    @still.setter
+    def still(self, value: bool) -> None:
+        if value != self._still:
+            self._still = value
+            self._gap_counts = False
 
     @property
     def running(self) -> bool:
@@ -118,7 +137,7 @@ class LatestFrameSink:
         now = time.monotonic()
         if self.first_frame_at is None:
             self.first_frame_at = now
-        elif self.last_frame_at is not None:
+        elif self.last_frame_at is not None and self._gap_counts and not self._still:
             # Freezes are counted by arrival: decoded frames are what a viewer sees
             # (a recording's restamped timestamps would hide them).
             gap = now - self.last_frame_at
@@ -126,6 +145,7 @@ class LatestFrameSink:
             if gap > FREEZE_GAP:
                 self.freezes += 1
                 self.frozen_seconds += gap
+        self._gap_counts = not self._still
         self.last_frame_at = now
         self.latest = frame
         self.frames += 1

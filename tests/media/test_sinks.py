@@ -109,3 +109,39 @@ async def test_ends_when_a_live_track_is_stopped() -> None:
     track.stop()
     await ended.wait()
     assert sink.error is None
+
+
+class PacedTrack(MediaStreamTrack):
+    """Returns one frame after each of the given pauses (s), then ends."""
+
+    kind = "video"
+
+    def __init__(self, pauses: list[float]) -> None:
+        super().__init__()
+        self.pauses = list(pauses)
+
+    async def recv(self) -> VideoFrame:
+        if not self.pauses:
+            raise MediaStreamError()
+        await asyncio.sleep(self.pauses.pop(0))
+        return flat(50)
+
+
+async def test_gaps_while_the_sender_says_its_camera_is_off_are_no_freezes() -> None:
+    # Frame:   1    2     3 (freeze)  4 (off)  5 (off)  6 (back on)  7     8 (freeze)
+    pauses = [0.0, 0.01, 0.3, 0.3, 0.3, 0.3, 0.01, 0.3]
+    sink: LatestFrameSink
+
+    def on_frame(_frame: VideoFrame) -> None:
+        if sink.frames == 3:
+            sink.still = True  # the peer's presence: camera off
+        elif sink.frames == 5:
+            sink.still = False
+
+    sink = LatestFrameSink(PacedTrack(pauses), on_frame=on_frame)
+    sink.start()
+    await sink.wait_ended()
+    assert sink.frames == 8
+    # Frames 3 and 8 came after freezes; 4 and 5 while still, 6 right after it.
+    assert sink.freezes == 2
+    assert 0.55 < sink.frozen_seconds < 1.2
