@@ -60,11 +60,18 @@ def check_bounds(result: dict[str, Any]) -> None:
 
 async def test_never_reading_receivers_flooded_by_senders_repeatedly() -> None:
     result = await attacks.replay(
-        "slow_readers", rounds=2, receivers=8, senders=64, sender_addresses=2, seconds=1.5
+        "slow_readers", rounds=2, receivers=4, senders=64, sender_addresses=4, seconds=1.5
     )
     check_bounds(result)
     # The victims were closed (1013) by the outbox limits, not left to pile up.
-    assert result["closed"].get("slow-reader", 0) + result["closed"].get("queue-budget", 0) >= 1
+    # A victim holds about 5 MiB before its outbox is full (4 MiB of the
+    # server's socket buffer, websockets' write buffer, the 1 MiB outbox);
+    # four addresses' read bursts (13 MiB each) fill the first round's four
+    # victims whatever the machine's speed (with 8 victims and 2 addresses
+    # the margin was gone on a busy machine). Later rounds find the address
+    # buckets drained: they show that nothing piles up, not more closes.
+    closed = result["closed"]
+    assert closed.get("slow-reader", 0) + closed.get("queue-budget", 0) >= 4, result["closed"]
 
 
 async def test_deflate_bombs() -> None:
