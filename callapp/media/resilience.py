@@ -7,13 +7,17 @@ lost packet; on a 250 kbit/s link it keeps sending 96 kbit/s of Opus plus at
 least 250 kbit/s of VP8 and the call collapses. What this module changes, per
 connection (never aiortc's module globals), and why:
 
-* **NACK until recovered.** aiortc's receiver sends a NACK only when a *new*
-  gap appears, so a lost retransmission is asked for again only at the next
-  loss, and a packet missing for 128 packets is forgotten while its jitter
-  buffer waits for it until 512 more have arrived (~5 s: the long freezes).
-  :class:`LinkTuner` asks again for every still-missing packet once per round
-  trip (at most :data:`NACK_RETRIES` times), and stops aiortc asking for packets
-  given up; past :data:`CONGESTED_LOSS` it does not ask again at all.
+* **NACK until recovered, each NACK twice.** aiortc's receiver sends a NACK
+  only when a *new* gap appears, so a lost retransmission is asked for again
+  only at the next loss, and a packet missing for 128 packets is forgotten
+  while its jitter buffer waits for it until 512 more have arrived (~5 s: the
+  long freezes). :class:`LinkTuner` asks again for every still-missing packet
+  once per round trip (at most :data:`NACK_RETRIES` times), repeats each ask
+  :data:`NACK_ECHO_AFTER` later (two retransmissions: both lost is rare, and a
+  lost one costs a round trip of freeze), and stops aiortc asking for packets
+  given up; past :data:`ECHO_LOSS` or with a queue building it does not
+  repeat (congestion drops the repeat too, and each adds to the queue), past
+  :data:`CONGESTED_LOSS` it does not ask again.
 * **Keyframes at most twice a second.** aiortc's receiver sends a PLI for every
   frame that fails to decode and its sender forces a keyframe for each: under
   heavy loss a storm that makes the loss worse.
@@ -24,8 +28,8 @@ connection (never aiortc's module globals), and why:
   :class:`OriginalsOnly` feeds it first transmissions only.
 * **A hole is given up after a few round trips.** :class:`VideoJitterBuffer`
   (aiortc's, with capacity and frame assembly unchanged) notes how long the
-  oldest frame has waited for a missing packet; after ``hole_timeout`` (4
-  RTTs + 0.1 s, 0.45-1 s; three times that for a keyframe, which everything
+  oldest frame has waited for a missing packet; after ``hole_timeout`` (3
+  RTTs + 0.1 s, 0.35-1 s; three times that for a keyframe, which everything
   after it needs) it drops to the next frame that starts
   cleanly and asks for a keyframe (PLI), as aiortc itself does only on
   overflow. The decoder carries on from there (aiortc's own choice after its
@@ -91,6 +95,10 @@ START_VIDEO_BITRATE = 300_000
 HALF_SIZE_BELOW, FULL_SIZE_ABOVE = 300_000, 420_000
 HALF_RATE_BELOW, FULL_RATE_ABOVE = 120_000, 180_000
 NACK_RETRIES = 4
+#: Each NACK is sent again this long (s) after it, while incoming loss is under
+#: ECHO_LOSS and no queue shows in the round trip (random loss, not congestion).
+NACK_ECHO_AFTER = 0.02
+ECHO_LOSS = 0.08
 #: Incoming loss over this share means a congested or broken link: no NACK retries.
 CONGESTED_LOSS = 0.2
 #: Forced keyframes (PLI) at most this often (s): each costs several frames' worth.
@@ -445,8 +453,8 @@ class LinkTuner:
         self.audio_bitrate = audio_bitrate_for(None)
         self.nacks_resent = 0
         self._task: asyncio.Task[None] | None = None
-        # seq -> (times asked, when last asked) for each video receiver
-        self._asked: dict[int, dict[int, tuple[int, float]]] = {}
+        # seq -> (times asked again, when last asked, echoed) for each video receiver
+        self._asked: dict[int, dict[int, tuple[int, float, bool]]] = {}
         self._buffers: dict[int, JitterBuffer] = {}
         # receiver -> (since, packets expected then, received then, loss in the last window)
         self._loss_window: dict[int, tuple[float, int, int, float]] = {}
@@ -564,11 +572,16 @@ class LinkTuner:
         if generator is None or not isinstance(buffer, VideoJitterBuffer):
             return
         nack_rtt = min(rtt, self.base_rtt * 1.5) if self.base_rtt < rtt else rtt
-        buffer.hole_timeout = min(1.0, max(0.45, 4 * nack_rtt + 0.1))
+        # Three asks (each twice) have had their answers by then.
+        buffer.hole_timeout = min(1.0, max(0.35, 3 * nack_rtt + 0.1))
         # Past this much loss the link is congested or broken: retransmissions
         # would only add to it (and aiortc re-sends its whole list of missing
         # packets at every new gap), so each packet gets aiortc's one NACK.
-        congested = self._incoming_loss(receiver, now) > CONGESTED_LOSS
+        loss = self._incoming_loss(receiver, now)
+        congested = loss > CONGESTED_LOSS
+        # Asking twice helps against random loss; a full queue drops the second
+        # retransmission too, and each one adds to the queue.
+        echo = loss < ECHO_LOSS and not self.queueing()
         asked = self._asked.setdefault(id(receiver), {})
         missing = generator.missing
         for seq in list(asked):
@@ -576,16 +589,22 @@ class LinkTuner:
                 del asked[seq]
         again: list[int] = []
         for seq in list(missing):
-            count, last = asked.get(seq, (0, -1.0))
+            count, last, echoed = asked.get(seq, (0, -1.0, True))
             hopeless = count >= NACK_RETRIES or (congested and last >= 0)
             if buffer.missing_before(seq) or (hopeless and now - last > nack_rtt * 1.5):
                 # Given up, played, or asked for enough: stop aiortc asking again too.
                 missing.discard(seq)
                 asked.pop(seq, None)
             elif last < 0:
-                asked[seq] = (0, now)  # aiortc asked as the gap appeared
+                asked[seq] = (0, now, not echo)  # aiortc asked as the gap appeared
             elif not hopeless and now - last > nack_rtt * 1.2 + 0.02:
-                asked[seq] = (count + 1, now)
+                asked[seq] = (count + 1, now, not echo)
+                again.append(seq)
+            elif not echoed and now - last >= NACK_ECHO_AFTER:
+                # Asked twice, a little apart: the sender retransmits twice, and a
+                # retransmission lost too (1 in 20 at 5 % loss, each costing a
+                # round trip more of freeze) becomes 1 in 400.
+                asked[seq] = (count, last, True)
                 again.append(seq)
         if again:
             ssrc = self._media_ssrc(receiver)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -249,3 +250,94 @@ def test_the_tuner_stays_out_in_stock_mode(monkeypatch: pytest.MonkeyPatch) -> N
         await pc.close()
 
     asyncio.run(main())
+
+
+def test_a_peer_whose_camera_was_off_is_not_judged_on_its_frame_rate() -> None:
+    # Black frames now and then from a camera that is off: 1 fps, no freezes counted.
+    leg = record(11, 10.0, stats(packet_loss=0.01))
+    assert leg_report(leg)["quality"] == "collapsed"
+    leg.peer_camera_was_off = True
+    assert leg_report(leg)["quality"] == "good"
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.max_seq = 0
+        self.packets_expected = 0
+        self.packets_received = 0
+
+
+class FakeNacks:
+    def __init__(self) -> None:
+        self.missing: set[int] = set()
+
+
+class FakeReceiver:
+    """What LinkTuner reads of aiortc's RTCRtpReceiver, and the NACKs it sends."""
+
+    def __init__(self) -> None:
+        self._RTCRtpReceiver__nack_generator = FakeNacks()
+        self.stream = FakeStream()
+        self._RTCRtpReceiver__remote_streams = {1234: self.stream}
+        self._RTCRtpReceiver__rtx_ssrc: dict[int, int] = {}
+        self.nacks: list[list[int]] = []
+
+    async def _send_rtcp_nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
+        assert ssrc == 1234
+        self.nacks.append(sequence_numbers)
+
+    def arrived(self, expected: int, received: int) -> None:
+        self.stream.packets_expected, self.stream.packets_received = expected, received
+
+
+def tuner_for(receiver: FakeReceiver) -> resilience.LinkTuner:
+    from aiortc import RTCPeerConnection
+
+    tuner = resilience.LinkTuner(RTCPeerConnection())
+    tuner._buffers[id(receiver)] = VideoJitterBuffer()
+    return tuner
+
+
+async def nacks_over(receiver: FakeReceiver, times: list[float], rtt: float = 0.1) -> list[float]:
+    """When (of ``times``) the tuner sent a NACK for the one missing packet, 7."""
+    tuner = tuner_for(receiver)
+    receiver._RTCRtpReceiver__nack_generator.missing.add(7)
+    sent_at = []
+    for now in times:
+        before = len(receiver.nacks)
+        await tuner._renack(receiver, rtt, now)
+        if len(receiver.nacks) > before:
+            assert receiver.nacks[-1] == [7]
+            sent_at.append(now)
+    return sent_at
+
+
+async def test_each_nack_is_repeated_on_a_randomly_lossy_link() -> None:
+    receiver = FakeReceiver()
+    receiver.arrived(100, 95)
+    # aiortc asked at 0; the echo follows 20 ms later, the next ask after a
+    # round trip (1.2 RTT + 20 ms) and its echo, and so on up to NACK_RETRIES.
+    ticks = [round(0.01 * n, 2) for n in range(120)]
+    sent = await nacks_over(receiver, ticks)
+    assert len(sent) == 1 + 2 * resilience.NACK_RETRIES, sent
+    assert sent[0] == pytest.approx(0.02, abs=0.011), "the echo of aiortc's own ask"
+    asks, echoes = [0.0, *sent[1::2]], sent[0::2]
+    assert all(e - a == pytest.approx(0.02, abs=0.011) for a, e in zip(asks, echoes, strict=True))
+    assert all(0.135 < b - a < 0.17 for a, b in itertools.pairwise(asks)), asks
+    assert receiver._RTCRtpReceiver__nack_generator.missing == set(), "given up after that"
+
+
+async def test_no_repeat_when_the_loss_looks_like_congestion() -> None:
+    receiver = FakeReceiver()
+    tuner = tuner_for(receiver)
+    receiver.arrived(100, 100)
+    await tuner._renack(receiver, 0.1, 0.0)  # the loss window starts
+    receiver.arrived(200, 185)  # 15 % of the last second's packets lost
+    receiver._RTCRtpReceiver__nack_generator.missing.add(7)
+    for now in (1.0, 1.03, 1.06):
+        await tuner._renack(receiver, 0.1, now)
+    assert receiver.nacks == [], "the first ask is aiortc's; no echo of it"
+    await tuner._renack(receiver, 0.1, 1.2)
+    assert receiver.nacks == [[7]], "asked again after a round trip, once"
+    await tuner._renack(receiver, 0.1, 1.25)
+    assert receiver.nacks == [[7]]
