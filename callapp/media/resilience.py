@@ -27,10 +27,13 @@ connection (never aiortc's module globals), and why:
   loss the estimate sinks to the floor on a link with room to spare.
   :class:`OriginalsOnly` feeds it first transmissions only.
 * **A hole is given up after a few round trips.** :class:`VideoJitterBuffer`
-  (aiortc's, with capacity and frame assembly unchanged) notes how long the
-  oldest frame has waited for a missing packet; after ``hole_timeout`` (3
-  RTTs + 0.1 s, 0.35-1 s; three times that for a keyframe, which everything
-  after it needs) it drops to the next frame that starts
+  (aiortc's, with capacity and frame assembly unchanged) gives a missing
+  packet ``hole_timeout`` (3 RTTs + 0.1 s, 0.35-1 s; three times that for a
+  keyframe, which everything after it needs), counted from when the packet
+  after it arrived, not from when the hole reached the head: behind a lossy
+  stretch every hole is old by then and goes at once, instead of each being
+  waited out in turn (at 250 kbit/s that kept the picture still for seconds
+  after the loss had stopped). Then it drops to the next frame that starts
   cleanly and asks for a keyframe (PLI), as aiortc itself does only on
   overflow. The decoder carries on from there (aiortc's own choice after its
   overflow skip: a picture with a smudge until the keyframe, not a freeze).
@@ -48,8 +51,11 @@ connection (never aiortc's module globals), and why:
   to 250 kbit/s-1.5 Mbit/s, and rebuilds it (a keyframe) on every change over
   10 %. Its REMB is delay-based, measured where Python reads each packet, so
   a busy CPU looks like congestion to it: :meth:`AdaptiveVp8Encoder.steer`
-  believes a lower REMB only while the round trip shows a queue building, and
-  cuts for loss over 10 % as libwebrtc's loss-based controller does.
+  believes a lower REMB only while the round trip shows a queue building (or
+  before the first round trip is known: the start is when a narrow link's
+  queue fills), and cuts for loss over 10 % as libwebrtc's loss-based
+  controller does. The encoder is ours from the track's arrival, starting at
+  :data:`START_VIDEO_BITRATE`, even where aiortc made it first (at 500 kbit/s).
   :class:`AdaptiveVp8Encoder` (aiortc's encoder with the class of the one
   instance swapped, so every other line of it runs unchanged) goes down to
   :data:`MIN_VIDEO_BITRATE`, changes the rate in steps (down at once by 15 %
@@ -185,9 +191,15 @@ class AudioJitterBuffer(JitterBuffer):
 class VideoJitterBuffer(JitterBuffer):
     """aiortc's video jitter buffer that gives up a hole after ``hole_timeout`` s.
 
-    Then it drops everything up to the next frame whose first packet is there
-    (a packet whose timestamp differs from the one before it, which is
-    present) and returns ``pli=True`` so that aiortc asks for a keyframe.
+    A hole's age counts from the arrival of the first packet after it (when
+    it became a hole), not from when it reached the head: behind a lossy
+    stretch the buffer holds many holes, and waiting out each in turn once it
+    is at the head (measured at 250 kbit/s: one per second, no frame out for
+    seconds while fresh packets piled up behind) is a freeze that outlives
+    the loss. Giving a hole up drops everything up to the next frame whose
+    first packet is there (a packet whose timestamp differs from the one
+    before it, which is present) and returns ``pli=True`` so that aiortc asks
+    for a keyframe.
     """
 
     def __init__(self, capacity: int = 512, clock: Callable[[], float] = time.monotonic) -> None:
@@ -195,31 +207,44 @@ class VideoJitterBuffer(JitterBuffer):
         self.hole_timeout = 0.4
         self.clock = clock
         self.skips = 0
-        self._hole_since: float | None = None
+        self._arrived = [0.0] * capacity  # clock() when each slot's packet came
         self._newest: int | None = None  # the highest sequence number added
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         seq = packet.sequence_number
         if self._newest is None or uint16_gt(seq, self._newest):
             self._newest = seq
+        now = self.clock()
+        self._arrived[seq % self._capacity] = now
         pli, frame = super().add(packet)
         if frame is not None or self._origin is None:
-            self._hole_since = None
             return pli, frame
-        if not self._blocked():
-            self._hole_since = None
+        hole_since = self._head_hole_since()
+        if hole_since is None:
             return pli, frame
-        now = self.clock()
         # A keyframe is waited for longer: everything after it needs it, and
         # skipping it only buys undecodable frames until the next one.
         timeout = self.hole_timeout * (3 if self._head_is_keyframe() else 1)
-        if self._hole_since is None:
-            self._hole_since = now
-        elif now - self._hole_since > timeout and self._skip_to_clean_frame():
+        if now - hole_since > timeout and self._skip_to_clean_frame():
             self.skips += 1
-            self._hole_since = None
-            return True, self._remove_frame(packet.sequence_number)
+            return True, self._remove_frame(seq)
         return pli, frame
+
+    def _head_hole_since(self) -> float | None:
+        """When the head frame's first missing packet became a hole (None: no such hole).
+
+        That is when the first packet after it arrived; None if the head
+        waits on nothing but packets not sent yet.
+        """
+        assert self._origin is not None
+        seen_gap = False
+        for count in range(self._span()):
+            position = (self._origin + count) % self._capacity
+            if self._packets[position] is None:
+                seen_gap = True
+            elif seen_gap:
+                return self._arrived[position]
+        return None
 
     def _head_is_keyframe(self) -> bool:
         """Whether the head frame starts like a VP8 keyframe (its first byte's P bit clear)."""
@@ -233,18 +258,6 @@ class VideoJitterBuffer(JitterBuffer):
         assert self._origin is not None
         assert self._newest is not None
         return min(self._capacity, uint16_add(self._newest, -self._origin) + 1)
-
-    def _blocked(self) -> bool:
-        """Whether the head frame waits on a missing packet with later ones queued."""
-        assert self._origin is not None
-        seen_gap = False
-        for count in range(self._span()):
-            slot = self._packets[(self._origin + count) % self._capacity]
-            if slot is None:
-                seen_gap = True
-            elif seen_gap:
-                return True
-        return False
 
     def _skip_to_clean_frame(self) -> bool:
         """Drop up to the first frame after a hole that starts with its own packet."""
@@ -266,6 +279,11 @@ class VideoJitterBuffer(JitterBuffer):
             if slot is not None:
                 previous = slot
         return False
+
+    def holds(self, sequence_number: int) -> bool:
+        """Whether the packet ``sequence_number`` is in the buffer (it arrived, not yet played)."""
+        slot = self._packets[sequence_number % self._capacity]
+        return slot is not None and slot.sequence_number == sequence_number
 
     def missing_before(self, sequence_number: int) -> bool:
         """Whether ``sequence_number`` is older than the head (given up or played)."""
@@ -496,6 +514,9 @@ class LinkTuner:
     def start(self) -> None:
         if self.enabled and self._task is None:
             self.adopt_receivers()
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "video":
+                    self._adopt_encoder(transceiver)
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -575,36 +596,37 @@ class LinkTuner:
         # Three asks (each twice) have had their answers by then.
         buffer.hole_timeout = min(1.0, max(0.35, 3 * nack_rtt + 0.1))
         # Past this much loss the link is congested or broken: retransmissions
-        # would only add to it (and aiortc re-sends its whole list of missing
-        # packets at every new gap), so each packet gets aiortc's one NACK.
+        # would only add to it, so each packet gets aiortc's one NACK.
         loss = self._incoming_loss(receiver, now)
         congested = loss > CONGESTED_LOSS
         # Asking twice helps against random loss; a full queue drops the second
         # retransmission too, and each one adds to the queue.
         echo = loss < ECHO_LOSS and not self.queueing()
         asked = self._asked.setdefault(id(receiver), {})
-        missing = generator.missing
-        for seq in list(asked):
-            if seq not in missing:
-                del asked[seq]
+        # aiortc NACKs its whole list of missing packets at every new gap: left
+        # there, a lost packet is asked for again at each later loss, and on a
+        # congested link (a loss every few packets) each retransmission is
+        # asked for many times over, doubling what the link must carry. Every
+        # gap aiortc has asked for once is taken over here, timed per packet.
+        for seq in generator.missing:
+            asked.setdefault(seq, (0, now, not echo))  # aiortc asked as the gap appeared
+        generator.missing.clear()
         again: list[int] = []
-        for seq in list(missing):
-            count, last, echoed = asked.get(seq, (0, -1.0, True))
-            hopeless = count >= NACK_RETRIES or (congested and last >= 0)
-            if buffer.missing_before(seq) or (hopeless and now - last > nack_rtt * 1.5):
-                # Given up, played, or asked for enough: stop aiortc asking again too.
-                missing.discard(seq)
-                asked.pop(seq, None)
-            elif last < 0:
-                asked[seq] = (0, now, not echo)  # aiortc asked as the gap appeared
-            elif not hopeless and now - last > nack_rtt * 1.2 + 0.02:
-                asked[seq] = (count + 1, now, not echo)
-                again.append(seq)
+        for seq, (count, last, echoed) in list(asked.items()):
+            hopeless = count >= NACK_RETRIES or congested
+            if buffer.holds(seq) or buffer.missing_before(seq):
+                del asked[seq]  # arrived, played, or given up
             elif not echoed and now - last >= NACK_ECHO_AFTER:
                 # Asked twice, a little apart: the sender retransmits twice, and a
                 # retransmission lost too (1 in 20 at 5 % loss, each costing a
                 # round trip more of freeze) becomes 1 in 400.
                 asked[seq] = (count, last, True)
+                again.append(seq)
+            elif hopeless:
+                if now - last > nack_rtt * 1.5:
+                    del asked[seq]  # asked for enough: the hole timeout takes over
+            elif now - last > nack_rtt * 1.2 + 0.02:
+                asked[seq] = (count + 1, now, not echo)
                 again.append(seq)
         if again:
             ssrc = self._media_ssrc(receiver)
@@ -649,26 +671,38 @@ class LinkTuner:
             return False
         return self.rtt_sample > self.base_rtt + max(0.1, 0.75 * self.base_rtt)
 
-    def _tune_sender(self, transceiver: Any) -> None:
-        sender = transceiver.sender
+    def _adopt_encoder(self, transceiver: Any) -> AdaptiveVp8Encoder | None:
+        """The video sender's encoder made ours (once), starting at START_VIDEO_BITRATE."""
         if self.encoder is None:
+            sender = transceiver.sender
             encoder = getattr(sender, f"{_SENDER}encoder", None)
             codecs = getattr(transceiver, "_codecs", None)
             if encoder is None and codecs and str(codecs[0].mimeType).lower() == "video/vp8":
                 # Before the first frame: ours from the start (aiortc makes its encoder
-                # on the first frame only if it has none), at a rate that fits most links.
+                # on the first frame only if it has none).
                 encoder = Vp8Encoder()
                 setattr(sender, f"{_SENDER}encoder", encoder)
             if encoder is None:
-                return
+                return None
             self.encoder = adopt_vp8(encoder)
-            if self.encoder is None:
-                return
-            if self.encoder.codec is None:
+            if self.encoder is not None:
+                # Also when aiortc got there first (its 500 kbit/s overfills a narrow
+                # link's queue before any estimate comes back): one early rebuild.
                 self.encoder.start(START_VIDEO_BITRATE)
+        return self.encoder
+
+    def _tune_sender(self, transceiver: Any) -> None:
+        sender = transceiver.sender
+        if self._adopt_encoder(transceiver) is None:
+            return
+        assert self.encoder is not None
         self._round_trip(sender)
         self.encoder.steer(
-            queueing=self.queueing(), loss=self._reported_loss(sender), now=time.monotonic()
+            # Before the first round trip is known nothing says the estimate is
+            # wrong, and the start is when a narrow link's queue fills: believe it.
+            queueing=self.queueing() or self.rtt_sample is None,
+            loss=self._reported_loss(sender),
+            now=time.monotonic(),
         )
         bitrate = audio_bitrate_for(self.encoder.wanted)
         if bitrate != self.audio_bitrate:

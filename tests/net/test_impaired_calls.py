@@ -102,3 +102,25 @@ def test_500_kbit_link_the_sender_adapts(lab: Lab, tmp_path: Path) -> None:
     figures = recording_figures(result.recording)
     assert figures["max_gap_s"] <= 1.0, figures
     assert figures["frames"] >= 10 * SECONDS, figures
+
+
+def test_250_kbit_link_video_steps_down_and_keeps_moving(lab: Lab, tmp_path: Path) -> None:
+    lab.set_rate(250)  # both ways, a 400 ms router queue
+    result = run_call(lab, tmp_path, seconds=SECONDS, record=True)
+    print(result.describe())
+    assert_clean_start(result)
+    for side in ("a", "b"):
+        data = result.stats[side]
+        # Half the size or half the rate (VP8 at 80-180 kbit/s), a voice bitrate.
+        stepped_down = data["received_size"] != [640, 480] or data["fps_received"] < 20
+        assert stepped_down, result.describe()
+        assert data["fps_received"] >= 10, result.describe()
+        assert data["freeze_max_ms"] <= 1000, result.describe()
+        assert data["audio_bitrate"] <= 24_000, result.describe()
+        assert data["bitrate_sent"] < 250_000, result.describe()
+        assert data["quality"] in ("good", "poor"), result.describe()
+    assert result.recording is not None
+    figures = recording_figures(result.recording)
+    assert figures["max_gap_s"] <= 1.0, figures
+    assert figures["frames"] >= 10 * SECONDS, figures
+    assert figures["audio_s"] >= SECONDS * 0.9, figures
