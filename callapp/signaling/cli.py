@@ -12,7 +12,9 @@ an unreadable certificate or a ``--redis`` that cannot be reached exits 1.
 
 With ``--redis redis://HOST:PORT/DB`` any number of these processes share
 rooms, connection ids and relays (``docs/architecture.md``, "Several server
-processes"); put them behind a load balancer that checks ``/healthz``.
+processes"); put them behind a load balancer that checks ``/healthz``
+(``docs/deploy.md``: nginx, with ``--trusted-proxy`` so that the per-address
+limits count the clients it forwards for).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from callapp.signaling.guard import (
     DEFAULT_CONNECTS_PER_SECOND,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    TrustedProxies,
 )
 from callapp.signaling.messages import MAX_MESSAGE_BYTES, MAX_ROOM_CAPACITY, MIN_ROOM_CAPACITY
 from callapp.signaling.rooms import DEFAULT_MAX_ROOM_CAPACITY, DEFAULT_ROOM_CAPACITY
@@ -87,6 +90,14 @@ def _room_capacity(text: str) -> int:
             f"rooms hold {MIN_ROOM_CAPACITY} to {MAX_ROOM_CAPACITY} people, not {value}"
         )
     return value
+
+
+def _network(text: str) -> str:
+    try:
+        TrustedProxies.parse_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _port(text: str) -> int:
@@ -388,6 +399,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="IPv6 addresses that count as one network (default: /%(default)s, one site)",
     )
     limits.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        type=_network,
+        metavar="CIDR",
+        help=(
+            "a reverse proxy's network (10.0.0.0/8, 2001:db8::/32; an address is one host), "
+            "repeatable: a WebSocket upgrade from it is counted for the per-address and "
+            "per-network limits, churn and the log under the right-most X-Forwarded-For "
+            "address that is not a trusted proxy; a header naming none counts the proxy "
+            "(forwarded_for_malformed_total). The handshake cap still counts the proxy. "
+            "(default: none; X-Forwarded-For is ignored, so clients cannot choose the "
+            "address they are counted under)"
+        ),
+    )
+    limits.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -611,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=ssl_context,
         redis=args.redis,
         redis_options={"namespace": args.redis_namespace},
+        trusted_proxies=args.trusted_proxy,
     )
     try:
         eventloop.run(serve(server))

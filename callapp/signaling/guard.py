@@ -26,6 +26,18 @@ usually holds a whole /64), IPv4 by /24 and IPv6 by /48 for the per-network
 ones, so that one host cannot multiply its share by taking more addresses
 from its own network.
 
+Behind a reverse proxy every TCP connection comes from the proxy.
+:class:`TrustedProxies` (``callapp-signaling --trusted-proxy CIDR``) says
+which peers may name the client in ``X-Forwarded-For``: for a connection
+from one of them, :meth:`TrustedProxies.client` takes the right-most address
+of the header that is not itself a trusted proxy, and the server moves the
+ticket to it with :meth:`Admission.forwarded` between *request* and
+*upgrade*. From step 3 on the client is counted (the caps and churn here;
+the per-address read share and the log's sources in the server); step 1
+still counts the proxy, since nothing has been read when it is asked. A
+header from any other peer is ignored, so a client cannot choose the
+address it is counted under.
+
 Nothing here reads a clock of its own, sleeps, or does I/O: the server owns
 the sockets and the time source, and tests drive every limit with a fake
 clock. :class:`PressureLog` belongs to the same family: it counts what the
@@ -45,7 +57,7 @@ import enum
 import ipaddress
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -57,9 +69,11 @@ __all__ = [
     "DEFAULT_MAX_HANDSHAKES_PER_ADDRESS",
     "Admission",
     "AdmissionLimits",
+    "Forwarded",
     "PressureLog",
     "Refusal",
     "Ticket",
+    "TrustedProxies",
     "address_group",
     "origin_allowed",
 ]
@@ -121,6 +135,133 @@ def address_group(address: str, prefix_v4: int = 32, prefix_v6: int = 64) -> str
         ip = ip.ipv4_mapped
     prefix = prefix_v4 if ip.version == 4 else prefix_v6
     return str(ipaddress.ip_network((ip, prefix), strict=False))
+
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ip(text: str) -> IPAddress | None:
+    """``text`` as an address (zone dropped, IPv4-mapped IPv6 unmapped), or :obj:`None`."""
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_port(text: str) -> bool:
+    # isdigit() alone takes superscripts and other scripts' digits.
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
+
+
+def _forwarded_entry(entry: str) -> IPAddress | None:
+    """One element of ``X-Forwarded-For`` as an address, or :obj:`None` if it is none.
+
+    Besides a bare address, proxies are seen to write ``1.2.3.4:5678``,
+    ``[2001:db8::1]`` and ``[2001:db8::1]:443``; the port is dropped.
+    Anything else (empty, ``unknown``, a name, RFC 7239 quoting) is not an
+    address.
+    """
+    text = entry.strip(" \t")
+    if text.startswith("["):
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not (rest[:1] == ":" and _is_port(rest[1:]))):
+            return None
+        return _ip(inside)
+    if text.count(":") == 1:  # IPv4 with a port: IPv6 has two colons at least
+        host, _, port = text.partition(":")
+        ip = _ip(host) if _is_port(port) else None
+        return ip if isinstance(ip, ipaddress.IPv4Address) else None
+    return _ip(text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Forwarded:
+    """Whom to count a connection as: :meth:`TrustedProxies.client`'s answer."""
+
+    #: The client's address: the forwarded one, or else the TCP peer's as given.
+    address: str
+    #: The trusted proxy's address when ``address`` came from the header, else :obj:`None`.
+    via: str | None = None
+    #: A trusted proxy sent a header that names no usable client; ``address`` is the proxy's.
+    malformed: bool = False
+
+
+class TrustedProxies:
+    """The networks whose connections may name their client in ``X-Forwarded-For``.
+
+    Each proxy in a chain appends the address it received the connection
+    from to the header, so only the right-hand end can be believed: the
+    client is the right-most address that is not a trusted proxy, found by
+    walking the header from the right, past every trusted address, to the
+    first untrusted one. What lies left of it was written by the client
+    and is never read. Several ``X-Forwarded-For`` lines are one list, in
+    their order (RFC 9110, 5.3). If every address is trusted, the left-most
+    one is the client (a host of the proxies' own network).
+
+    The header is used only when the TCP peer itself is in a trusted
+    network; from anyone else it is ignored, so a client cannot pick the
+    address its limits are counted under. An empty set trusts nobody.
+
+    Raises:
+        ValueError: If a network is not an address or CIDR (``10.0.0.0/8``,
+            ``2001:db8::/32``, a bare address for one host), or has host
+            bits set (``10.0.0.1/8``).
+    """
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self.networks: tuple[IPNetwork, ...] = tuple(self.parse_network(text) for text in networks)
+
+    @staticmethod
+    def parse_network(text: str) -> IPNetwork:
+        """``text`` as a network (``10.0.0.0/8``; a bare address is one host).
+
+        Raises:
+            ValueError: If it is not one, or has host bits set.
+        """
+        try:
+            return ipaddress.ip_network(text.strip(), strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not a network in CIDR form (10.0.0.0/8, fd00::/8): {exc}") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        """Is ``address`` (an IPv4-mapped IPv6 address counts as its IPv4) trusted?"""
+        ip = _ip(address)
+        return ip is not None and self._trusts(ip)
+
+    def _trusts(self, ip: IPAddress) -> bool:
+        return any(ip in network for network in self.networks)
+
+    def client(self, peer: str, headers: Sequence[str]) -> Forwarded:
+        """Whom a connection from ``peer`` carrying these ``X-Forwarded-For`` lines is from.
+
+        ``peer`` untrusted, or trusted with no header at all: ``peer``
+        itself. Trusted, with a header: the right-most untrusted address
+        (see the class), written as :func:`ipaddress.ip_address` writes it.
+        Trusted, but an element consulted on the way is not an address, or
+        the header is empty: ``peer``, ``malformed`` set.
+        """
+        peer_ip = _ip(peer)
+        if not headers or peer_ip is None or not self._trusts(peer_ip):
+            return Forwarded(peer)
+        found: IPAddress | None = None
+        for value in reversed(headers):
+            for entry in reversed(value.split(",")):
+                ip = _forwarded_entry(entry)
+                if ip is None:
+                    return Forwarded(peer, malformed=True)
+                found = ip
+                if not self._trusts(ip):
+                    return Forwarded(str(ip), via=peer)
+        # Every address is a proxy's (never empty: split yields one entry at least).
+        assert found is not None
+        return Forwarded(str(found), via=peer)
 
 
 def _default_port(scheme: str) -> int | None:
@@ -248,11 +389,17 @@ TicketState: TypeAlias = Literal["handshaking", "requested", "open", "closed"]
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Ticket:
-    """One TCP connection admitted by :meth:`Admission.accept`, and what it holds."""
+    """One TCP connection admitted by :meth:`Admission.accept`, and what it holds.
+
+    ``address`` and ``network`` are the groups it is counted in: the TCP
+    peer's, or once :meth:`Admission.forwarded` moved it, the client's that a
+    trusted proxy named; ``client`` is then that address (for logs).
+    """
 
     address: str
     network: str
     state: TicketState = "handshaking"
+    client: str | None = None
 
 
 class Admission:
@@ -299,6 +446,23 @@ class Admission:
             ticket.state = "requested"
             self._release(self._handshaking, ticket.address)
             self.handshakes -= 1
+
+    def forwarded(self, ticket: Ticket, client: str) -> None:
+        """Count ``ticket`` as a connection from ``client`` (a trusted proxy's client).
+
+        Only between :meth:`request` and :meth:`upgrade`: the handshake slot
+        it held was the proxy's and is free, and nothing of the client's is
+        counted yet, so moving it changes no tally.
+
+        Raises:
+            ValueError: If ``ticket`` is not in state ``"requested"``.
+        """
+        if ticket.state != "requested":
+            raise ValueError(f"a ticket in state {ticket.state!r} cannot be moved")
+        limits = self.limits
+        ticket.address = address_group(client, limits.prefix_v4, limits.prefix_v6)
+        ticket.network = address_group(client, limits.network_prefix_v4, limits.network_prefix_v6)
+        ticket.client = client
 
     def upgrade(self, ticket: Ticket, origin_ok: bool = True) -> Refusal | None:
         """May ``ticket`` become a WebSocket connection? :obj:`None` (and counted) if so.

@@ -113,6 +113,12 @@ class SignalingMetrics:
             "Messages whose handling failed in the server's own code",
             registry=r,
         )
+        self.forwarded_for_malformed = Counter(
+            f"{PREFIX}_forwarded_for_malformed",
+            "Upgrades from a trusted proxy whose X-Forwarded-For named no address; "
+            "counted as the proxy",
+            registry=r,
+        )
         self.limit = Gauge(f"{PREFIX}_limit", "Configured limits, by name", ["name"], registry=r)
 
     def set_limits(self, limits: dict[str, float | None]) -> None:

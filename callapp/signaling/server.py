@@ -74,6 +74,7 @@ from callapp.signaling.guard import (
     PressureLog,
     Refusal,
     Ticket,
+    TrustedProxies,
     address_group,
     origin_allowed,
 )
@@ -373,10 +374,20 @@ class SignalingServer:
             :class:`~callapp.signaling.backplane.Backplane` (``namespace``,
             ``heartbeat_interval``, ``node_timeout``, ``settle``,
             ``max_pending``, ``retain``).
+        trusted_proxies: Networks (``10.0.0.0/8``; a bare address is one
+            host) of reverse proxies whose ``X-Forwarded-For`` names the
+            client: a WebSocket upgrade from one of them is counted, for
+            every limit past the first handshake's, under the right-most
+            address of the header that is not a trusted proxy
+            (:class:`~callapp.signaling.guard.TrustedProxies`); a header
+            naming none is counted in
+            ``callapp_signaling_forwarded_for_malformed_total`` and the proxy
+            is counted. Empty (the default): the header is ignored.
 
     Raises:
         ValueError: If a limit is out of range (``room_capacity`` above
-            ``max_room_capacity`` included).
+            ``max_room_capacity`` included), or a trusted proxy is not a
+            network.
     """
 
     def __init__(
@@ -424,6 +435,7 @@ class SignalingServer:
         clock: Clock = time.monotonic,
         redis: str | None = None,
         redis_options: Mapping[str, Any] | None = None,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         if max_message_bytes < 1:
             raise ValueError("max_message_bytes must be at least 1")
@@ -487,6 +499,7 @@ class SignalingServer:
         self.max_outbox_bytes = max_outbox_bytes
         self.max_queued_bytes = max_queued_bytes
         self.allowed_origins = frozenset(allowed_origins)
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.compression = compression
         self.max_inflated_bytes_per_second = max_inflated_bytes_per_second
         self.max_address_bytes_per_second = max_address_bytes_per_second
@@ -765,6 +778,8 @@ class SignalingServer:
         """
         if ticket is None:  # pragma: no cover - every connection is a GuardedConnection
             return None
+        if self.trusted_proxies:
+            self._forwarded(connection, request, ticket)
         origin_ok = origin_allowed(
             request.headers.get("Origin"), request.headers.get("Host"), self.allowed_origins
         )
@@ -788,6 +803,19 @@ class SignalingServer:
             Refusal.CHURN: "too many connects from your address; slow down\n",
         }[refusal]
         return _text(http.HTTPStatus.TOO_MANY_REQUESTS, text, retry)
+
+    def _forwarded(self, connection: ServerConnection, request: Request, ticket: Ticket) -> None:
+        """Count ``ticket`` as the client its trusted proxy names in ``X-Forwarded-For``."""
+        peer = connection.remote_address
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        forwarded = self.trusted_proxies.client(address, request.headers.get_all("X-Forwarded-For"))
+        if forwarded.malformed:
+            # A misconfigured proxy, or something impersonating one: counting
+            # the proxy keeps every limit, at the cost of sharing its slots.
+            self.metrics.forwarded_for_malformed.inc()
+            self._pressure("counted-as-proxy", "bad-x-forwarded-for", ticket.address)
+        elif forwarded.via is not None:
+            self.admission.forwarded(ticket, forwarded.address)
 
     def _on_accept(self, connection: ServerConnection, transport: asyncio.BaseTransport) -> None:
         """A TCP connection arrived: count it, or close it before reading a byte."""
@@ -892,7 +920,9 @@ class SignalingServer:
             await self.backplane.connect(connection_id)
         self.metrics.connections_opened.labels(endpoint=endpoint).inc()
         # DEBUG, not INFO: a line per connection is what churn turns into a flood.
-        logger.debug("%s connected on /%s from %s", connection_id, endpoint, ws.remote_address)
+        via = f" via {ws.remote_address}" if ticket is not None and ticket.client else ""
+        source = ticket.client if ticket is not None and ticket.client else ws.remote_address
+        logger.debug("%s connected on /%s from %s%s", connection_id, endpoint, source, via)
         peer.writer = asyncio.create_task(self._write(peer), name=f"signaling-writer-{peer.id}")
         share = self._share(peer.source)
         try:

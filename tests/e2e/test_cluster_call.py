@@ -26,9 +26,16 @@ pytestmark = pytest.mark.e2e
 LOOPBACK = "--allow-loopback"
 
 
-def signaling(procs: Procs, name: str, redis: RedisServer) -> tuple[Proc, str]:
+def signaling(procs: Procs, name: str, redis: RedisServer, *flags: str) -> tuple[Proc, str]:
+    """A ``callapp-signaling --redis`` process and its ws:// URL.
+
+    ``flags`` come last, so that a ``--port N`` among them wins over ``--port 0``.
+    """
     server = procs.start(
-        ["-m", "callapp.signaling.cli", "--host", "127.0.0.1", "--port", "0", "--redis", redis.url],
+        [
+            *("-m", "callapp.signaling.cli", "--host", "127.0.0.1", "--port", "0"),
+            *("--redis", redis.url, *flags),
+        ],
         name,
     )
     _, match = server.wait_line(r"(ws://127\.0\.0\.1:\d+)(/ws)?", within=20)
