@@ -609,7 +609,11 @@ class CallLeg:
         self._early_verify = []
         self._meter = None
         self._candidates = []
-        return self._ensure_peer()
+        peer = self._ensure_peer()
+        if old is not None:
+            # The freeze across the restart is counted (freeze_max_ms, freezes).
+            peer.resumes = old.video_sink or old.resumes
+        return peer
 
     async def _offer_restart(self) -> None:
         """Offer a fresh peer connection for this call, and retry until one connects."""

@@ -139,6 +139,8 @@ class Peer:
         self._gathering: asyncio.Future[Any] | None = None
         #: Reads the remote video once its track arrives (counts, first/last frame).
         self.video_sink: LatestFrameSink | None = None
+        #: The sink of the connection this one replaces (same call): see resume().
+        self.resumes: LatestFrameSink | None = None
         self._remote_camera_off = False
         self.audio_frames_received = 0
         #: ``time.monotonic()`` when the newest remote audio frame was read.
@@ -183,6 +185,9 @@ class Peer:
         self.tuner.start()
         if track.kind == "video" and self.video_sink is None:
             self.video_sink = LatestFrameSink(track, on_frame=self._on_video)
+            if self.resumes is not None:
+                self.video_sink.resume(self.resumes)
+                self.resumes = None
             self.video_sink.still = self._remote_camera_off
             self.video_sink.start()
         elif track.kind == "audio":

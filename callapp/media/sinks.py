@@ -74,6 +74,21 @@ class LatestFrameSink:
         self._gap_counts = True
         self._task: asyncio.Task[None] | None = None
 
+    def resume(self, before: LatestFrameSink) -> None:
+        """Go on counting freezes from where ``before`` (the same call's last sink) stopped.
+
+        A call whose media path is renegotiated gets a new connection and a
+        new remote track; the viewer sees one picture, still from the last
+        frame of the old track to the first of the new: that gap is a freeze
+        like any other. Call before the first frame.
+        """
+        self.last_frame_at = before.last_frame_at
+        self.longest_gap = before.longest_gap
+        self.freezes = before.freezes
+        self.frozen_seconds = before.frozen_seconds
+        self._still = before._still
+        self._gap_counts = before._gap_counts
+
     @property
     def still(self) -> bool:
         """True while the sender says its picture stands still (its camera is off).
@@ -137,7 +152,7 @@ class LatestFrameSink:
         now = time.monotonic()
         if self.first_frame_at is None:
             self.first_frame_at = now
-        elif self.last_frame_at is not None and self._gap_counts and not self._still:
+        if self.last_frame_at is not None and self._gap_counts and not self._still:
             # Freezes are counted by arrival: decoded frames are what a viewer sees
             # (a recording's restamped timestamps would hide them).
             gap = now - self.last_frame_at

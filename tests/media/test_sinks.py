@@ -145,3 +145,19 @@ async def test_gaps_while_the_sender_says_its_camera_is_off_are_no_freezes() -> 
     # Frames 3 and 8 came after freezes; 4 and 5 while still, 6 right after it.
     assert sink.freezes == 2
     assert 0.55 < sink.frozen_seconds < 1.2
+
+
+async def test_a_sink_resumes_counting_freezes_where_the_calls_last_one_stopped() -> None:
+    before = LatestFrameSink(PacedTrack([0.0, 0.01, 0.25]))
+    before.start()
+    await before.wait_ended()
+    assert before.freezes == 1
+    await asyncio.sleep(0.3)  # the media path is down; a new connection follows
+    after = LatestFrameSink(PacedTrack([0.0, 0.01]))
+    after.resume(before)
+    after.start()
+    await after.wait_ended()
+    assert after.frames == 2, "its own frames"
+    assert after.freezes == 2, "the gap across the two connections is one more freeze"
+    assert after.longest_gap >= 0.3
+    assert after.frozen_seconds >= 0.25 + 0.3

@@ -64,6 +64,11 @@ def test_a_link_down_for_3_s_recovers_with_one_ice_restart(lab: Lab, tmp_path: P
         recovery = reconnected - (seen["up"] or 0.0)
         print(f"{side}: media path renegotiated {recovery:.2f} s after the path came back")
         assert recovery < 3.0
+        # The picture stood still across the outage, and freeze_max_ms says so
+        # (the fresh connection's frames count on from the old one's last).
+        freeze_s = report["freeze_max_ms"] / 1000
+        assert DOWN_S <= freeze_s <= DOWN_S + recovery + 1.5, result.describe()
+        assert report["quality"] == "poor", result.describe()
     # Video came back: B received frames after the path returned (more than
     # the 2 s before the outage could give at this size and rate).
     assert result.stats["b"]["frames_received"] > 15 * (CALL_S - DOWN_S - 1.5) * 0.6
