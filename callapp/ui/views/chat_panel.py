@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from callapp.call.state import ChatMessage
+from callapp.ui.views.style import ErrorLabel
 
 WIDTH = 300
 
@@ -44,10 +45,8 @@ class ChatPanel(QFrame):
         self.history.setAccessibleName("Chat messages")
         self.history.setOpenLinks(False)
         column.addWidget(self.history, 1)
-        self.error_label = QLabel()
+        self.error_label = ErrorLabel()
         self.error_label.setObjectName("chatError")
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #c5221f;")
         self.error_label.setVisible(False)
         column.addWidget(self.error_label)
         row = QHBoxLayout()

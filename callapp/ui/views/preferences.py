@@ -56,6 +56,7 @@ from callapp.ui.logic.preferences import (
 )
 from callapp.ui.settings import DEFAULT_HOST_PORT, MAX_NAME_LENGTH, Settings
 from callapp.ui.views.device_picker import DevicePicker
+from callapp.ui.views.style import ErrorLabel
 
 log = logging.getLogger(__name__)
 
@@ -316,12 +317,9 @@ class PreferencesDialog(QDialog):
         column.addWidget(self.buttons)
 
     def _error_label(self, name: str, accessible: str) -> QLabel:
-        label = QLabel()
+        label = ErrorLabel()
         label.setObjectName(name)
-        label.setWordWrap(True)
         label.setAccessibleName(accessible)
-        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        label.setStyleSheet(f"QLabel {{ color: {'#ff8a80' if dark else '#b00020'}; }}")
         label.setVisible(False)
         return label
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 )
 
 from callapp.ui.views.announce import announce
-from callapp.ui.views.style import OVERLAY
+from callapp.ui.views.style import ACCEPT_BUTTON, DECLINE_BUTTON, OVERLAY
 
 
 class RingingPanel(QFrame):
@@ -42,10 +42,10 @@ class RingingPanel(QFrame):
         row = QHBoxLayout()
         self.accept_button = QPushButton("Accept")
         self.accept_button.setObjectName("acceptButton")
-        self.accept_button.setStyleSheet("background: #1e8e3e; color: white; padding: 8px 18px;")
+        self.accept_button.setStyleSheet(ACCEPT_BUTTON)
         self.decline_button = QPushButton("Decline")
         self.decline_button.setObjectName("declineButton")
-        self.decline_button.setStyleSheet("background: #d93025; color: white; padding: 8px 18px;")
+        self.decline_button.setStyleSheet(DECLINE_BUTTON)
         for button in (self.accept_button, self.decline_button):
             row.addWidget(button)
         column.addLayout(row)
