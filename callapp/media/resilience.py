@@ -28,8 +28,8 @@ connection (never aiortc's module globals), and why:
   :class:`OriginalsOnly` feeds it first transmissions only.
 * **A hole is given up after a few round trips.** :class:`VideoJitterBuffer`
   (aiortc's, with capacity and frame assembly unchanged) gives a missing
-  packet ``hole_timeout`` (3 RTTs + 0.1 s, 0.35-1 s; three times that for a
-  keyframe, which everything after it needs), counted from when the packet
+  packet ``hole_timeout`` (3 RTTs + 0.1 s, 0.35-0.8 s; twice that, at most
+  0.9 s, for a keyframe, which everything after it needs), counted from when the packet
   after it arrived, not from when the hole reached the head: behind a lossy
   stretch every hole is old by then and goes at once, instead of each being
   waited out in turn (at 250 kbit/s that kept the picture still for seconds
@@ -61,7 +61,7 @@ connection (never aiortc's module globals), and why:
   :data:`MIN_VIDEO_BITRATE`, changes the rate in steps (down at once by 15 %
   or more; up by 25 % at most once a second) so the estimate's wobble does
   not cost a keyframe a second, and at low rates halves the resolution (below
-  300 kbit/s) and the frame rate (below 120 kbit/s), coming back with margin.
+  200 kbit/s) and the frame rate (below 120 kbit/s), coming back with margin.
 
 ``CALLAPP_STOCK_MEDIA=1`` in the environment turns all of it off (Opus back to
 96 kbit/s, no FEC), so that benchmarks can measure aiortc's stock behaviour
@@ -95,16 +95,22 @@ STOCK_ENV = "CALLAPP_STOCK_MEDIA"
 
 MIN_VIDEO_BITRATE = 80_000
 #: What VP8 starts at (aiortc: 500 kbit/s): under most links, so the first seconds
-#: do not fill a narrow link's queue before the first estimate; REMB raises it.
-START_VIDEO_BITRATE = 300_000
+#: do not fill a narrow link's queue before the first estimate (at 300 kbit/s a
+#: 250 kbit/s link froze for up to a second while its queue drained); REMB
+#: raises it, by 25 % a second at most, and 640x480 holds from 200 kbit/s.
+START_VIDEO_BITRATE = 200_000
 #: Below these targets VP8 sends half the size / half the frame rate; back above the second.
-HALF_SIZE_BELOW, FULL_SIZE_ABOVE = 300_000, 420_000
+HALF_SIZE_BELOW, FULL_SIZE_ABOVE = 200_000, 300_000
 HALF_RATE_BELOW, FULL_RATE_ABOVE = 120_000, 180_000
 NACK_RETRIES = 4
 #: Each NACK is sent again this long (s) after it, while incoming loss is under
 #: ECHO_LOSS and no queue shows in the round trip (random loss, not congestion).
 NACK_ECHO_AFTER = 0.02
 ECHO_LOSS = 0.08
+#: The longest wait for a missing packet (s), and for one of a keyframe: under a
+#: second, what a viewer reads as a stall.
+HOLE_WAIT = 0.8
+KEYFRAME_HOLE_WAIT = 0.9
 #: Incoming loss over this share means a congested or broken link: no NACK retries.
 CONGESTED_LOSS = 0.2
 #: Forced keyframes (PLI) at most this often (s): each costs several frames' worth.
@@ -223,8 +229,12 @@ class VideoJitterBuffer(JitterBuffer):
         if hole_since is None:
             return pli, frame
         # A keyframe is waited for longer: everything after it needs it, and
-        # skipping it only buys undecodable frames until the next one.
-        timeout = self.hole_timeout * (3 if self._head_is_keyframe() else 1)
+        # skipping it only buys undecodable frames until the next one. Not
+        # much longer: the PLI sent on giving up brings a new one a round trip
+        # later (at three times, a full 400 ms queue made a 3.3 s freeze).
+        timeout = self.hole_timeout
+        if self._head_is_keyframe():
+            timeout = min(KEYFRAME_HOLE_WAIT, 2 * timeout)
         if now - hole_since > timeout and self._skip_to_clean_frame():
             self.skips += 1
             return True, self._remove_frame(seq)
@@ -594,7 +604,7 @@ class LinkTuner:
             return
         nack_rtt = min(rtt, self.base_rtt * 1.5) if self.base_rtt < rtt else rtt
         # Three asks (each twice) have had their answers by then.
-        buffer.hole_timeout = min(1.0, max(0.35, 3 * nack_rtt + 0.1))
+        buffer.hole_timeout = min(HOLE_WAIT, max(0.35, 3 * nack_rtt + 0.1))
         # Past this much loss the link is congested or broken: retransmissions
         # would only add to it, so each packet gets aiortc's one NACK.
         loss = self._incoming_loss(receiver, now)

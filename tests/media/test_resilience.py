@@ -110,11 +110,16 @@ def test_a_keyframe_is_waited_for_longer() -> None:
     now = [0.0]
     ours = VideoJitterBuffer(clock=lambda: now[0])
     ours.hole_timeout = 0.3
-    for seq in range(0, 60):  # 0.66 s: past the timeout, not past three times it
+    for seq in range(0, 50):  # 0.55 s: past the timeout, not past twice it
         now[0] = seq * 0.011
         if seq != 1:
             ours.add(packet(seq, (seq // 3) * 3000, keyframe=seq < 3))
     assert ours.skips == 0
+    # But not for long: past twice the timeout the PLI is the faster way back.
+    for seq in range(50, 70):  # to 0.77 s
+        now[0] = seq * 0.011
+        ours.add(packet(seq, (seq // 3) * 3000))
+    assert ours.skips == 1
 
 
 def test_video_waits_while_the_retransmission_can_still_come() -> None:
