@@ -21,8 +21,18 @@ The image's root:
   libxcb, from the build machine, with the libraries they link), each put on
   ``LD_LIBRARY_PATH`` by AppRun only when the system has no library of that
   name, since a desktop's own GL must match its driver;
+- ``fonts/``: DejaVu Sans from the build machine's fonts-dejavu-core, and a
+  ``fonts.conf`` naming it, which AppRun hands to the bundled fontconfig
+  only on a system with no ``/etc/fonts/fonts.conf`` (a system without
+  fontconfig's configuration has no fonts either, and Qt would draw boxes);
 - ``callapp.desktop``, ``callapp.png``, ``.DirIcon`` and hicolor icons, for
   desktop integration tools.
+
+The runtime is compiled with the project's version, and the SHA-256 of the
+squashfs image is written into it (``DIGEST_MARKER``): it names the
+runtime's extract-once cache, ``$XDG_CACHE_HOME/callapp/appimage/
+<version>-<digest>``, from which the app starts as fast as the unpacked
+folder (see runtime.c and README.md).
 """
 
 from __future__ import annotations
@@ -44,6 +54,26 @@ RUNTIME_SOURCE = ROOT / "packaging" / "appimage" / "runtime.c"
 #: Bytes 8-10 of an AppImage: "AI" and the type, 2.
 MAGIC = b"AI\x02"
 MAGIC_OFFSET = 8
+#: In the runtime: this, then 64 hex digits the build replaces with the
+#: image's SHA-256 (runtime.c's image_digest).
+DIGEST_MARKER = b"CALLAPP-IMAGE-SHA256:"
+#: The one font the image carries, and its licence (Debian's fonts-dejavu-core).
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+FONT_LICENCE = Path("/usr/share/doc/fonts-dejavu-core/copyright")
+FONTS_CONF = """\
+<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
+<!-- callapp's AppImage: used only where the system has no /etc/fonts/fonts.conf
+     (AppRun sets FONTCONFIG_FILE). The image's DejaVu Sans, and any fonts
+     the system or the user has in the usual places. -->
+<fontconfig>
+  <dir prefix="relative">.</dir>
+  <dir>/usr/share/fonts</dir>
+  <dir>/usr/local/share/fonts</dir>
+  <dir prefix="xdg">fonts</dir>
+  <cachedir prefix="xdg">fontconfig</cachedir>
+</fontconfig>
+"""
 RUNTIME_LIBS = ("squashfuse_ll", "squashfuse", "fuse3", "zstd", "lzma", "lz4", "lzo2", "z")
 #: Debian packages the runtime is built from (scripts/setup.sh installs them).
 RUNTIME_BUILD_PACKAGES = (
@@ -74,6 +104,11 @@ for group in "$HERE"/fallback/*; do
     esac
 done
 export LD_LIBRARY_PATH
+# A system without fontconfig's configuration has no fonts either: Qt would
+# draw boxes. The image's fonts.conf names its own DejaVu Sans.
+if [ ! -e /etc/fonts/fonts.conf ] && [ -z "${FONTCONFIG_FILE:-}" ] && [ -d "$HERE/fonts" ]; then
+    export FONTCONFIG_FILE="$HERE/fonts/fonts.conf"
+fi
 case "${ARGV0##*/}" in
     callapp-signaling*) exec "$HERE/callapp/callapp-signaling" "$@" ;;
 esac
@@ -92,15 +127,17 @@ def build_runtime(work: Path, cc: str = "gcc") -> Path:
     The compiled file is kept beside a hash of its source, so a second build
     in the same work folder reuses it.
     """
-    digest = hashlib.sha256(RUNTIME_SOURCE.read_bytes()).hexdigest()[:16]
-    runtime = work / f"appimage-runtime-{digest}"
+    flags = ["-O2", "-Wall", "-static", "-s", "-ffunction-sections", "-fdata-sections"]
+    flags += ["-Wl,--gc-sections", "-I/usr/include/squashfuse"]
+    flags.append(f'-DCALLAPP_APP_VERSION="{deb.project_info().version}"')
+    source = RUNTIME_SOURCE.read_bytes() + "\0".join(flags).encode()
+    runtime = work / f"appimage-runtime-{hashlib.sha256(source).hexdigest()[:16]}"
     if runtime.is_file():
         return runtime
     if shutil.which(cc) is None:
         raise SystemExit(f"appimage: no {cc}; install {' '.join(RUNTIME_BUILD_PACKAGES)}")
     work.mkdir(parents=True, exist_ok=True)
-    command = [cc, "-O2", "-Wall", "-static", "-s", "-ffunction-sections", "-fdata-sections"]
-    command += ["-Wl,--gc-sections", "-I/usr/include/squashfuse", "-o", str(runtime)]
+    command = [cc, *flags, "-o", str(runtime)]
     command += [str(RUNTIME_SOURCE), *(f"-l{lib}" for lib in RUNTIME_LIBS), "-lpthread"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -155,6 +192,14 @@ def make_appdir(bundle: Path, appdir: Path, info: deb.ProjectInfo) -> list[Path]
     (share / "applications").rmdir()
     (appdir / "callapp.png").write_bytes(deb.ico_pngs(deb.RESOURCES / "callapp.ico")[256])
     (appdir / ".DirIcon").symlink_to("callapp.png")
+    fonts = appdir / "fonts"
+    fonts.mkdir()
+    for source in (FONT, FONT_LICENCE):
+        if not source.is_file():
+            raise SystemExit(f"appimage: no {source} to carry (Debian's fonts-dejavu-core)")
+    shutil.copyfile(FONT, fonts / FONT.name)
+    shutil.copyfile(FONT_LICENCE, fonts / "COPYING.DejaVu")
+    (fonts / "fonts.conf").write_text(FONTS_CONF)
     known = system_library_paths()
     bundled = {p.name for p in bundle.rglob("*")}
     for soname in sorted(deb.SYSTEM_PACKAGES):
@@ -163,6 +208,28 @@ def make_appdir(bundle: Path, appdir: Path, info: deb.ProjectInfo) -> list[Path]
         for path in fallback_libraries(soname, known, bundled):
             shutil.copyfile(path.resolve(), group / path.name)
     return sorted(appdir.iterdir())
+
+
+def file_sha256(path: Path, offset: int = 0) -> str:
+    """The SHA-256 (hex) of ``path`` from ``offset`` to its end."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        f.seek(offset)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def with_digest(runtime: bytes, digest: str) -> bytearray:
+    """The runtime with ``digest`` written after its one ``DIGEST_MARKER``."""
+    if runtime.count(DIGEST_MARKER) != 1:
+        raise SystemExit("appimage: the runtime must hold its digest marker exactly once")
+    at = runtime.index(DIGEST_MARKER) + len(DIGEST_MARKER)
+    if len(digest) != 64 or runtime[at : at + 64] != b"0" * 64:
+        raise SystemExit("appimage: no room for the image's digest in the runtime")
+    head = bytearray(runtime)
+    head[at : at + 64] = digest.encode()
+    return head
 
 
 def build_appimage(
@@ -195,7 +262,7 @@ def build_appimage(
         if compression in ("zstd", "gzip"):
             command += ["-Xcompression-level", str(level)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        head = bytearray(runtime.read_bytes())
+        head = with_digest(runtime.read_bytes(), file_sha256(image))
         head[MAGIC_OFFSET : MAGIC_OFFSET + len(MAGIC)] = MAGIC
         with target.open("wb") as f:
             f.write(head)

@@ -12,7 +12,11 @@ X libraries, no PortAudio, no Python. On a copy of it:
   window paints, and ``dpkg --purge`` leaves none of the package's files;
 - on another copy, with nothing installed, the AppImage's self-test passes
   through ``--appimage-extract-and-run`` (a chroot has no FUSE), PortAudio
-  included;
+  included, Qt finding the image's own font; started plainly, it unpacks
+  itself once into the user's cache and runs from there;
+- on this machine, the AppImage started from its cache paints its window as
+  fast as the build's folder, notices a damaged copy or image, removes
+  other versions' stale copies, and still mounts with FUSE when told to;
 - in both, Qt's xcb plugin shows a window on an Xvfb of the host's (a
   system without libxcb-cursor0 and friends, which the bundle carries).
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +48,12 @@ DESKTOP_ENTRY = ROOT / "packaging" / "linux" / "callapp.desktop"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 #: What the AppImage's self-test must say on a system with nothing but apt.
 SELF_TEST_OK = "self-test: 9 ok, 0 failed"
+#: Qt's font database logging: which font files it found.
+FONT_LOG = {"QT_LOGGING_RULES": "qt.text.font.db=true"}
+#: A real font, not fontconfig's bare aliases (Qt adds "Sans Serif" and
+#: friends with no file behind them when fontconfig finds nothing).
+FONT_FOUND = 'Adding font: familyName "DejaVu Sans"'
+UNPACKING = "first start of this image: unpacking it to "
 #: Paths that change on any Debian system as packages come and go (dpkg's
 #: and apt's state, caches, logs): not files a package leaves behind.
 STATE_DIRS = ("var/lib/dpkg", "var/lib/apt", "var/cache", "var/log", "var/lib/ucf")
@@ -198,9 +209,12 @@ def test_the_deb_installs_calls_and_purges_on_a_fresh_debian(
         assert result.returncode == 0, result.stdout + result.stderr
     assert (fresh.path / "usr/share/icons/hicolor/48x48/apps/callapp.png").is_file()
 
-    selftest = fresh.run(["callapp", "--self-test"], env, timeout=120)
+    selftest = fresh.run(["callapp", "--self-test"], env | FONT_LOG, timeout=120)
     assert selftest.returncode == 0, selftest.stdout[-4000:]
     assert "frozen bundle" in selftest.stdout
+    # fontconfig-config in Depends brings /etc/fonts and fonts-dejavu-core.
+    assert FONT_FOUND in selftest.stdout, selftest.stdout[-4000:]
+    assert "Fontconfig error" not in selftest.stdout, selftest.stdout[-4000:]
     assert "PortAudio loads" in selftest.stdout  # Debian's, through Depends
     assert "skipped" not in selftest.stdout
     assert_the_window_opens_on_x11(fresh, ["callapp"])
@@ -288,9 +302,13 @@ def test_the_appimage_runs_on_a_fresh_debian_with_nothing_installed(
     shutil.copyfile(appimage, fresh.path / image.relative_to("/"))
     (fresh.path / image.relative_to("/")).chmod(0o755)
 
-    result = fresh.run([image, "--appimage-extract-and-run", "--self-test"], env_inside(), 120)
+    env = env_inside() | FONT_LOG
+    result = fresh.run([image, "--appimage-extract-and-run", "--self-test"], env, 120)
     assert result.returncode == 0, result.stdout[-4000:]
     assert SELF_TEST_OK in result.stdout, result.stdout[-4000:]
+    # No /etc/fonts, no fonts here: AppRun hands fontconfig the image's own.
+    assert FONT_FOUND in result.stdout, result.stdout[-4000:]
+    assert "Fontconfig error" not in result.stdout, result.stdout[-4000:]
     # The image's own PortAudio, found by the runtime hook, and its GL and
     # libxcb from fallback/, since this system has none.
     assert "PortAudio loads" in result.stdout, result.stdout[-4000:]
@@ -298,6 +316,101 @@ def test_the_appimage_runs_on_a_fresh_debian_with_nothing_installed(
     assert_the_window_opens_on_x11(fresh, [image, "--appimage-extract-and-run"])
     leftovers = [p.name for p in (fresh.path / "tmp").glob("appimage_extracted_*")]
     assert leftovers == [], "the extracted copy was not removed"
+
+    # A double-click: no FUSE in a chroot, and none needed: the first start
+    # unpacks the image into the user's cache, the next runs from it.
+    only = ["--self-test", "--only", "runtime"]
+    first = fresh.run([image, *only], env_inside(), 120)
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert UNPACKING + "/root/.cache/callapp/appimage/" in first.stdout, first.stdout[-4000:]
+    assert "cannot mount" not in first.stdout, first.stdout[-4000:]
+    again = fresh.run([image, *only], env_inside(), 120)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert UNPACKING not in again.stdout, again.stdout[-4000:]
+    entries = list((fresh.path / "root/.cache/callapp/appimage").iterdir())
+    assert [e.name.split("-")[0] for e in entries] == [project()["version"]], entries
+
+
+def cache_entry(cache: Path) -> Path:
+    """The one unpacked copy under ``$XDG_CACHE_HOME/callapp/appimage``."""
+    entries = [e for e in (cache / "callapp" / "appimage").iterdir() if e.name[0] != "."]
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+@pytest.mark.long
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_appimage_unpacks_once_into_its_cache_and_starts_from_it(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    _, appimage = bundle.installers()
+    appimage_module = load_packaging_module("appimage")
+    cache = tmp_path / "cache"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(cache)}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+
+    def start(image: Path = appimage) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(image), "--self-test", "--only", "runtime"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    first = start()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert UNPACKING in first.stderr, first.stderr
+    entry = cache_entry(cache)
+    offset = int(subprocess.check_output([str(appimage), "--appimage-offset"], text=True))
+    digest = appimage_module.file_sha256(appimage, offset)
+    assert entry.name == f"{project()['version']}-{digest[:16]}"
+    assert (entry / ".callapp-appimage").read_text() == digest + "\n"
+    assert (entry / "fonts" / "DejaVuSans.ttf").is_file()
+    assert oct(entry.stat().st_mode & 0o777) == "0o700"
+
+    # Later starts run from the copy (their speed is packaging/measure_start.py's
+    # and docs/benchmarks.md's business, not a timed assertion here).
+    again = start()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert UNPACKING not in again.stderr, again.stderr
+    assert cache_entry(cache) == entry  # the same copy, not unpacked again
+
+    # A damaged copy (a file cut short) is noticed and unpacked again.
+    victim = entry / "callapp" / "callapp"
+    size = victim.stat().st_size
+    with victim.open("r+b") as f:
+        f.truncate(size // 2)
+    repaired = start()
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "incomplete or altered" in repaired.stderr, repaired.stderr
+    assert victim.stat().st_size == size
+
+    # Another version's copy not started for two days goes when a new copy
+    # is made; one started an hour ago may still be running and stays.
+    root = entry.parent
+    stale, recent = root / "0.0.1-0123456789abcdef", root / "0.0.2-fedcba9876543210"
+    for other, age in ((stale, 2 * 86400), (recent, 3600)):
+        (other / "callapp").mkdir(parents=True)
+        marker = other / ".callapp-appimage"
+        marker.write_text("0" * 64 + "\n")
+        os.utime(marker, (time.time() - age, time.time() - age))
+    shutil.rmtree(entry)
+    assert start().returncode == 0
+    assert sorted(p.name for p in root.iterdir()) == sorted([entry.name, recent.name])
+
+    # An image that does not match its digest is never cached: it runs
+    # from its mount (or a temporary copy) instead.
+    shutil.rmtree(entry)
+    damaged = tmp_path / appimage.name
+    damaged.write_bytes(appimage.read_bytes() + b"\0")  # squashfs ignores what follows it
+    damaged.chmod(0o755)
+    result = start(damaged)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "does not match its SHA-256" in result.stderr, result.stderr
+    assert not entry.exists()
 
 
 @pytest.mark.long
@@ -319,8 +432,9 @@ def test_the_appimage_is_a_type_2_image_that_mounts_with_fuse(bundle: Bundle) ->
     if not fuse.exists() or (shutil.which("fusermount3") is None and os.geteuid() != 0):
         pytest.skip("no FUSE here; the fresh-root test covers extract-and-run")
     env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "QT_QPA_PLATFORM": "offscreen"}
+    only = ["--self-test", "--only", "runtime", "--only", "web assets"]
     result = subprocess.run(
-        [str(appimage), "--self-test", "--only", "runtime", "--only", "web assets"],
+        [str(appimage), "--appimage-no-cache", *only],
         env=env,
         capture_output=True,
         text=True,
