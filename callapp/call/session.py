@@ -106,6 +106,7 @@ from callapp.call.transitions import LegEvent, LegProtocolError, LocalProtocolEr
 from callapp.media import memory
 from callapp.media.audio_sources import MutableAudioTrack
 from callapp.media.fanout import TrackFanout
+from callapp.media.pcm import Pcm
 from callapp.media.playback import AudioPlayback
 from callapp.media.switcher import SwitchableVideoTrack
 from callapp.signaling import messages
@@ -160,6 +161,7 @@ class CallSession:
         self._remote_by_peer: PeerFrameCallback | None = None
         self._local_callback: FrameCallback | None = None
         self._remote_audio_callback: AudioCallback | None = None
+        self._mixed_audio: Callable[[Pcm], None] | None = None
         self._link = LinkState.OFFLINE
         self._legs: dict[str, CallLeg] = {}
         self._records: list[LegRecord] = []
@@ -260,6 +262,7 @@ class CallSession:
         local: FrameCallback | None = None,
         remote_audio: AudioCallback | None = None,
         remote_by_peer: PeerFrameCallback | None = None,
+        mixed_audio: Callable[[Pcm], None] | None = None,
     ) -> None:
         """Receive decoded frames on the loop thread, as they come (never queued).
 
@@ -268,11 +271,20 @@ class CallSession:
         of the self-view (in and out of calls), ``remote_audio`` each 20 ms of
         the focus leg's audio (it is played regardless). Keep callbacks short:
         store the latest frame and return.
+
+        ``mixed_audio`` is the exception to the loop thread: it gets every
+        block of the speaker's mix (every leg, at the speaker's volume: what
+        the person hears; int16, 48 kHz stereo, 10 ms) on PortAudio's thread,
+        or the loop's when there is no speaker. Hand the block on with
+        ``loop.call_soon_threadsafe``.
         """
         self._remote_callback = remote
         self._local_callback = local
         self._remote_audio_callback = remote_audio
         self._remote_by_peer = remote_by_peer
+        self._mixed_audio = mixed_audio
+        if self._speaker is not None:
+            self._speaker.capture = mixed_audio
 
     def records(self) -> list[LegRecord]:
         """Every leg that ever reached media, oldest first, then the live ones that did not."""
@@ -728,6 +740,7 @@ class CallSession:
                 device=device,
                 volume=self._volume,
                 on_status=lambda status: self._set_notice("speaker", sources.audio_notice(status)),
+                capture=self._mixed_audio,
             )
             self._speaker.start()
         return self._speaker

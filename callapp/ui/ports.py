@@ -15,6 +15,7 @@ from callapp.call.config import CallConfig
 from callapp.call.report import LegRecord
 from callapp.call.state import CallSnapshot, ChatMessage
 from callapp.call.stats import CallStats
+from callapp.media.pcm import Pcm
 
 #: Receives an ``av.VideoFrame`` on the event loop's thread.
 FrameCallback = Callable[[Any], None]
@@ -37,8 +38,10 @@ class SessionLike(Protocol):
         local: FrameCallback | None = None,
         remote_by_peer: PeerFrameCallback | None = None,
         remote_audio: FrameCallback | None = None,
+        mixed_audio: Callable[[Pcm], None] | None = None,
     ) -> None:
-        """``remote_audio`` gets each ``av.AudioFrame`` of the focus leg's audio."""
+        """``remote_audio`` gets each ``av.AudioFrame`` of the focus leg's audio;
+        ``mixed_audio`` each block of the speaker's mix, on PortAudio's thread."""
         ...
 
     async def connect(self) -> str: ...

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from callapp.call.config import CallConfig
 from callapp.call.errors import InvalidAction, RoomFullError, RoomLockedError, ServerUnavailable
 from callapp.call.report import LegRecord
@@ -81,6 +83,8 @@ class FakeCallSession:
         self._listeners: list[Callable[[CallSnapshot], None]] = []
         self.local_cb: Callable[[Any], None] | None = None
         self.audio_cb: Callable[[Any], None] | None = None
+        self.mixed_cb: Callable[[Any], None] | None = None
+        self._mixing: tuple[int, Any] | None = None
         self.peer_cb: Callable[[str, Any], None] | None = None
         self.calls: list[tuple[str, Any]] = []
         self.closed = False
@@ -105,9 +109,11 @@ class FakeCallSession:
         local: Callable[[Any], None] | None = None,
         remote_by_peer: Callable[[str, Any], None] | None = None,
         remote_audio: Callable[[Any], None] | None = None,
+        mixed_audio: Callable[[Any], None] | None = None,
     ) -> None:
         self.local_cb, self.peer_cb = local, remote_by_peer
         self.audio_cb = remote_audio
+        self.mixed_cb = mixed_audio
 
     def publish(self, **changes: Any) -> None:
         legs = tuple(self._legs.values())
@@ -191,9 +197,25 @@ class FakeCallSession:
             self.peer_cb(peer_id, frame)
 
     def audio(self, peer_id: str, frame: Any) -> None:
-        """``peer_id``'s audio, handed out as the engine does: the focus leg's only."""
+        """``peer_id``'s audio, handed out as the engine does: the focus leg's to
+        ``remote_audio``; everyone's, summed per 20 ms (by pts), to ``mixed_audio``
+        as int16 stereo blocks (a block goes out once a later one begins)."""
         if self.audio_cb is not None and self._snap.peer_id == peer_id:
             self.audio_cb(frame)
+        samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).astype(np.int32)
+        if samples.shape[1] == 1:
+            samples = np.repeat(samples, 2, axis=1)
+        if self._mixing is not None and self._mixing[0] != frame.pts:
+            self._emit_mix()
+        if self._mixing is None:
+            self._mixing = (frame.pts, samples)
+        else:
+            self._mixing = (frame.pts, self._mixing[1] + samples)
+
+    def _emit_mix(self) -> None:
+        if self._mixing is not None and self.mixed_cb is not None:
+            self.mixed_cb(np.clip(self._mixing[1], -32768, 32767).astype(np.int16))
+        self._mixing = None
 
     # -- actions ---------------------------------------------------------------------
     async def connect(self) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
@@ -122,11 +123,34 @@ def test_record_from_the_menu_saves_a_playable_file_and_tells_the_others(
     assert counts["audio"] > 0
 
 
-def test_a_group_records_the_focus_peers_picture_and_sound(
+def recorded(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """The recording's pictures (luma planes) and its sound (mono float samples, 48 kHz)."""
+    pictures: list[np.ndarray] = []
+    sound: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=48_000)
+        for packet in container.demux():
+            for decoded in packet.decode():
+                if isinstance(decoded, av.VideoFrame):
+                    pictures.append(decoded.to_ndarray(format="gray"))
+                else:
+                    for out in resampler.resample(decoded):
+                        sound.append(out.to_ndarray().reshape(-1))
+    return pictures, np.concatenate(sound) if sound else np.zeros(0)
+
+
+def loudest_at(sound: np.ndarray, hz: float) -> float:
+    """The spectrum's magnitude near ``hz`` over its median: a tone stands far above 1."""
+    spectrum = np.abs(np.fft.rfft(sound * np.hanning(len(sound))))
+    bins = np.fft.rfftfreq(len(sound), 1 / 48_000)
+    near = spectrum[(bins > hz - 5) & (bins < hz + 5)]
+    return float(near.max() / np.median(spectrum))
+
+
+def test_a_group_records_everyones_picture_and_sound(
     window: MainWindow, h: Harness, qloop: asyncio.AbstractEventLoop, tmp_path: Path
 ) -> None:
     session = in_call(h, qloop, "Ana", "Bo")
-    assert session.snapshot.peer_id == "id-Ana"
     target = tmp_path / "group"
     h.services.save_files = [str(target)]
     press(window, Action.RECORD)
@@ -134,9 +158,36 @@ def test_a_group_records_the_focus_peers_picture_and_sound(
     assert h.app.call.recording_path == str(target) + ".mp4"
     run(qloop, send_media(session, "id-Ana", "id-Bo"))
     run(qloop, h.app.call.stop_recording())
-    counts = count_frames(tmp_path / "group.mp4")
-    assert 0 < counts["video"] <= VIDEO_FRAMES  # one peer's frames, not both
-    assert counts["audio"] > 0
+    pictures, sound = recorded(tmp_path / "group.mp4")
+    assert pictures, "no video"
+    last = pictures[-1]
+    assert last.shape == (720, 1280)
+    # Side by side, as on the call screen: a test pattern in each half.
+    half = last.shape[1] // 2
+    for side in (last[:, :half], last[:, half:]):
+        assert side.std() > 20, "a picture in each half, not black"
+    # Both voices: Ana's 440 Hz tone and Bo's 550 Hz.
+    assert len(sound) > 48_000 // 2
+    assert loudest_at(sound, 440.0) > 50
+    assert loudest_at(sound, 550.0) > 50
+
+
+def test_someone_who_leaves_leaves_the_recordings_picture(
+    window: MainWindow, h: Harness, qloop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    session = in_call(h, qloop, "Ana", "Bo")
+    h.services.save_files = [str(tmp_path / "left.mkv")]
+    run(qloop, h.app.call.start_recording())
+    run(qloop, send_media(session, "id-Ana", "id-Bo"))
+    session.leaves("id-Bo", EndReason.HUNG_UP)
+    run(qloop, send_media(session, "id-Ana"))
+    run(qloop, h.app.call.stop_recording())
+    pictures, _ = recorded(tmp_path / "left.mkv")
+    last = pictures[-1]
+    # Ana alone, in the middle: the canvas's sides are black bars.
+    assert last[:, :100].std() < 2
+    assert last[:, -100:].std() < 2
+    assert last[:, 500:780].std() > 20
 
 
 def test_hanging_up_finishes_the_recording(

@@ -20,7 +20,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, cast
 
@@ -31,9 +31,11 @@ from callapp.call.config import CallConfig
 from callapp.call.recording import FrameFeed
 from callapp.call.state import CallPhase, CallSnapshot, EndReason, LegState, LinkState
 from callapp.call.stats import CallStats
+from callapp.media.grid import GridComposer
+from callapp.media.pcm import Pcm, pcm_to_frame
 from callapp.media.recorder import Recorder, RecordingError
 from callapp.ui.devices import speaker_setting
-from callapp.ui.logic import quality, wording
+from callapp.ui.logic import quality, tiles, wording
 from callapp.ui.logic.history import StatsHistory
 from callapp.ui.logic.join_target import (
     JoinError,
@@ -169,12 +171,12 @@ def with_video_suffix(path: str) -> str:
 class CallRecorder:
     """One recording of the call into one file, with the media recorder the CLI uses.
 
-    What is recorded: the **focus peer's** video (``SessionSnapshot.peer_id``:
-    the only peer in a 1:1 call; in a group the first connected one, the
-    same leg the engine's ``remote`` callback follows) and the **focus
-    peer's audio** (the engine's ``remote_audio`` callback carries the focus
-    leg only; the speaker's mix of everyone is not handed out), so in a
-    group the file holds one person's picture and voice, not the whole room.
+    What is recorded: **everyone's picture** (each peer's newest frame,
+    composed by :class:`~callapp.media.grid.GridComposer` into one 1280x720
+    canvas laid out like the call screen's grid, at most :data:`RECORD_FPS`
+    frames a second; one peer fills it, letterboxed) and **what the person
+    hears** (the speaker's mix of every peer, as played: the session's
+    ``mixed_audio``). Our own camera and microphone are not in it.
 
     ``.mp4`` (the default) and ``.mov`` get H.264 and AAC, ``.mkv`` H.264 and
     Opus, ``.webm`` VP8 and Opus (:class:`~callapp.media.recorder.Recorder`).
@@ -188,19 +190,44 @@ class CallRecorder:
     def __init__(self, path: str, on_error: Callable[[RecordingError], None]) -> None:
         self.path = path
         self.video = FrameFeed()
-        self.audio = FrameFeed(50, kind="audio")
+        self.audio = FrameFeed(100, kind="audio")  # 10 ms blocks: a second's worth
+        self.canvas = GridComposer(RECORD_SIZE[0], RECORD_SIZE[1], _grid_layout)
+        self._composed_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._recorder = Recorder(path, on_error=on_error)
         self._recorder.add_track(self.video)
         self._recorder.add_track(self.audio)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self._recorder.start()
 
-    def video_frame(self, frame: Any) -> None:
-        self.video.push(frame)
+    def video_frame(self, peer_id: str, frame: Any) -> None:
+        """``peer_id``'s newest picture (loop thread); composes at most RECORD_FPS a second."""
+        self.canvas.put(peer_id, frame)
+        now = time.monotonic()
+        if now - self._composed_at >= 1 / RECORD_FPS:
+            self._composed_at = now
+            composed = self.canvas.compose()
+            if composed is not None:
+                self.video.push(composed)
 
-    def audio_frame(self, frame: Any) -> None:
-        self.audio.push(frame)
+    def keep_only(self, peer_ids: set[str]) -> None:
+        """Drop the pictures of peers no longer in the call: the others take the room."""
+        for key in self.canvas.keys:
+            if key not in peer_ids:
+                self.canvas.remove(key)
+
+    def mixed_audio(self, pcm: Pcm) -> None:
+        """A block of the speaker's mix, from PortAudio's thread (or the loop's)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            block = pcm.copy()  # the playback may reuse its buffer
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._audio_block, block)
+
+    def _audio_block(self, pcm: Pcm) -> None:
+        self.audio.push(pcm_to_frame(pcm))
 
     @property
     def frames_written(self) -> dict[str, int]:
@@ -215,10 +242,23 @@ class CallRecorder:
 
         Raises :exc:`RecordingError` if recording failed.
         """
+        self._loop = None
         self.video.stop()
         self.audio.stop()
         await self._recorder.stop()
         return any(self._recorder.frames_written.values())
+
+
+#: The recording's canvas and its most frames a second.
+RECORD_SIZE = (1280, 720)
+RECORD_FPS = 30
+
+
+def _grid_layout(
+    aspects: Sequence[float], width: int, height: int
+) -> list[tuple[int, int, int, int]]:
+    """The call screen's grid (:func:`callapp.ui.logic.tiles.grid`), for the recording."""
+    return [(r.x, r.y, r.w, r.h) for r in tiles.grid(aspects, tiles.Rect(0, 0, width, height))]
 
 
 def reconnect_deadline(snap: CallSnapshot) -> float | None:
@@ -587,7 +627,7 @@ class CallModel(QObject):
         session.set_frame_callbacks(
             local=self._on_local_frame,
             remote_by_peer=self._on_peer_frame,
-            remote_audio=self._on_remote_audio,
+            mixed_audio=self._on_mixed_audio,
         )
         self._set_screen(Screen.CALL)
         self._on_snapshot(session.snapshot)
@@ -645,7 +685,7 @@ class CallModel(QObject):
             self.show_message(note)
         if unsubscribe is not None:
             unsubscribe()
-        session.set_frame_callbacks(local=None, remote_by_peer=None, remote_audio=None)
+        session.set_frame_callbacks(local=None, remote_by_peer=None, mixed_audio=None)
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await session.close()
@@ -677,14 +717,15 @@ class CallModel(QObject):
 
     def _on_peer_frame(self, peer_id: str, frame: Any) -> None:
         recorder = self._recorder
-        if recorder is not None and peer_id == self._snapshot.peer_id:
-            recorder.video_frame(frame)
+        if recorder is not None:
+            recorder.video_frame(peer_id, frame)
         self.peerFrame.emit(peer_id, frame)
 
-    def _on_remote_audio(self, frame: Any) -> None:
+    def _on_mixed_audio(self, pcm: Pcm) -> None:
+        # PortAudio's thread: read the reference once, hand the block over.
         recorder = self._recorder
         if recorder is not None:
-            recorder.audio_frame(frame)
+            recorder.mixed_audio(pcm)
 
     # -- recording -------------------------------------------------------------------
 
@@ -740,6 +781,8 @@ class CallModel(QObject):
             self.cameraChanged.emit(snap.video_enabled)
         if snap.screen_sharing != previous.screen_sharing:
             self.sharingChanged.emit(snap.screen_sharing)
+        if self._recorder is not None:
+            self._recorder.keep_only({leg.peer_id for leg in snap.legs})
         if self._recorder is not None and previous.in_call and not snap.in_call:
             self._stop_recording_soon()  # nobody is connected: the call recorded has ended
         ringing = next((leg for leg in snap.legs if leg.state is LegState.RINGING), None)
