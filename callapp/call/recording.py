@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 
 import av
 from aiortc import MediaStreamTrack
@@ -58,19 +59,27 @@ class FrameFeed(MediaStreamTrack):
 
 
 class CallRecording:
-    """Received video and audio into one file.
+    """Received video and audio into one file: the one glue between frames and a Recorder.
 
     ``.mp4``/``.mkv``: H.264 and AAC; ``.webm``: VP8 and Opus. The file holds
     what arrived, as it arrived; a call without audio gives a video-only file.
+    Starts with the first frame written (or :meth:`start`). ``on_error``
+    (the window's) is called on the loop thread when encoding fails later.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        audio_frames: int = 50,
+        on_error: Callable[[RecordingError], None] | None = None,
+    ) -> None:
         self.path = os.fspath(path)
         self.feed = FrameFeed()
-        # Audio frames are 20 ms: a second's worth rides out a slow write.
-        self.audio_feed = FrameFeed(50, kind="audio")
+        # 20 ms frames (10 ms blocks of a mix): about a second rides out a slow write.
+        self.audio_feed = FrameFeed(audio_frames, kind="audio")
         try:
-            self._recorder = Recorder(self.path)
+            self._recorder = Recorder(self.path, on_error=on_error)
         except RecordingError as exc:
             raise MediaError(str(exc)) from exc
         self._recorder.add_track(self.feed)
@@ -80,6 +89,12 @@ class CallRecording:
     def _start(self) -> None:
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._recorder.start())
+
+    async def start(self) -> None:
+        """Start now (before any frame); raises :exc:`RecordingError` if it cannot."""
+        self._start()
+        assert self._starting is not None
+        await self._starting
 
     def write(self, frame: av.VideoFrame) -> None:
         """Record a video ``frame`` (call on the event loop thread)."""
@@ -99,13 +114,25 @@ class CallRecording:
     def audio_frames_written(self) -> int:
         return self._recorder.frames_written.get("audio", 0)
 
-    async def close(self) -> None:
-        """Finish the file; raises :exc:`MediaError` if recording failed."""
+    @property
+    def failed(self) -> bool:
+        return self._recorder.error is not None
+
+    async def finish(self) -> bool:
+        """Finish the file; False if nothing was recorded (no file is left then).
+
+        Raises :exc:`RecordingError` if recording failed.
+        """
         if self._starting is not None:
             await self._starting
         self.feed.stop()
         self.audio_feed.stop()
+        await self._recorder.stop()
+        return any(self._recorder.frames_written.values())
+
+    async def close(self) -> None:
+        """:meth:`finish`, for the call engine: raises :exc:`MediaError` if recording failed."""
         try:
-            await self._recorder.stop()
+            await self.finish()
         except RecordingError as exc:
             raise MediaError(str(exc)) from exc

@@ -28,12 +28,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from qasync import asyncSlot as _qasync_async_slot
 
 from callapp.call.config import CallConfig
-from callapp.call.recording import FrameFeed
+from callapp.call.errors import MediaError
+from callapp.call.recording import CallRecording
 from callapp.call.state import CallPhase, CallSnapshot, EndReason, LegState, LinkState
 from callapp.call.stats import CallStats
 from callapp.media.grid import GridComposer
 from callapp.media.pcm import Pcm, pcm_to_frame
-from callapp.media.recorder import Recorder, RecordingError
+from callapp.media.recorder import RecordingError
 from callapp.ui.devices import speaker_setting
 from callapp.ui.logic import quality, tiles, wording
 from callapp.ui.logic.history import StatsHistory
@@ -180,27 +181,24 @@ class CallRecorder:
 
     ``.mp4`` (the default) and ``.mov`` get H.264 and AAC, ``.mkv`` H.264 and
     Opus, ``.webm`` VP8 and Opus (:class:`~callapp.media.recorder.Recorder`).
-    Frames are pushed on the loop thread into
-    :class:`~callapp.call.recording.FrameFeed` tracks the recorder pulls;
-    encoding runs on the recorder's thread. A path that cannot be written
+    Frames go on the loop thread into the engine's own
+    :class:`~callapp.call.recording.CallRecording` (what ``callapp call
+    --record`` uses); encoding runs on the recorder's thread. A path that cannot be written
     raises :exc:`RecordingError` here; a failure later (disk full) calls
     ``on_error`` on the loop thread and is raised again by :meth:`stop`.
     """
 
     def __init__(self, path: str, on_error: Callable[[RecordingError], None]) -> None:
         self.path = path
-        self.video = FrameFeed()
-        self.audio = FrameFeed(100, kind="audio")  # 10 ms blocks: a second's worth
+        # 10 ms blocks of the mix: a second's worth rides out a slow write.
+        self._file = CallRecording(path, audio_frames=100, on_error=on_error)
         self.canvas = GridComposer(RECORD_SIZE[0], RECORD_SIZE[1], _grid_layout)
         self._composed_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._recorder = Recorder(path, on_error=on_error)
-        self._recorder.add_track(self.video)
-        self._recorder.add_track(self.audio)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._recorder.start()
+        await self._file.start()
 
     def video_frame(self, peer_id: str, frame: Any) -> None:
         """``peer_id``'s newest picture (loop thread); composes at most RECORD_FPS a second."""
@@ -210,7 +208,7 @@ class CallRecorder:
             self._composed_at = now
             composed = self.canvas.compose()
             if composed is not None:
-                self.video.push(composed)
+                self._file.write(composed)
 
     def keep_only(self, peer_ids: set[str]) -> None:
         """Drop the pictures of peers no longer in the call: the others take the room."""
@@ -227,15 +225,11 @@ class CallRecorder:
                 loop.call_soon_threadsafe(self._audio_block, block)
 
     def _audio_block(self, pcm: Pcm) -> None:
-        self.audio.push(pcm_to_frame(pcm))
-
-    @property
-    def frames_written(self) -> dict[str, int]:
-        return self._recorder.frames_written
+        self._file.write_audio(pcm_to_frame(pcm))
 
     @property
     def failed(self) -> bool:
-        return self._recorder.error is not None
+        return self._file.failed
 
     async def stop(self) -> bool:
         """Finish the file; False if nothing was recorded (no file is left then).
@@ -243,10 +237,7 @@ class CallRecorder:
         Raises :exc:`RecordingError` if recording failed.
         """
         self._loop = None
-        self.video.stop()
-        self.audio.stop()
-        await self._recorder.stop()
-        return any(self._recorder.frames_written.values())
+        return await self._file.finish()
 
 
 #: The recording's canvas and its most frames a second.
@@ -507,7 +498,7 @@ class CallModel(QObject):
             try:
                 recorder = CallRecorder(path, on_error=self._recording_failed)
                 await recorder.start()
-            except RecordingError as exc:
+            except (RecordingError, MediaError) as exc:  # MediaError: a path it cannot write
                 raise InputError(wording.recording_problem(exc, starting=True)) from exc
             self._recorder = recorder
             self.recording_path = path
