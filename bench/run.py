@@ -6,7 +6,7 @@
 
 Options: ``--json-out PATH`` (default ``bench/results/latest.json`` for full
 and quick runs), ``--no-docs`` (leave docs/benchmarks.md alone), ``--only
-NAME`` (repeatable: call_setup, media, dead_peer, signaling, startup,
+NAME`` (repeatable: call_setup, media, dead_peer, signaling, signaling_cluster, startup,
 group, fuzz, attacks).
 """
 
@@ -23,7 +23,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import attacks, call_setup, dead_peer, fuzz, group, media, signaling, startup
+from bench import (
+    attacks,
+    call_setup,
+    dead_peer,
+    fuzz,
+    group,
+    media,
+    signaling,
+    signaling_cluster,
+    startup,
+)
 from bench.common import BENCH, ROOT, log, machine
 
 BENCHMARKS = (
@@ -31,6 +41,7 @@ BENCHMARKS = (
     "media",
     "dead_peer",
     "signaling",
+    "signaling_cluster",
     "startup",
     "group",
     "fuzz",
@@ -173,6 +184,13 @@ def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
             mode.dead_reps, warm=1.0, stock=mode.dead_stock, stock_cap=mode.stock_cap
         ),
         "signaling": lambda: signaling.run(
+            connections=mode.connections,
+            hold=mode.hold,
+            pairs=mode.pairs,
+            window=mode.window,
+            seconds=mode.relay_seconds,
+        ),
+        "signaling_cluster": lambda: signaling_cluster.run(
             connections=mode.connections,
             hold=mode.hold,
             pairs=mode.pairs,

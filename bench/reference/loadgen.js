@@ -15,7 +15,14 @@
 //            "hold":  open `connections` idle connections (`concurrency` at a
 //                     time), print {"event":"held"} once all are up, keep them
 //                     (answering keepalive pings) until SIGTERM or `seconds`.
-//   pairs, window, rate, size, warmup, seconds, connections, concurrency
+//            "stream": (callapp) P pairs; each a sends numbered messages to its
+//                     b, `rate` in total per second, for `seconds`, then waits
+//                     `drain` s: counts sent, arrived, lost, duplicated, out of
+//                     order, errors by code, and the longest time with nothing
+//                     arriving (an outage's stall), in ms from {"event":"measuring"}.
+//   pairs, window, rate, size, warmup, seconds, connections, concurrency, drain
+//   url2     b's server in each pair (default: url): relays cross processes
+//   urls     hold: connections spread round-robin over these (default: [url])
 //
 // Prints one JSON object per line on stdout; the last one is {"event":"done", ...}.
 'use strict';
@@ -70,6 +77,7 @@ class CallappClient {
         break;
       case 'error':
         stats.errors += 1;
+        stats.codes[msg.code] = (stats.codes[msg.code] || 0) + 1;
         break;
       default:
         break;
@@ -129,13 +137,13 @@ function client(url) {
   return opts.target === 'socketio' ? new SocketIoClient(url) : new CallappClient(url);
 }
 
-const stats = { errors: 0 };
+const stats = { errors: 0, codes: {} };
 
 // -- relay ---------------------------------------------------------------------
 
 async function makePair(index) {
   const a = client(opts.url);
-  const b = client(opts.url);
+  const b = client(opts.url2 || opts.url);
   await Promise.all([a.welcomed, b.welcomed]);
   const room = `bench-${process.pid}-${index}`;
   const ready = Promise.all([
@@ -246,6 +254,7 @@ async function relay() {
     rtt_max_ms: rtts.length ? rtts[rtts.length - 1] : null,
     loadgen_cpu_pct: ((cpu.user + cpu.system) / 1e6 / span) * 100,
     errors: stats.errors,
+    error_codes: stats.codes,
   });
   for (const pair of pairs) {
     pair.a.ws.terminate();
@@ -255,6 +264,8 @@ async function relay() {
 }
 
 // -- hold ----------------------------------------------------------------------
+
+const holdUrls = opts.urls || [opts.url];
 
 async function hold() {
   const clients = [];
@@ -266,7 +277,7 @@ async function hold() {
   async function worker() {
     while (index < opts.connections) {
       index += 1;
-      const c = client(opts.url);
+      const c = client(holdUrls[index % holdUrls.length]);
       try {
         await c.welcomed;
         clients.push(c);
@@ -312,7 +323,85 @@ async function hold() {
   process.exit(0);
 }
 
-(opts.mode === 'hold' ? hold() : relay()).catch((err) => {
+// -- stream ----------------------------------------------------------------------
+
+async function stream() {
+  const pad = 'x'.repeat(Math.max(0, opts.size - 80));
+  const pairs = [];
+  for (let i = 0; i < opts.pairs; i += 25) {
+    const batch = [];
+    for (let j = i; j < Math.min(opts.pairs, i + 25); j++) batch.push(makePair(j));
+    pairs.push(...(await Promise.all(batch)));
+  }
+  const t0 = performance.now();
+  let arrived = 0;
+  let duplicated = 0;
+  let reordered = 0;
+  let last = t0;
+  let gap = { ms: 0, from_ms: 0, to_ms: 0 };
+  for (const pair of pairs) {
+    pair.seen = new Set();
+    pair.top = 0;
+    pair.b.onData = (data) => {
+      const now = performance.now();
+      if (now - last > gap.ms) gap = { ms: now - last, from_ms: last - t0, to_ms: now - t0 };
+      last = now;
+      if (pair.seen.has(data.s)) {
+        duplicated += 1;
+        return;
+      }
+      pair.seen.add(data.s);
+      arrived += 1;
+      if (data.s < pair.top) reordered += 1;
+      pair.top = Math.max(pair.top, data.s);
+    };
+  }
+  emit({ event: 'measuring' });
+  let sent = 0;
+  let next = 0;
+  const ticker = setInterval(() => {
+    const due = Math.floor(((performance.now() - t0) / 1000) * opts.rate);
+    while (sent < due) {
+      const pair = pairs[next];
+      next = (next + 1) % pairs.length;
+      pair.a.send({ s: ++pair.seq, p: pad });
+      sent += 1;
+    }
+  }, 1);
+  await new Promise((resolve) => setTimeout(resolve, opts.seconds * 1000));
+  clearInterval(ticker);
+  const sendingMs = performance.now() - t0;
+  await new Promise((resolve) => setTimeout(resolve, (opts.drain || 3) * 1000));
+  let lost = 0;
+  for (const pair of pairs) lost += pair.seq - pair.seen.size;
+  emit({
+    event: 'done',
+    target: opts.target,
+    mode: 'stream',
+    pairs: pairs.length,
+    rate: opts.rate,
+    sending_ms: sendingMs,
+    sent,
+    arrived,
+    lost,
+    duplicated,
+    reordered,
+    longest_gap_ms: gap.ms,
+    longest_gap_from_ms: gap.from_ms,
+    longest_gap_to_ms: gap.to_ms,
+    last_arrival_ms: last - t0,
+    errors: stats.errors,
+    error_codes: stats.codes,
+  });
+  for (const pair of pairs) {
+    pair.a.ws.terminate();
+    pair.b.ws.terminate();
+  }
+  process.exit(0);
+}
+
+const modes = { hold, relay, stream };
+(modes[opts.mode] || relay)().catch((err) => {
   emit({ event: 'error', message: String(err && err.stack ? err.stack : err) });
   process.exit(1);
 });

@@ -56,8 +56,9 @@ Guarantees:
 * **Redis unreachable.** :attr:`Backplane.ready` turns False (for
   ``/healthz``). Relayed messages, leaves and disconnects are queued in
   order (at most ``max_pending`` messages; past that a message is answered
-  ``busy``) and applied once Redis is back; joins are answered ``busy`` at
-  once (the client retries). The node reconnects with backoff; if Redis kept
+  ``busy``) and applied once Redis is back (a sender answered after its
+  relay, on ``/apigw``, waits for it: ``handle(hold=...)``); joins are
+  answered ``busy`` at once (the client retries). The node reconnects with backoff; if Redis kept
   its data it carries on; if Redis lost it (a restart without persistence)
   every node writes its own connections and their rooms back (members in
   their old join order, from the tickets each node kept), and all nodes
@@ -93,7 +94,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self, TypeAlias
@@ -288,6 +289,9 @@ class Backplane:
         # (connection, Send or Leave) or (connection, None) for a disconnect.
         self._pending: deque[tuple[str, Send | Leave | None]] = deque()
         self._pending_sends = 0
+        # Queued relays whose sender waits for their outcome (handle(hold=...)),
+        # by the identity of the queued Send.
+        self._holds: dict[int, asyncio.Future[list[Deliver]]] = {}
         # Rooms an event may or may not have changed when Redis went away.
         self._suspect: set[str] = set()
         self._epoch: str | None = None
@@ -356,6 +360,7 @@ class Backplane:
         """Stop; if Redis is reachable, disconnect every local connection through
         the room rules first (their rooms get ``peer-left``) and unregister."""
         self._running = False
+        self._release_all()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -381,6 +386,7 @@ class Backplane:
         For tests: the other nodes notice once the heartbeat expires.
         """
         self._running = False
+        self._release_all()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -465,11 +471,26 @@ class Backplane:
         except RedisError:
             self._fail()
 
-    async def handle(self, connection_id: str, request: Request) -> list[Deliver]:
+    async def handle(
+        self,
+        connection_id: str,
+        request: Request,
+        *,
+        hold: Callable[[], Awaitable[object]] | None = None,
+    ) -> list[Deliver]:
         """Apply one request from a local connection; the local deliveries.
 
         Deliveries for connections on other nodes are written to their
         inboxes before this returns.
+
+        Args:
+            hold: For a sender that is answered once its relay is done
+                (``/apigw``: one answer per message, ``unknown-peer`` or
+                not). A relay queued while Redis is away is then awaited,
+                and its deliveries to the sender returned once it is
+                applied, instead of ``[]`` now and its errors later; unless
+                ``hold()`` (the connection's closing) finishes first: the
+                relay stays queued and ``[]`` is returned.
 
         Raises:
             ValueError: If ``connection_id`` is not connected here.
@@ -488,7 +509,7 @@ class Backplane:
         if not isinstance(request, Send | Leave):
             raise TypeError(f"not a request: {request!r}")
         if not self._ready:
-            return self._queue(connection_id, request)
+            return await self._held(connection_id, request, hold)
         try:
             return await self._apply(connection_id, request)
         except RedisError:
@@ -496,7 +517,47 @@ class Backplane:
             # made, are kept and sent again instead): done again once Redis
             # is back.
             self._fail()
-            return self._queue(connection_id, request, first=False)
+            return await self._held(connection_id, request, hold, first=False)
+
+    async def _held(
+        self,
+        cid: str,
+        request: Send | Leave,
+        hold: Callable[[], Awaitable[object]] | None,
+        *,
+        first: bool = True,
+    ) -> list[Deliver]:
+        """Queue ``request``; with ``hold``, wait for its outcome (see :meth:`handle`)."""
+        answer = self._queue(cid, request, first=first)
+        if hold is None or answer or not isinstance(request, Send):
+            return answer
+        future: asyncio.Future[list[Deliver]] = asyncio.get_running_loop().create_future()
+        self._holds[id(request)] = future
+        closing = asyncio.ensure_future(hold())
+        try:
+            await asyncio.wait((future, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not future.done():
+                # Closed first (or cancelled): the flush dispatches its outcome.
+                self._holds.pop(id(request), None)
+        return future.result() if future.done() and not future.cancelled() else []
+
+    def _release(self, request: Send, deliveries: list[Deliver]) -> list[Deliver]:
+        """A queued relay was applied: its waiting sender takes its deliveries
+        (returns none), else they are returned for dispatching."""
+        future = self._holds.pop(id(request), None)
+        if future is None or future.done():
+            return deliveries
+        future.set_result(deliveries)
+        return []
+
+    def _release_all(self) -> None:
+        """Wake every waiting sender with nothing (stopping, or its relays dropped)."""
+        holds, self._holds = self._holds, {}
+        for future in holds.values():
+            if not future.done():
+                future.set_result([])
 
     async def disconnect(self, connection_id: str) -> list[Deliver]:
         """Forget a closed connection; it leaves its room (``peer-left`` to the others).
@@ -600,8 +661,9 @@ class Backplane:
                 nodes[to] = holder
         return self._split(router.handle(cid, send), nodes)
 
-    async def _relay_batch(self, items: list[tuple[str, Send]]) -> list[Deliver]:
-        """Several relays in one read and one write round trip, in order.
+    async def _relay_batch(self, items: list[tuple[str, Send]]) -> list[list[Deliver]]:
+        """Several relays in one read and one write round trip, in order; the
+        local deliveries of each.
 
         For the queue that built up during an outage: each relay sees the
         rooms and ids as they are when the batch starts (the batch holds
@@ -622,14 +684,14 @@ class Backplane:
                     else:
                         pipe.get(self._room_key(name))
                 asks = dict(zip(asks, await pipe.execute(), strict=True))
-        mine: list[Deliver] = []
+        mine: list[list[Deliver]] = []
         entries: list[_Entry] = []
         for cid, send in items:
             room = self._local[cid].room
             holder = asks.get(("to", send.to)) if send.to is not None else None
             raw = asks.get(("room", room)) if send.to is None and room is not None else None
             ours, others = self._plan(cid, send, holder, _Stored.load(raw))
-            mine += ours
+            mine.append(ours)
             entries += self._entries(cid, others)
         if entries:
             await self._send_entries(entries)
@@ -1066,6 +1128,7 @@ class Backplane:
         self._local.clear()
         self._pending.clear()
         self._pending_sends = 0
+        self._release_all()
         self._suspect.clear()
         self.node_id = secrets.token_hex(8)
         self._last_id = "0-0"
@@ -1187,6 +1250,7 @@ class Backplane:
                 self._pending.popleft()
                 if isinstance(request, Send):
                     self._pending_sends -= 1
+                    self._release(request, [])
                 continue
             if isinstance(request, Send):
                 batch: list[tuple[str, Send]] = []
@@ -1195,10 +1259,15 @@ class Backplane:
                         break
                     batch.append((cid, request))
                 self._cut = False
-                deliveries = await self._relay_batch(batch)
+                outcomes = await self._relay_batch(batch)
                 for _ in batch:
                     self._pending.popleft()
                 self._pending_sends -= len(batch)
+                deliveries = [
+                    delivery
+                    for (_, send), ours in zip(batch, outcomes, strict=True)
+                    for delivery in self._release(send, ours)
+                ]
                 if self._cut:
                     # Written or kept to be written again: done either way,
                     # but Redis is gone again.

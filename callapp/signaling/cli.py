@@ -641,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         trusted_proxies=args.trusted_proxy,
     )
     try:
-        eventloop.run(serve(server))
+        eventloop.run(serve(server), factory=eventloop.fast_loop_factory())
     except BackplaneUnavailable as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

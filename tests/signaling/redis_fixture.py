@@ -30,6 +30,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def redis_server_command(program: str, port: int, folder: Path) -> list[str]:
+    """``redis-server`` on 127.0.0.1:``port``, nothing persisted, files in ``folder``."""
+    return [
+        program,
+        *("--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+        *("--appendonly", "no", "--dir", str(folder), "--protected-mode", "no"),
+    ]
+
+
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1 (started by :meth:`start`)."""
 
@@ -44,21 +53,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-                "--protected-mode",
-                "no",
-            ],
+            redis_server_command(REDIS_SERVER, self.port, self.folder),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
