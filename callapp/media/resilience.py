@@ -99,7 +99,8 @@ MIN_VIDEO_BITRATE = 80_000
 #: 250 kbit/s link froze for up to a second while its queue drained); REMB
 #: raises it, by 25 % a second at most, and 640x480 holds from 200 kbit/s.
 START_VIDEO_BITRATE = 200_000
-#: Below these targets VP8 sends half the size / half the frame rate; back above the second.
+#: Below these targets VP8 sends half the size (for 640x480; scaled by the picture's
+#: pixels) / half the frame rate; back above the second.
 HALF_SIZE_BELOW, FULL_SIZE_ABOVE = 200_000, 300_000
 HALF_RATE_BELOW, FULL_RATE_ABOVE = 120_000, 180_000
 NACK_RETRIES = 4
@@ -405,7 +406,7 @@ class AdaptiveVp8Encoder(Vp8Encoder):
             self.loss_hold_until = now + LOSS_HOLD
         self.wanted = max(MIN_VIDEO_BITRATE, min(wanted, MAX_BITRATE))
 
-    def _step(self) -> None:
+    def _step(self, pixels: int = 640 * 480) -> None:
         current = self.target_bitrate
         wanted = self.wanted
         now = time.monotonic()
@@ -414,9 +415,13 @@ class AdaptiveVp8Encoder(Vp8Encoder):
             self._Vp8Encoder__target_bitrate = applied
             self.step_at = now
         target = self.target_bitrate
-        if target < HALF_SIZE_BELOW:
+        # The size thresholds are for 640x480 and scale with the picture: a
+        # 320x240 one is as sharp at a quarter of the rate, and halving it
+        # (160x120) would lose more than the rate saves.
+        scale = pixels / (640 * 480)
+        if target < HALF_SIZE_BELOW * scale:
             self.half_size = True
-        elif target > FULL_SIZE_ABOVE:
+        elif target > FULL_SIZE_ABOVE * scale:
             self.half_size = False
         if target < HALF_RATE_BELOW:
             self.half_rate = True
@@ -425,7 +430,7 @@ class AdaptiveVp8Encoder(Vp8Encoder):
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, VideoFrame)
-        self._step()
+        self._step(frame.width * frame.height)
         if force_keyframe:
             # aiortc forces one per PLI, and its receiver sends a PLI per frame
             # that fails to decode: under heavy loss, a storm of keyframes that

@@ -387,3 +387,18 @@ async def test_a_gap_is_asked_for_by_aiortc_once_and_by_the_tuner_until_it_arriv
     buffer.add(packet(8, 3000))
     await tuner._renack(receiver, 0.1, 0.16)
     assert receiver.nacks[-1] == [7]
+
+
+def test_a_small_picture_keeps_its_size_where_a_large_one_halves() -> None:
+    # 150 kbit/s: 640x480 goes to 320x240, 320x240 stays (160x120 would lose more).
+    for size, expected in (((640, 480), (320, 240)), ((320, 240), (320, 240))):
+        encoder = adopt_vp8(Vp8Encoder())
+        assert isinstance(encoder, AdaptiveVp8Encoder)
+        encoder.encode(frame(*size, 0))
+        for _ in range(3):  # a lower REMB is followed halving at most per REMB
+            encoder.target_bitrate = 150_000
+            encoder.steer(queueing=True, loss=0.0, now=1.0)
+        encoder.encode(frame(*size, 1))
+        assert encoder.target_bitrate == 150_000
+        assert encoder.codec is not None
+        assert (encoder.codec.width, encoder.codec.height) == expected, size
