@@ -13,12 +13,17 @@ signaling server on 127.0.0.1:
   the call goes on peer to peer meanwhile, the pages rejoin and the call is up;
   one that stays away: the page gives up after ``?reconnect=SECONDS``, says so
   and offers Try again; Cancel stops retrying;
+- a signaling server process killed mid-call (SIGKILL) and started again 2 s
+  later on the same port (issue 14): the pages, or a page and ``callapp
+  call``, rejoin and tell each other their new ids over the call's data
+  channel (RELINK), and the call goes on untouched: the same
+  RTCPeerConnection, no new offer, painted frames with no gap over 0.5 s;
 - problems (camera refused, screen sharing refused, a camera that will not
   start, a full room, a bad room name) are said in plain words, with nothing
   like an exception name or JavaScript wording on screen.
 
 The machine running these is shared and slow: timeouts are generous, and no
-test asserts how fast something happened.
+test asserts how fast something happened (the RELINK tests print it).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import contextlib
 import json
 import re
 import signal
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,8 +43,9 @@ import pytest
 
 from callapp.signaling.server import SignalingServer
 from tests.e2e.chromium import Chromium, Page, launch_or_skip
-from tests.e2e.conftest import Procs
+from tests.e2e.conftest import Proc, Procs
 from tests.e2e.test_browser import hook
+from tests.e2e.test_browser_apps import line
 
 pytestmark = pytest.mark.e2e
 
@@ -440,6 +448,298 @@ async def test_pages_rejoin_when_the_server_comes_back_and_the_call_goes_on(
             assert_plain(await shown_texts(page))
         # The same call: its timer went on.
         assert seconds(await hook(ana, "callTime")) >= before
+
+
+# -- a server process killed mid-call: RELINK (issue 14) -------------------------------
+
+#: How long the killed server stays away.
+OUTAGE_S = 2.0
+#: The longest stretch without a newly painted remote frame that is no gap.
+MAX_GAP_S = 0.5
+#: How long ``callapp call`` stays in its call with the page.
+APP_CALL_S = 12
+
+#: Every 50 ms, the first call's RTCPeerConnection (its serial) and the remote
+#: frames it has painted, into window.frameSamples.
+SAMPLE_FRAMES = """(() => {
+  window.frameSamples = [];
+  window.frameSampler = setInterval(() => {
+    const peer = window.callapp.peers[0];
+    window.frameSamples.push([performance.now(), peer ? peer.serial : 0,
+                              peer ? peer.framesRendered : 0]);
+  }, 50);
+  return true;
+})()"""
+
+
+#: Makes a page deaf and mute to RELINK on its data channels, as a client from
+#: before RELINK is (install it before the page's call begins).
+NO_RELINK = """(() => {
+  const relink = (data) => typeof data === "string" && data.includes('"RELINK"');
+  const send = RTCDataChannel.prototype.send;
+  RTCDataChannel.prototype.send = function (data) {
+    if (!relink(data)) send.call(this, data);
+  };
+  const handler = Object.getOwnPropertyDescriptor(RTCDataChannel.prototype, "onmessage");
+  Object.defineProperty(RTCDataChannel.prototype, "onmessage", {
+    configurable: true,
+    get: handler.get,
+    set(fn) {
+      handler.set.call(this, fn && ((event) => relink(event.data) || fn(event)));
+    },
+  });
+  return true;
+})()"""
+#: The page's RELINK_WAIT_MS, in seconds.
+RELINK_WAIT_S = 5.0
+
+
+async def serve(procs: Procs, port: int = 0) -> tuple[Proc, int]:
+    """The signaling server as a process on 127.0.0.1 (``port`` 0: a free one), and its port."""
+    proc = procs.start(
+        ["-m", "callapp.signaling.cli", "--host", "127.0.0.1", "--port", str(port)],
+        f"server on port {port or 'any'}",
+    )
+    _, match = await asyncio.to_thread(
+        proc.wait_line, r"listening on ws://127\.0\.0\.1:(\d+)/ws", 20
+    )
+    return proc, int(match.group(1))
+
+
+def port_url(port: int, room: str, name: str) -> str:
+    return f"http://127.0.0.1:{port}/?{urlencode({'room': room, 'name': name})}"
+
+
+async def longest_gap(page: Page) -> tuple[float, int]:
+    """The longest time (s) without a newly painted remote frame since SAMPLE_FRAMES
+    began, and the connections seen meanwhile (a new connection is no new frame)."""
+    samples = await page.evaluate("clearInterval(window.frameSampler), window.frameSamples")
+    assert isinstance(samples, list)
+    assert len(samples) > 20, samples
+    last_new = samples[0][0]
+    previous = (samples[0][1], samples[0][2])
+    gap = 0.0
+    for at, serial, painted in samples[1:]:
+        if serial == previous[0] and painted > previous[1]:
+            last_new = at
+        previous = (serial, painted)
+        gap = max(gap, at - last_new)
+    return gap / 1000, len({serial for _, serial, _ in samples})
+
+
+async def kill_and_restart(
+    server: Proc, port: int, procs: Procs, pages: list[Page], apps: list[Proc]
+) -> float:
+    """SIGKILL ``server`` (no close frames), wait until every page and app knows,
+    start it again ``OUTAGE_S`` after the kill on the same port; when it listened."""
+    for page in pages:
+        assert await page.evaluate(SAMPLE_FRAMES) is True
+    await asyncio.sleep(0.5)
+    killed_at = time.monotonic()
+    server.kill()
+    for page in pages:
+        await page.wait_for(
+            "window.callapp.reconnecting && window.callapp.errorCode === 'server-lost'",
+            within=10,
+        )
+        assert "call goes on" in str(await hook(page, "status"))
+    for app in apps:
+        await asyncio.to_thread(app.wait_line, r"phase: reconnecting", 10, killed_at)
+    await asyncio.sleep(max(0.0, killed_at + OUTAGE_S - time.monotonic()))
+    await serve(procs, port)
+    return time.monotonic()
+
+
+async def relinked(page: Page, room: str, other_old: str, within: float = 15) -> tuple[str, float]:
+    """Wait until ``page`` is back in ``room`` and its one call is relinked from
+    ``other_old`` to the other member's new id; that id and when (monotonic)."""
+    await page.wait_for(
+        f"""(() => {{
+          const app = window.callapp;
+          const peer = app.peers[0];
+          const other = app.members.find((id) => id !== app.connectionId);
+          return app.room === {json.dumps(room)} && !app.reconnecting && app.members.length === 2
+            && app.peers.length === 1 && other && peer.id === other
+            && peer.previousIds.length === 1 && peer.previousIds[0] === {json.dumps(other_old)};
+        }})()""",
+        within=within,
+        interval=0.05,
+    )
+    at = time.monotonic()
+    return str(await page.evaluate("window.callapp.peers[0].id")), at
+
+
+async def test_a_killed_server_comes_back_and_the_pages_call_goes_on_untouched(
+    browser: Chromium, procs: Procs
+) -> None:
+    server, port = await serve(procs)
+    room = "relink-pages"
+    ana = await open_page(browser, port_url(port, room, "Ana"))
+    await ana.wait_for("window.callapp.state === 'waiting'")
+    bo = await open_page(browser, port_url(port, room, "Bo"))
+    pages = {"Ana": ana, "Bo": bo}
+    for page in pages.values():
+        await in_call(page)
+    old_ids = {name: str(await hook(page, "connectionId")) for name, page in pages.items()}
+    before = {name: await page.evaluate("window.callapp.peers[0]") for name, page in pages.items()}
+    assert before["Ana"]["role"] == "caller"  # first in
+
+    back_at = await kill_and_restart(server, port, procs, list(pages.values()), [])
+    other = {"Ana": "Bo", "Bo": "Ana"}
+    results = await asyncio.gather(
+        *(relinked(page, room, old_ids[other[name]]) for name, page in pages.items())
+    )
+    back = dict(zip(pages, results, strict=True))
+    new_ids = {name: str(await hook(page, "connectionId")) for name, page in pages.items()}
+    for name, page in pages.items():
+        assert new_ids[name] != old_ids[name]
+        assert back[name][0] == new_ids[other[name]]  # the other's new id, learnt by RELINK
+        # The same RTCPeerConnection goes on: no new one, no new offer, no ICE restart.
+        after = await page.evaluate("window.callapp.peers[0]")
+        assert after["serial"] == before[name]["serial"] == 1, after
+        assert await hook(page, "calls") == 1
+        assert after["negotiations"] == before[name]["negotiations"], after
+        assert (after["iceRestarts"], after["state"], after["channel"]) == (0, "connected", "open")
+        assert after["name"] == other[name]
+        assert after["securityCode"] == before[name]["securityCode"] is not None
+        await more_frames(page, await frames(page))
+        assert_plain(await shown_texts(page))
+    gaps = {}
+    for name, page in pages.items():
+        gaps[name], connections = await longest_gap(page)
+        assert connections == 1
+        assert gaps[name] < MAX_GAP_S, f"{name}: {gaps[name]:.3f} s without a new frame"
+
+    # Signaling reaches the new ids: the caller restarts ICE in the same connection.
+    assert await ana.evaluate("window.callapp.restartIce()") is True
+    answered = before["Bo"]["negotiations"] + 1
+    await bo.wait_for(f"window.callapp.peers[0].negotiations === {answered}", within=10)
+    await ana.wait_for(
+        "window.callapp.peers[0].iceRestarts === 1"
+        " && window.callapp.peers[0].state === 'connected'",
+        within=10,
+    )
+    await more_frames(bo, await frames(bo))
+    for page in pages.values():
+        assert await hook(page, "calls") == 1
+    print(
+        "\npage<->page, server SIGKILLed and back 2 s later: relinked "
+        + ", ".join(f"{name} {at - back_at:.2f} s" for name, (_, at) in back.items())
+        + " after it listened; longest time without a painted frame "
+        + ", ".join(f"{name} {gap * 1000:.0f} ms" for name, gap in gaps.items())
+    )
+
+
+async def test_a_peer_that_does_not_relink_is_called_afresh_once_the_wait_is_over(
+    browser: Chromium, procs: Procs
+) -> None:
+    """The fallback for clients from before RELINK: a member we do not know is
+    called after RELINK_WAIT_MS without a RELINK, and the old call is retired."""
+    server, port = await serve(procs)
+    room = "relink-older"
+    older = await open_page(browser, port_url(port, room, "Old"))
+    await older.wait_for("window.callapp.state === 'waiting'")
+    assert await older.evaluate(NO_RELINK) is True
+    newer = await open_page(browser, port_url(port, room, "New"))
+    pages = (older, newer)
+    for page in pages:
+        await in_call(page)
+
+    await kill_and_restart(server, port, procs, list(pages), [])
+    for page in pages:
+        await page.wait_for(
+            f"window.callapp.room === {json.dumps(room)} && !window.callapp.reconnecting"
+            " && window.callapp.members.length === 2",
+            within=15,
+        )
+    rejoined_at = time.monotonic()
+    for page in pages:
+        await page.wait_for(
+            """(() => {
+              const app = window.callapp;
+              const peer = app.peers[0];
+              return app.calls === 2 && app.peers.length === 1 && peer.serial === 2
+                && peer.id === app.members.find((id) => id !== app.connectionId)
+                && peer.previousIds.length === 0;
+            })()""",
+            within=RELINK_WAIT_S + 15,
+        )
+    remade_after = time.monotonic() - rejoined_at
+    # Held back while the call from before might still relink, then made afresh.
+    assert remade_after > RELINK_WAIT_S - 1.0, remade_after
+    for page in pages:
+        await in_call(page)
+        assert_plain(await shown_texts(page))
+    print(f"\nno RELINK: the call was made afresh {remade_after:.2f} s after the rejoin")
+
+
+@pytest.mark.parametrize("page_first", [True, False], ids=["page-calls", "app-calls"])
+async def test_a_killed_server_comes_back_and_a_page_and_apps_call_goes_on_untouched(
+    browser: Chromium, procs: Procs, tmp_path: Path, page_first: bool
+) -> None:
+    server, port = await serve(procs)
+    room = f"relink-app-{'page' if page_first else 'app'}-first"
+    stats = tmp_path / "ana.json"
+
+    def start_app() -> Proc:
+        return procs.call(
+            "Ana",
+            *("--server", f"ws://127.0.0.1:{port}/ws", "--room", room, "--name", "Ana"),
+            *("--allow-loopback", "--size", "320x240", "--audio", "none", "--speaker", "none"),
+            *("--seconds", str(APP_CALL_S), "--timeout", "30", "--stats-json", str(stats)),
+        )
+
+    if page_first:
+        page = await open_page(browser, port_url(port, room, "Pat"))
+        await page.wait_for("window.callapp.state === 'waiting'")
+        ana = start_app()
+    else:
+        ana = start_app()
+        await line(ana, r"joined room")
+        page = await open_page(browser, port_url(port, room, "Pat"))
+    _, match = await line(ana, r"connection id: (\S+)")
+    ana_old = match.group(1)
+    await in_call(page)
+    page_old = str(await hook(page, "connectionId"))
+    await line(ana, rf"peer connected: {page_old} \(Pat\)")
+    before = await page.evaluate("window.callapp.peers[0]")
+    assert before["role"] == ("caller" if page_first else "callee")
+
+    back_at = await kill_and_restart(server, port, procs, [page], [ana])
+    ana_new, page_at = await relinked(page, room, ana_old)
+    page_new = str(await hook(page, "connectionId"))
+    app_at, _ = await line(ana, rf"peer relinked: {page_old} is now {page_new} \(Pat\)")
+    after = await page.evaluate("window.callapp.peers[0]")
+    assert after["id"] == ana_new != ana_old
+    assert after["serial"] == before["serial"] == 1, after
+    assert await hook(page, "calls") == 1
+    assert after["negotiations"] == before["negotiations"], after
+    assert (after["iceRestarts"], after["state"], after["channel"]) == (0, "connected", "open")
+    await more_frames(page, await frames(page))
+    gap, connections = await longest_gap(page)
+    assert connections == 1
+    assert gap < MAX_GAP_S, f"{gap:.3f} s without a new frame"
+
+    # The app hangs up after --seconds, through the new server, to the page's new id.
+    code = await asyncio.to_thread(ana.wait_exit, APP_CALL_S + 20)
+    assert code == 0, ana.output[-3000:]
+    await page.wait_for("window.callapp.peers.length === 0", within=10)
+    report = json.loads(stats.read_text())
+    assert len(report["peers"]) == 1, "the app made a second call"
+    assert report["peers"][0]["id"] == page_new, report["peers"]
+    assert report["signaling_reconnects"] == 1, report
+    assert report["ice_restarts"] == 0, report
+    assert report["freeze_max_ms"] is not None, report
+    assert report["freeze_max_ms"] < 500, report
+    assert ana.output.count("peer connected") == 1, ana.output
+    assert "Traceback" not in ana.output
+    print(
+        f"\npage<->app ({'page' if page_first else 'app'} calls), server SIGKILLed and back"
+        f" 2 s later: relinked on the page {page_at - back_at:.2f} s, in the app"
+        f" {app_at - back_at:.2f} s after it listened; the page's longest time without a"
+        f" painted frame {gap * 1000:.0f} ms; the app's freeze_max_ms"
+        f" {report['freeze_max_ms']}"
+    )
 
 
 async def test_reconnection_gives_up_in_words_and_try_again_or_cancel(browser: Chromium) -> None:

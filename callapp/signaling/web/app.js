@@ -32,6 +32,14 @@
 // (`?reconnect=SECONDS`, 30 by default) and rejoins the same room with the
 // same key. Every problem is said in plain words with what to do next; the
 // technical detail goes to the console only (note()).
+//
+// Back on the server the page has a new connection id, and so has everyone
+// else: it tells each call's peer its new id over that call's own "chat" data
+// channel (RELINK, as the desktop app does; never through signaling, where
+// anyone could claim an id), and re-keys a call whose peer does the same. The
+// call goes on untouched: the same RTCPeerConnection, no new offer. A peer that
+// does not speak RELINK (an older page) is called afresh, as before, once
+// RELINK_WAIT_MS have passed without its RELINK, and the old call is retired.
 // (ES modules are always strict mode.)
 
 import * as security from "./security.js";
@@ -60,6 +68,11 @@ const RECONNECT_MAX_S = 600;
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 1000; // a restarted server is rejoined within about a second of its return
 const ICE_RESTART_RETRY_MS = 2500; // a restart offer that has not connected by then is made again
+// After a lost server, how long a new call to a room member we do not know is
+// held back while a call from before waits for its peer's new id (RELINK):
+// the desktop app's _RELINK_WAIT (callapp/call/session.py), with the same meaning.
+const RELINK_WAIT_MS = 5000;
+const MAX_ID_CHARS = 128; // the longest id a RELINK may carry (callapp/call/wire.py)
 const CONNECT_TIMEOUT_MS = 5000; // a server that never answers the handshake
 const COUNTDOWN_TICK_MS = 250;
 const DEVICE_KEY = { videoinput: "callapp.camera", audioinput: "callapp.microphone",
@@ -188,6 +201,14 @@ let callStartedAt = null; // performance.now() when media first flowed, for the 
 let callTicker = null;
 let mediaErrors = {}; // "audio" | "video" -> why the last capture of that kind failed
 let noticeTopic = null; // what the notice is about, so fixing that clears it
+// Room cues held back while a call from before a lost server waits for its
+// peer's RELINK (see holdForRelink): at most RELINK_WAIT_MS per reconnection.
+const relinkHold = {
+  deadline: null, // performance.now() when holding ends, once a cue was held
+  timer: null,
+  ready: false, // a "ready" (rooms of 2) to act on once the hold ends
+  calls: new Set(), // newcomers to call (group rooms) once it ends
+};
 
 // The test hooks, and the page's state. The single-peer fields (peerId, role,
 // frames...) describe the first connection: the only one in a call of two.
@@ -307,6 +328,8 @@ function describePeer(peer) {
     sendingAudio: transceiverOf(peer, "audio")?.sender.track?.label ?? null,
     negotiations: peer.negotiations,
     iceRestarts: peer.iceRestarts,
+    serial: peer.serial, // which RTCPeerConnection: 1 for the page's first, and so on
+    previousIds: [...peer.previousIds], // the peer's ids before its RELINKs, oldest first
     keyed: peer.authKey !== null,
     verification: peer.verifier ? peer.verifier.state : peer.noCode ? "unavailable" : "none",
     securityCode: securityCode(peer),
@@ -398,6 +421,7 @@ function onSignalingLost() {
   ws = null;
   app.members = [];
   joining = null;
+  resetRelinkHold(); // the cues were the lost server's
   if (leaving) return;
   const wasInRoom = app.room !== null;
   app.room = null;
@@ -552,11 +576,14 @@ function sendJoin(target) {
 
 async function onServerMessage(message) {
   switch (message.type) {
-    case "welcome":
+    case "welcome": {
+      const before = app.connectionId;
       app.connectionId = message.connectionId;
       app.iceServers = Array.isArray(message.iceServers) ? message.iceServers : [];
       ui.connectionId.textContent = message.connectionId;
+      if (before !== null && before !== message.connectionId) relinkAll(message.connectionId);
       break;
+    }
     case "created":
       enterRoom(message, [app.connectionId]);
       if (peers.size > 0) refreshCallState("Back on the server.");
@@ -576,11 +603,12 @@ async function onServerMessage(message) {
       break;
     case "peer-joined":
       addMember(message.connectionId);
-      if (isGroup()) await callPeer(message.connectionId); // we were here first
+      if (isGroup()) await onNewcomer(message.connectionId); // we were here first
       else if (peers.size === 0) setState("waiting", "A peer joined; setting up the call…");
       break;
     case "ready":
       if (Array.isArray(message.peers)) app.members = [...message.peers];
+      adoptMembers();
       if (!isGroup()) await onReady(app.members); // group calls began on peer-joined
       break;
     case "full":
@@ -614,6 +642,7 @@ function enterRoom(message, members) {
   endReconnect();
   app.room = message.room;
   app.members = Array.isArray(members) ? [...members] : [app.connectionId];
+  adoptMembers();
   // A server without the capacity extension has rooms of 2.
   const capacity = message.capacity;
   app.capacity = Number.isInteger(capacity) && capacity >= MIN_CAPACITY ? capacity : MIN_CAPACITY;
@@ -623,6 +652,15 @@ function enterRoom(message, members) {
 
 function addMember(id) {
   if (!app.members.includes(id)) app.members.push(id);
+  adoptMembers();
+}
+
+// A call whose peer id the room lists is reachable through this server, even
+// if it was relinked (RELINK) before this page noticed it had lost the old one.
+function adoptMembers() {
+  for (const peer of peers.values()) {
+    if (peer.orphan && app.members.includes(peer.id)) peer.orphan = false;
+  }
 }
 
 function onPeerLeft(id) {
@@ -670,12 +708,132 @@ function onServerError(message) {
 // ---- the calls ---------------------------------------------------------------
 
 // Rooms of 2: every "ready" starts a fresh call; the earlier member offers.
+// A call that went on through a lost server, relinked to the member's new id
+// (RELINK), is that call already: it is kept.
 async function onReady(members) {
   const mine = members.indexOf(app.connectionId);
   if (mine < 0 || members.length < 2) return;
-  closeAllPeers();
+  const others = members.filter((id) => id !== app.connectionId);
+  if (others.some((id) => !peers.has(id)) && holdForRelink()) {
+    relinkHold.ready = true; // runHeldCues acts on it
+    return;
+  }
+  for (const peer of [...peers.values()]) {
+    const over = ["failed", "closed"].includes(peer.pc.connectionState);
+    if (peer.orphan || over || !others.includes(peer.id)) closePeer(peer);
+  }
   for (const id of members.slice(mine + 1)) await callPeer(id);
   if (mine > 0 && peers.size === 0) setState("calling", "Peer found; waiting for their call…");
+}
+
+// Group rooms: a newcomer is called by each member already in the room.
+async function onNewcomer(id) {
+  if (!peers.has(id) && holdForRelink()) {
+    relinkHold.calls.add(id); // runHeldCues calls them
+    return;
+  }
+  await callPeer(id);
+}
+
+// ---- RELINK: a call going on through a lost signaling server (docs/protocol.md) ----
+
+// Back on the server with a new id: tell everyone in a call with us, over each
+// call's own data channel. Their page (or app) re-keys the call to that id.
+function relinkAll(newId) {
+  resetRelinkHold();
+  const message = JSON.stringify({ type: "RELINK", payload: { id: newId } });
+  for (const peer of peers.values()) {
+    const { channel } = peer;
+    const open = channel !== null && channel.readyState === "open";
+    if (peer.pc.connectionState !== "connected" || !open) continue;
+    try {
+      channel.send(message);
+      note(`told ${peer.id} our new id ${newId} (RELINK)`);
+    } catch (error) {
+      note(`could not send RELINK to ${peer.id}: ${error.name}: ${error.message}`);
+    }
+  }
+}
+
+// After a lost server, the peer of a call from before comes back with a new
+// id and says so over the call's data channel. Until it has, a room member we
+// do not know is probably that person: a new call with them waits, for
+// RELINK_WAIT_MS at most from the first cue held since we came back, then goes
+// ahead as before this extension (a new call; the old one is retired).
+function holdForRelink() {
+  const waiting = [...peers.values()].some((peer) => peer.orphan
+    && peer.pc.connectionState === "connected" && peer.channel?.readyState === "open");
+  if (!waiting) return false;
+  const now = performance.now();
+  if (relinkHold.deadline === null) {
+    relinkHold.deadline = now + RELINK_WAIT_MS;
+    relinkHold.timer = setTimeout(() => afterInbox(runHeldCues), RELINK_WAIT_MS + 50);
+    note(`a new call waits up to ${RELINK_WAIT_MS / 1000} s for a RELINK`);
+  }
+  return now < relinkHold.deadline;
+}
+
+function resetRelinkHold() {
+  clearTimeout(relinkHold.timer);
+  relinkHold.timer = null;
+  relinkHold.deadline = null;
+  relinkHold.ready = false;
+  relinkHold.calls.clear();
+}
+
+// The cues held back, after a RELINK or once the wait is over: each is held
+// again while a call still waits (and the wait is not over).
+async function runHeldCues() {
+  if (!ws || ws.readyState !== WebSocket.OPEN || app.room === null) return;
+  const { ready } = relinkHold;
+  const calls = [...relinkHold.calls];
+  relinkHold.ready = false;
+  relinkHold.calls.clear();
+  if (ready && !isGroup()) await onReady(app.members);
+  for (const id of calls) if (app.members.includes(id)) await onNewcomer(id);
+}
+
+// `peer` says, over its data channel, that it is back on the server as
+// payload.id. Only the peer can send there (the call's own DTLS session),
+// while anyone on the server could claim an id: a RELINK through signaling is
+// never believed. The same call (connection, media, chat, verification) goes
+// on under the new id.
+async function onRelink(peer, payload) {
+  if (!isCurrent(peer)) return;
+  const newId = payload && typeof payload === "object" ? payload.id : undefined;
+  const oldId = peer.id;
+  if (typeof newId !== "string" || newId.length === 0 || newId.length > MAX_ID_CHARS
+    || newId === app.connectionId) {
+    return note(`ignored a RELINK from ${oldId} without a usable id`);
+  }
+  if (newId === oldId) return;
+  const other = peers.get(newId);
+  if (other) {
+    if (other.previousIds.length > 0) {
+      return note(`ignored a RELINK from ${oldId}: ${newId} is the id of another relinked call`);
+    }
+    // A call with that id begun since the server came back: the same person,
+    // whose call goes on in `peer`. No BYE: it would reach them.
+    note(`closing the second connection with ${newId}: the call with ${oldId} is theirs`);
+    closePeer(other);
+  }
+  // Re-keyed in place: the order of the calls (the first is app.peerId) stays.
+  const entries = [...peers].map(([id, each]) => [id === oldId ? newId : id, each]);
+  peers.clear();
+  for (const [id, each] of entries) peers.set(id, each);
+  peer.previousIds.push(oldId);
+  peer.id = newId;
+  peer.orphan = false;
+  peer.tile.dataset.peer = newId;
+  // What they said about themselves: the newest, under the new id.
+  if (presence.has(oldId) && !presence.has(newId)) presence.set(newId, presence.get(oldId));
+  presence.delete(oldId);
+  early.delete(newId); // candidates for a call with that id that will not be
+  app.members = app.members.filter((id) => id !== oldId);
+  note(`peer relinked: ${oldId} is now ${newId} (${nameOf(newId)}); the call goes on`);
+  renderTile(peer);
+  refreshCallState();
+  await runHeldCues(); // calls held back for this RELINK need not be made
 }
 
 function peerConnection() {
@@ -728,6 +886,8 @@ function startPeer(id, role) {
     mediaShown: false, // the remote video shown and its sound played
     insecure: false,
     orphan: false, // set up through a signaling server we lost since (see onSignalingLost)
+    serial: app.calls + 1, // this page's how-manieth RTCPeerConnection
+    previousIds: [], // the peer's ids before its RELINKs (peer.id changes then)
   };
   peers.set(id, peer);
   app.calls += 1;
@@ -736,7 +896,7 @@ function startPeer(id, role) {
   pc.onicecandidate = ({ candidate }) => {
     if (!isCurrent(peer) || !candidate || !candidate.candidate) return;
     peer.localCandidates.push(candidate.candidate);
-    sendToPeer(id, {
+    sendToPeer(peer.id, {
       type: "ICE",
       payload: {
         candidate: candidate.candidate,
@@ -748,20 +908,20 @@ function startPeer(id, role) {
   pc.ontrack = ({ track }) => {
     if (!isCurrent(peer)) return;
     peer.remote.addTrack(track);
-    note(`receiving ${track.kind} from ${id}`);
+    note(`receiving ${track.kind} from ${peer.id}`);
   };
   pc.ondatachannel = ({ channel }) => {
     if (isCurrent(peer) && channel.label === "chat") openChat(peer, channel);
   };
   pc.onconnectionstatechange = () => {
     if (!isCurrent(peer)) return;
-    note(`peer connection with ${id} ${pc.connectionState}`);
+    note(`peer connection with ${peer.id} ${pc.connectionState}`);
     if (pc.connectionState === "connected") armVerifyDeadline(peer);
     // These closes wait their turn in the inbox, like every other change to
     // the calls, so they never land between another call's offer/answer steps.
     if (peer.orphan && ["failed", "closed"].includes(pc.connectionState)) {
       // No server to set it up again through. (By then the id may be a newer call's.)
-      return afterInbox(() => isCurrent(peer) && endPeer(id, "gone"));
+      return afterInbox(() => isCurrent(peer) && endPeer(peer.id, "gone"));
     }
     if (pc.connectionState === "connected" && !peer.orphan) afterInbox(() => retireOrphanOf(peer));
     // The media path died while signaling works: the caller restarts ICE.
@@ -813,7 +973,7 @@ async function callPeer(id) {
     const offer = await peer.pc.createOffer();
     await peer.pc.setLocalDescription(offer);
     peer.negotiations += 1;
-    sendToPeer(id, { type: "SDP", payload: { type: offer.type, sdp: offer.sdp } });
+    sendToPeer(peer.id, { type: "SDP", payload: { type: offer.type, sdp: offer.sdp } });
   });
 }
 
@@ -885,6 +1045,11 @@ async function onDescription(from, description) {
     let peer = peers.get(from);
     let restarts = 0;
     let role = "callee";
+    if (peer && secondCallAfterRelink(peer, description)) {
+      // They called our new id before our RELINK reached them; once it does,
+      // they close that call themselves, and ours goes on.
+      return note(`ignored a second call from ${from}: the relinked call with them goes on`);
+    }
     if (peer && (peer.pc.signalingState !== "stable" || peer.orphan || description.restart === true)) {
       // Offers crossed: start over as the answerer. Or a call from before a
       // lost server: theirs is a new connection, with a new certificate. Or
@@ -927,6 +1092,20 @@ async function onDescription(from, description) {
       await flushCandidates(peer);
       if (!peer.verifier) await startVerifier(peer, peer.pc.localDescription.sdp, sdp);
     });
+  }
+}
+
+// A plain offer (no "restart") with another certificate than the call's, from
+// a peer whose call was relinked: a new connection of theirs, made to our new
+// id before they read our RELINK, not a renegotiation of this one.
+function secondCallAfterRelink(peer, description) {
+  if (peer.previousIds.length === 0 || peer.orphan || description.restart === true) return false;
+  if (peer.pc.signalingState !== "stable" || peer.remoteFingerprint === null) return false;
+  try {
+    const fingerprint = security.remoteFingerprint(security.pinRemoteSdp(description.sdp));
+    return fingerprint !== peer.remoteFingerprint;
+  } catch {
+    return false; // not an SDP we take: the negotiation step says so
   }
 }
 
@@ -1409,7 +1588,10 @@ function openChat(peer, channel) {
     } catch {
       return note("ignored a chat frame that is not JSON");
     }
-    if (message && message.type === "CHAT") onChat(peer.id, message.payload, "channel");
+    if (!message || typeof message !== "object") return;
+    if (message.type === "CHAT") onChat(peer.id, message.payload, "channel");
+    else if (message.type === "RELINK") afterInbox(() => onRelink(peer, message.payload));
+    // Anything else is ignored, so both sides can grow.
   };
 }
 
@@ -1950,8 +2132,9 @@ async function join(room, capacity = ui.capacity.value) {
     closeAllPeers();
     stopCallTimer();
   }
-  // A join of its own replaces any reconnection under way.
+  // A join of its own replaces any reconnection under way, and the cues it held.
   endReconnect();
+  resetRelinkHold();
   const target = { room, capacity: asked, key, authKey };
   wanted = target;
   setState("connecting", "Connecting…");
@@ -1975,6 +2158,7 @@ function hangUp() {
   wanted = null;
   current = null;
   endReconnect();
+  resetRelinkHold();
   if (screenTrack) screenTrack.stop();
   screenTrack = null;
   app.sharing = false;
