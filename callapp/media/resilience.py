@@ -418,7 +418,7 @@ class AdaptiveVp8Encoder(Vp8Encoder):
         # The size thresholds are for 640x480 and scale with the picture: a
         # 320x240 one is as sharp at a quarter of the rate, and halving it
         # (160x120) would lose more than the rate saves.
-        scale = pixels / (640 * 480)
+        scale = min(1.0, pixels / (640 * 480))
         if target < HALF_SIZE_BELOW * scale:
             self.half_size = True
         elif target > FULL_SIZE_ABOVE * scale:
