@@ -224,8 +224,18 @@ class TrustedProxies:
         """
         try:
             return ipaddress.ip_network(text.strip(), strict=True)
-        except ValueError as exc:
-            raise ValueError(f"not a network in CIDR form (10.0.0.0/8, fd00::/8): {exc}") from None
+        except ValueError:
+            pass
+        try:
+            loose = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a network in CIDR form (10.0.0.0/8, fd00::/8)"
+            ) from None
+        raise ValueError(
+            f"{text!r} has host bits set, so it is not a network in CIDR form:"
+            f" did you mean {loose}?"
+        ) from None
 
     def __bool__(self) -> bool:
         return bool(self.networks)

@@ -16,7 +16,7 @@ import base64
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -28,20 +28,15 @@ ServerFactory = Callable[..., Coroutine[Any, Any, SignalingServer]]
 
 
 @pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
-    servers: list[SignalingServer] = []
+def make_server(make_server: ServerFactory) -> ServerFactory:
+    """conftest's servers, with the per-connection rate limit out of the way."""
 
     async def factory(**kwargs: Any) -> SignalingServer:
         kwargs.setdefault("rate", 1e6)
         kwargs.setdefault("burst", 10**6)
-        server = SignalingServer(port=0, **kwargs)
-        await server.start()
-        servers.append(server)
-        return server
+        return await make_server(**kwargs)
 
-    yield factory
-    for server in servers:
-        await server.stop()
+    return factory
 
 
 class RawClient:
