@@ -23,7 +23,9 @@ What lives in Redis (``NS`` is the namespace, ``callapp`` by default)::
     NS:room:NAME        JSON {"m": [[id, node, ticket], ...], "c": capacity,
                         "k": key or null, "n": next ticket}, members in join order
     NS:rooms            set of room names (max_rooms counts it)
-    NS:inbox:NODE       stream of deliveries for NODE's connections
+    NS:inbox:NODE       stream of deliveries for NODE's connections; an entry
+                        holds up to 16: fields to, m, a, s for the first,
+                        to.1, m.1, a.1, s.1 for the second, and so on
     NS:claims           hash dead node -> the node cleaning up after it
     NS:claim:NODE       the dead NODE's connections still to be disconnected
     NS:settle           present for a few seconds after Redis lost its data
@@ -141,10 +143,13 @@ _READ_BLOCK_MS: Final = 1000
 #: Entries an inbox keeps at most (approximately) if its node stops reading.
 _INBOX_MAXLEN: Final = 100_000
 
-#: Remote connection ids whose node is remembered (forgotten all at once past this).
-_MAX_REMEMBERED: Final = 10_000
+#: Deliveries for one node written as one inbox entry at most: redis-py's
+#: cost is mostly per command and per argument, so one XADD for several
+#: halves what writing a batch of relays costs.
+_PER_ENTRY: Final = 16
 
-#: Queued relays sent in one round trip after an outage.
+#: Relays sent in one round trip: live ones waiting for a batch, or those
+#: queued during an outage.
 _FLUSH_BATCH: Final = 256
 
 #: Inbox entries read between two trims of what was read.
@@ -303,7 +308,10 @@ class Backplane:
         # Local connections given up on (see ``lost``): forgotten already, so
         # that the server's closing calls find nothing left to do.
         self._given_up: set[str] = set()
-        self._where: dict[str, str] = {}
+        # Live relays waiting for the batch after the one out now (see
+        # _relay_soon), and the task sending the batches while there are any.
+        self._relaying: list[tuple[str, Send, asyncio.Future[list[Deliver]]]] = []
+        self._relayer: asyncio.Task[None] | None = None
         # Entries counted per actor (see _entries), and the last count read per sender.
         self._seq: dict[str, int] = {}
         self._seen: dict[str, int] = {}
@@ -511,6 +519,8 @@ class Backplane:
         if not self._ready:
             return await self._held(connection_id, request, hold)
         try:
+            if isinstance(request, Send):
+                return await self._relay_soon(connection_id, request)
             return await self._apply(connection_id, request)
         except RedisError:
             # Failed before anything was written (a relay's writes, once
@@ -617,25 +627,73 @@ class Backplane:
         rooms = [join.room] if local.room in (None, join.room) else [local.room, join.room]
         return await self._transact(cid, self.node_id, rooms, join)
 
-    async def _apply(self, cid: str, request: Send | Leave) -> list[Deliver]:
-        """A relay or a leave from a local connection, Redis reachable."""
-        local = self._local[cid]
-        if isinstance(request, Leave):
-            if local.room is None:
-                return []
-            return await self._transact(cid, self.node_id, [local.room], request)
-        return await self._relay(cid, local, request)
+    async def _apply(self, cid: str, request: Leave) -> list[Deliver]:
+        """A leave from a local connection, Redis reachable."""
+        room = self._local[cid].room
+        if room is None:
+            return []
+        return await self._transact(cid, self.node_id, [room], request)
 
-    async def _relay(self, cid: str, local: _Local, send: Send) -> list[Deliver]:
-        if send.to is not None:
-            return await self._relay_to(cid, send.to, send)
-        stored = None
-        if local.room is not None:
-            stored = _Stored.load(await self._redis.get(self._room_key(local.room)))
-        mine, theirs = self._plan(cid, send, None, stored)
-        if theirs:
-            await self._send_entries(self._entries(cid, theirs))
-        return mine
+    async def _relay_soon(self, cid: str, send: Send) -> list[Deliver]:
+        """Relay ``send`` in the next batch; its local deliveries.
+
+        Relays from different connections that arrive while a batch is out
+        wait for the next one, which reads the rooms and ids they need in
+        one round trip and writes their inbox entries in another. So a node
+        relays as many messages per round trip as it has senders waiting,
+        instead of one (measured: 4,900 msg/s for two nodes relaying one at a
+        time, each connection's next frame waiting for its relay's two round
+        trips). Per-sender order holds: a connection's next request is not
+        read before this returns.
+
+        Raises:
+            RedisError: If the batch's read failed (nothing was written).
+        """
+        future: asyncio.Future[list[Deliver]] = asyncio.get_running_loop().create_future()
+        self._relaying.append((cid, send, future))
+        if self._relayer is None:
+            self._relayer = asyncio.create_task(
+                self._relay_batches(), name=f"backplane-relayer-{self.node_id}"
+            )
+            self._tasks.add(self._relayer)
+            self._relayer.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _relay_batches(self) -> None:
+        """Send the waiting relays, a batch at a time, until none wait."""
+        batch: list[tuple[str, Send, asyncio.Future[list[Deliver]]]] = []
+        try:
+            while self._relaying:
+                batch = self._relaying[:_FLUSH_BATCH]
+                del self._relaying[:_FLUSH_BATCH]
+                # A sender cancelled while waiting (its connection closing)
+                # takes its relay with it, as it would have unbatched.
+                for item in batch:
+                    if item[0] not in self._local and not item[2].done():
+                        item[2].set_result([])
+                batch = [item for item in batch if not item[2].done()]
+                if not self._ready:
+                    raise RedisError("Redis went away before this batch")
+                outcomes = await self._relay_batch([(cid, send) for cid, send, _ in batch])
+                for (_, _, future), ours in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(ours)
+                batch = []
+        except asyncio.CancelledError:
+            for _, _, future in (*batch, *self._relaying):
+                if not future.done():
+                    future.set_result([])  # stopping: the node's connections go with it
+            self._relaying.clear()
+            raise
+        except Exception as error:
+            # Every waiting sender takes it (a RedisError: each queues its relay
+            # for after the outage, in its own order).
+            for _, _, future in (*batch, *self._relaying):
+                if not future.done():
+                    future.set_exception(error)
+            self._relaying.clear()
+        finally:
+            self._relayer = None
 
     def _plan(
         self, cid: str, send: Send, holder: str | None, stored: _Stored | None
@@ -665,76 +723,43 @@ class Backplane:
         """Several relays in one read and one write round trip, in order; the
         local deliveries of each.
 
-        For the queue that built up during an outage: each relay sees the
-        rooms and ids as they are when the batch starts (the batch holds
-        relays only, so no room event of this node falls inside it).
+        Each relay sees the rooms and ids as they are when the batch starts,
+        as it would alone: no room event of the same connection can fall
+        inside the batch (a connection's requests run one at a time, and the
+        outage queue's batches hold relays only).
         """
-        asks: dict[tuple[str, str], Any] = {}
+        # One MGET for the rooms and one HMGET for the remote ids, whatever
+        # the batch's size: redis-py's cost is mostly per command.
+        ids: dict[str, str | None] = {}
+        rooms: dict[str, str | None] = {}
         for cid, send in items:
             room = self._local[cid].room
             if send.to is not None and send.to not in self._local:
-                asks[("to", send.to)] = None
+                ids[send.to] = None
             elif send.to is None and room is not None:
-                asks[("room", room)] = None
-        if asks:
+                rooms[room] = None
+        if ids or rooms:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for kind, name in asks:
-                    if kind == "to":
-                        pipe.hget(self._k("conns"), name)
-                    else:
-                        pipe.get(self._room_key(name))
-                asks = dict(zip(asks, await pipe.execute(), strict=True))
+                if ids:
+                    pipe.hmget(self._k("conns"), list(ids))
+                if rooms:
+                    pipe.mget([self._room_key(room) for room in rooms])
+                replies = await pipe.execute()
+            if ids:
+                ids = dict(zip(ids, replies.pop(0), strict=True))
+            if rooms:
+                rooms = dict(zip(rooms, replies.pop(0), strict=True))
         mine: list[list[Deliver]] = []
         entries: list[_Entry] = []
         for cid, send in items:
             room = self._local[cid].room
-            holder = asks.get(("to", send.to)) if send.to is not None else None
-            raw = asks.get(("room", room)) if send.to is None and room is not None else None
+            holder = ids.get(send.to) if send.to is not None else None
+            raw = rooms.get(room) if send.to is None and room is not None else None
             ours, others = self._plan(cid, send, holder, _Stored.load(raw))
             mine.append(ours)
             entries += self._entries(cid, others)
         if entries:
             await self._send_entries(entries)
-        return mine
-
-    async def _relay_to(self, cid: str, to: str, send: Send) -> list[Deliver]:
-        """A relay by id: the rules see ``to`` connected if any node holds it.
-
-        Ids never move between nodes and are never reused, so the node that
-        held ``to`` once is remembered: the write to its inbox and the check
-        that it still holds ``to`` then go out together (one round trip). If
-        ``to`` is gone, the entry is dropped by that node (it no longer
-        knows the id) and the sender is answered ``unknown-peer``.
-        """
-        router = self._router()
-        router.connect(cid)
-        target = self._local.get(to)
-        if target is not None:
-            if not target.closed and to != cid:
-                router.connect(to)
-            return router.handle(cid, send)
-        node = self._where.get(to)
-        if node is None:
-            node = await self._redis.hget(self._k("conns"), to)
-            if node is None:
-                return router.handle(cid, send)  # unknown-peer
-            if len(self._where) >= _MAX_REMEMBERED:
-                self._where.clear()
-            self._where[to] = node
-            router.connect(to)
-            mine, theirs = self._split(router.handle(cid, send), {to: node})
-            await self._send_entries(self._entries(cid, theirs))
-            return mine
-        router.connect(to)
-        mine, theirs = self._split(router.handle(cid, send), {to: node})
-        replies = await self._send_entries(
-            self._entries(cid, theirs), lambda pipe: pipe.hget(self._k("conns"), to)
-        )
-        if replies and replies[0] is None:
-            self._where.pop(to, None)
-            gone = self._router()
-            gone.connect(cid)
-            return gone.handle(cid, send)  # unknown-peer
         return mine
 
     async def _disconnect_now(self, cid: str) -> list[Deliver]:
@@ -908,8 +933,18 @@ class Backplane:
         return entries
 
     def _write(self, pipe: Any, entries: Iterable[_Entry]) -> None:
+        """Queue ``entries`` on ``pipe``: each node's, in their order, in as
+        few inbox entries as :data:`_PER_ENTRY` allows."""
+        grouped: dict[str, list[dict[str, str]]] = {}
         for node, fields in entries:
-            pipe.xadd(self._k("inbox", node), fields, maxlen=_INBOX_MAXLEN, approximate=True)
+            grouped.setdefault(node, []).append(fields)
+        for node, all_fields in grouped.items():
+            inbox = self._k("inbox", node)
+            for start in range(0, len(all_fields), _PER_ENTRY):
+                combined = dict(all_fields[start])
+                for index, fields in enumerate(all_fields[start + 1 : start + _PER_ENTRY], 1):
+                    combined.update((f"{name}.{index}", value) for name, value in fields.items())
+                pipe.xadd(inbox, combined, maxlen=_INBOX_MAXLEN, approximate=True)
 
     def _written(self, entries: list[_Entry]) -> None:
         """Keep what Redis took for ``retain`` seconds: if Redis loses its data,
@@ -984,7 +1019,19 @@ class Backplane:
                 unread += len(entries)
                 for entry_id, fields in entries:
                     self._last_id = entry_id
-                    self._receive(fields)
+                    self._receive(
+                        fields.get("to"), fields.get("m"), fields.get("a"), fields.get("s")
+                    )
+                    for index in range(1, _PER_ENTRY):
+                        to = fields.get(f"to.{index}")
+                        if to is None:
+                            break
+                        self._receive(
+                            to,
+                            fields.get(f"m.{index}"),
+                            fields.get(f"a.{index}"),
+                            fields.get(f"s.{index}"),
+                        )
             # Trimmed now and then (or when idle), not after every read: a
             # trim costs as much as the read.
             if self._last_id != trimmed and (unread >= _TRIM_EVERY or not answer):
@@ -994,8 +1041,12 @@ class Backplane:
                     await self._reader.xtrim(inbox, minid=self._last_id)
                 trimmed = self._last_id
 
-    def _receive(self, fields: dict[str, str]) -> None:
-        tag, seq = fields.get("a", ""), int(fields.get("s", 0))
+    def _receive(
+        self, to: str | None, text: str | None, tag: str | None, count: str | None
+    ) -> None:
+        """One delivery read from the inbox: ``to``, the message ``text``, its
+        actor's ``tag`` and ``count`` (see :meth:`_entries`)."""
+        tag, seq = tag or "", int(count or 0)
         if seq <= self._seen.get(tag, 0):
             return  # sent again after an outage: already delivered
         if len(self._seen) >= _MAX_SEEN:
@@ -1003,12 +1054,11 @@ class Backplane:
             for old in list(itertools.islice(self._seen, _MAX_SEEN // 2)):
                 del self._seen[old]
         self._seen[tag] = seq
-        to = fields.get("to")
         local = self._local.get(to) if to is not None else None
-        if to is None or local is None or local.closed:
+        if to is None or text is None or local is None or local.closed:
             return  # gone since it was written
         try:
-            message = parse_server_message(fields["m"])
+            message = parse_server_message(text)
         except Exception:  # pragma: no cover - only our own encode() writes here
             logger.exception("unreadable inbox entry for %s", to)
             return

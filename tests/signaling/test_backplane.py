@@ -242,6 +242,41 @@ async def test_per_sender_order_across_nodes_over_thousands_of_messages(nodes: A
     assert numbers(n1.got[a], c) == list(range(count))
 
 
+async def test_relays_of_many_senders_share_round_trips_and_keep_each_senders_order(
+    nodes: Any,
+) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    senders = [await n1.connect() for _ in range(20)]
+    receivers = [await n2.connect() for _ in range(20)]
+    for i, (a, b) in enumerate(zip(senders, receivers, strict=True)):
+        await n1.do(a, Join(f"p{i}"))
+        await n2.do(b, Join(f"p{i}"))
+    batches: list[int] = []
+    batch = n1.bp._relay_batch
+
+    async def counted(items: list[tuple[str, Send]]) -> Any:
+        batches.append(len(items))
+        return await batch(items)
+
+    n1.bp._relay_batch = counted  # type: ignore[method-assign]
+    count = 50
+
+    async def talk(sender: str, to: str | None) -> None:
+        for i in range(count):
+            await n1.do(sender, Send({"n": i}, to=to))
+
+    # Half to the room, half by id: both kinds share the batches.
+    pairs = list(zip(senders, receivers, strict=True))
+    await asyncio.gather(*(talk(a, b if i % 2 else None) for i, (a, b) in enumerate(pairs)))
+    assert sum(batches) == 20 * count
+    # Relays waiting while a batch is out go in the next one, not one by one.
+    assert len(batches) <= 20 * count / 5, batches
+    for a, b in zip(senders, receivers, strict=True):
+        await until(lambda b=b: len(n2.got[b]) >= count + 2)
+        assert [m.data["n"] for m in n2.got[b] if isinstance(m, Relayed)] == list(range(count))
+        assert all(m.sender == a for m in n2.got[b] if isinstance(m, Relayed))
+
+
 async def test_a_node_that_stops_its_heartbeat_leaves_its_rooms_once(
     nodes: Any, redis_server: RedisServer
 ) -> None:
