@@ -267,6 +267,13 @@ def _signaling_rows(r: dict[str, Any]) -> list[Row]:
     saturated = ours_sat["server_cpu_pct"] >= SATURATED and ref_sat["server_cpu_pct"] >= SATURATED
     ours_us, ref_us = ours_sat["server_cpu_us_per_msg"], ref_sat["server_cpu_us_per_msg"]
     cost_ratio = s.get("cpu_per_msg_ratio_callapp_over_socketio")
+    rounds = s.get("rounds") or []
+    of_rounds = ""
+    if len(rounds) > 1:
+        ratios = ", ".join(_num(r["throughput_ratio"], "", 2) for r in rounds)
+        costs = ", ".join(_num(r["callapp_cpu_us_per_msg"], "", 1) for r in rounds)
+        of_rounds = f"; medians of {len(rounds)} alternating rounds (ratios {ratios};"
+        of_rounds += f" our µs per message {costs})"
     return [
         (
             f"5. Signaling relay throughput ({s['pairs']} pairs, 1 KiB, closed loop)",
@@ -277,7 +284,8 @@ def _signaling_rows(r: dict[str, Any]) -> list[Row]:
             f"socket.io {_num(ref_sat['msgs_per_s'], 'msg/s')} ({_num(ratio, '×', 2)});"
             f" server CPU {_num(ours_sat['server_cpu_pct'], '%')} vs"
             f" {_num(ref_sat['server_cpu_pct'], '%')}"
-            + ("" if saturated else " (not both CPU-bound: see the next row)"),
+            + ("" if saturated else " (not both CPU-bound: see the next row)")
+            + of_rounds,
         ),
         (
             "5. Signaling relay cost: server CPU per relayed message (at saturation)",

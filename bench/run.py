@@ -72,6 +72,8 @@ class Mode:
     group_warm: float
     #: Mutated frames for bench.fuzz (sockets and the sans-I/O core each).
     fuzz_frames: int = 2000
+    #: Alternating relay rounds of bench.signaling (figures: medians over them).
+    relay_rounds: int = 1
     #: The attacks bench.attacks replays against fresh server processes.
     attacks: tuple[str, ...] = ("churn",)
 
@@ -119,6 +121,7 @@ MODES = {
         group_seconds=5,
         group_warm=2,
         fuzz_frames=20_000,
+        relay_rounds=3,
         attacks=("slow_readers", "deflate_bomb", "half_open", "churn", "spread"),
     ),
     "full": Mode(
@@ -142,6 +145,7 @@ MODES = {
         group_seconds=10,
         group_warm=2,
         fuzz_frames=100_000,
+        relay_rounds=5,
         attacks=("slow_readers", "deflate_bomb", "half_open", "churn", "spread"),
     ),
 }
@@ -191,7 +195,7 @@ def run(mode: Mode, only: tuple[str, ...]) -> dict[str, Any]:
         "dead_peer": lambda: dead_peer.run(
             mode.dead_reps, warm=1.0, stock=mode.dead_stock, stock_cap=mode.stock_cap
         ),
-        "signaling": lambda: signaling.run(**relay),
+        "signaling": lambda: signaling.run(**relay, rounds=mode.relay_rounds),
         "signaling_cluster": lambda: signaling_cluster.run(**relay),
         "startup": lambda: startup.run(mode.startup_reps),
         "group": lambda: group.run(seconds=mode.group_seconds, warm=mode.group_warm),

@@ -21,6 +21,9 @@ For each server, in this order and alternating servers:
 3. **half load**: the same pairs, open loop at half the rate the server
    saturated at: round-trip (ping -> relay -> pong -> relay) p50 / p99.
 
+Steps 2 and 3 repeat for ``rounds`` rounds, the servers alternating, and
+each figure is its median over the rounds (see :func:`run`).
+
 The machine has 2 cores: the load generator and the server share them, so
 only the ratio of the two servers, measured in the same run, means much.
 """
@@ -169,22 +172,71 @@ def relay(target: str, *, pairs: int, window: int, seconds: float) -> dict[str, 
         return {"saturated": saturated, "half_load": half}
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over ``runs`` (dicts of one shape); non-numbers from the first."""
+    merged: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        values = [run[key] for run in runs]
+        if isinstance(first, dict):
+            merged[key] = _median_figures(values)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            merged[key] = round(_median([float(v) for v in values]), 3)
+        else:
+            merged[key] = first
+    return merged
+
+
 def run(
-    *, connections: int, hold: float, pairs: int, window: int, seconds: float
+    *, connections: int, hold: float, pairs: int, window: int, seconds: float, rounds: int = 1
 ) -> dict[str, Any]:
+    """Idle memory once per server, then ``rounds`` relay rounds alternating the servers.
+
+    The shared machine's speed drifts by tens of percent within minutes, so
+    the relay figures are each the median over the rounds, and the
+    throughput ratio is the median of the per-round ratios (each round's
+    two servers ran minutes apart at most).
+    """
     setup()
     limit = raise_fd_limit()
     results: dict[str, Any] = {"fd_limit": limit, "pairs": pairs, "window": window}
     for target in ("callapp", "socketio"):
         log(f"signaling: {connections} idle connections on {target}")
         results.setdefault(target, {})["idle"] = idle(target, connections, hold)
+    per_round: list[dict[str, Any]] = []
+    for number in range(1, rounds + 1):
+        this_round: dict[str, Any] = {}
+        for target in ("callapp", "socketio"):
+            log(f"signaling: relay on {target} ({pairs} pairs), round {number} of {rounds}")
+            this_round[target] = relay(target, pairs=pairs, window=window, seconds=seconds)
+        ours_rate = this_round["callapp"]["saturated"]["msgs_per_s"]
+        ref_rate = this_round["socketio"]["saturated"]["msgs_per_s"]
+        this_round["throughput_ratio"] = round(ours_rate / ref_rate, 3) if ref_rate else None
+        per_round.append(this_round)
     for target in ("callapp", "socketio"):
-        log(f"signaling: relay on {target} ({pairs} pairs)")
-        results[target].update(relay(target, pairs=pairs, window=window, seconds=seconds))
-    ours, ref = results["callapp"], results["socketio"]
-    results["throughput_ratio_callapp_over_socketio"] = round(
-        ours["saturated"]["msgs_per_s"] / ref["saturated"]["msgs_per_s"], 3
+        results[target].update(_median_figures([r[target] for r in per_round]))
+    results["rounds"] = [
+        {
+            "throughput_ratio": r["throughput_ratio"],
+            "callapp_msgs_per_s": r["callapp"]["saturated"]["msgs_per_s"],
+            "socketio_msgs_per_s": r["socketio"]["saturated"]["msgs_per_s"],
+            "callapp_cpu_us_per_msg": r["callapp"]["saturated"]["server_cpu_us_per_msg"],
+            "socketio_cpu_us_per_msg": r["socketio"]["saturated"]["server_cpu_us_per_msg"],
+        }
+        for r in per_round
+    ]
+    ratios = [r["throughput_ratio"] for r in per_round if r["throughput_ratio"] is not None]
+    results["throughput_ratio_callapp_over_socketio"] = (
+        round(_median(ratios), 3) if ratios else None
     )
+    ours, ref = results["callapp"], results["socketio"]
     ours_cpu = ours["saturated"]["server_cpu_us_per_msg"]
     ref_cpu = ref["saturated"]["server_cpu_us_per_msg"]
     results["cpu_per_msg_ratio_callapp_over_socketio"] = (
