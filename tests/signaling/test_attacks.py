@@ -15,12 +15,12 @@ from 127.0.0.1 every 0.25 s, and asserts:
 The replays are :mod:`bench.attacks`'s, made smaller here to fit the suite's
 time; ``python -m bench.attacks`` runs them at full size.
 
-The machine's 2 cores are shared with other test runs: a connect can wait
-for a core through no fault of the server (measured: the server at 24 % of
-a core, its loop idle most of the time, while the probe took 1 s at a load
-average of 8). So the connect bound is checked on the 90th percentile of the
-probes, and is 1 s while the load average is at most twice the cores, 2.5 s
-above that; every probe must connect. ``docs/benchmarks.md`` has the whole
+The machine's 2 cores are shared with other work: a connect can wait for a
+core through no fault of the server (measured: the server at 24 % of a
+core, its loop idle most of the time, while the probe took 1 s at a load
+average of 8). So every probe must connect within 1 s while the load
+average is at most twice the cores; above that, 90 % of them within 1 s
+and every one within 2.5 s. ``docs/benchmarks.md`` has the whole
 distribution, with the load it was measured at.
 """
 
@@ -50,8 +50,8 @@ def check_bounds(result: dict[str, Any]) -> None:
     assert result["rss_back_under_150_s"] <= attacks.RSS_BACK_S, result
     assert result["connects"] >= 3, result  # the probe did run during the attack
     overloaded = os.getloadavg()[0] > 2 * (os.cpu_count() or 1)
-    assert _p90(result) < (2.5 if overloaded else attacks.CONNECT_S), result
-    assert result["connect_s_max"] < 10.0, result  # every probe connected
+    assert _p90(result) < attacks.CONNECT_S, result
+    assert result["connect_s_max"] < (2.5 if overloaded else attacks.CONNECT_S), result
     assert result["tracebacks"] == 0, result
     assert "Traceback" not in result["log"], result["log"][-2000:]
     # One summary line per 10 s interval, not a line per connection.
