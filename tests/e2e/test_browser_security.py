@@ -18,7 +18,6 @@ MACs) and shows the verification code on each tile. Checked here:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -157,8 +156,8 @@ async def test_a_mac_changed_or_dropped_on_the_signaling_path_ends_both_pages_as
                 changed.append(to)
                 if attack == "drop":
                     return
-                message = dataclasses.replace(
-                    message, data={"type": "VERIFY", "payload": {"step": "mac", "mac": forged}}
+                message = Relayed(
+                    message.sender, {"type": "VERIFY", "payload": {"step": "mac", "mac": forged}}
                 )
         deliver(to, message)
 
