@@ -285,10 +285,13 @@ class PeerLeft:
     connection_id: str
 
 
-class Relayed(msgspec.Struct, frozen=True):
+class Relayed(
+    msgspec.Struct, frozen=True, tag_field="type", tag="message", rename={"sender": "from"}
+):
     """``{"type": "message", "from": ID, "data": ANY}``; ``from`` is server-stamped.
 
-    A frozen :class:`msgspec.Struct` for speed: see :class:`Send`.
+    A frozen :class:`msgspec.Struct` for speed (see :class:`Send`), which
+    msgspec writes as the wire message itself (:func:`encode_relayed`).
     """
 
     sender: str
@@ -613,7 +616,7 @@ def encode_relayed(message: Relayed) -> bytes:
     (escaped); the JSON is equal either way.
     """
     try:
-        return _ENCODE({"type": "message", "from": message.sender, "data": message.data})
+        return _ENCODE(message)
     except (UnicodeEncodeError, TypeError, OverflowError, msgspec.MsgspecError):
         return encode(message).encode()
 

@@ -47,6 +47,7 @@ from callapp.signaling.messages import (
     encode,
     encode_apigw,
     encode_apigw_answer,
+    encode_relayed,
     encode_request,
     is_valid_room_capacity,
     is_valid_room_key,
@@ -723,6 +724,18 @@ def test_any_data_relays_as_equal_json(data: Any, ident: Any) -> None:
     assert request == Send(data=data, to=ID_B, id=ident)
     received = parse_server_message(encode(Relayed(ID_A, request.data)))
     assert received == Relayed(ID_A, data)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=json_values | st.text().map(lambda text: "\ud800" + text))
+def test_the_hot_path_encoder_writes_what_encode_writes(data: Any) -> None:
+    # encode_relayed (msgspec, the Struct itself) must be the same JSON as
+    # encode (the json module): same keys, same values, lone surrogates too.
+    message = Relayed(ID_A, data)
+    fast = encode_relayed(message)
+    assert isinstance(fast, bytes)
+    assert json.loads(fast) == json.loads(encode(message))
+    assert list(json.loads(fast)) == ["type", "from", "data"]
 
 
 # --------------------------------------------------------------------------
