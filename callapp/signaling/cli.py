@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from callapp import eventloop
-from callapp.signaling.backplane import BackplaneUnavailable
 from callapp.signaling.guard import (
     DEFAULT_CONNECTS_PER_SECOND,
     DEFAULT_MAX_CONNECTIONS,
@@ -571,6 +570,17 @@ async def serve(server: SignalingServer) -> None:
             loop.remove_signal_handler(signum)
 
 
+def _cannot_start(exc: OSError, args: argparse.Namespace) -> str:
+    """What kept the server from starting, in a line for the command line."""
+    if args.redis:
+        # Imported only with --redis: redis-py adds 6 MiB to every server.
+        from callapp.signaling.backplane import BackplaneUnavailable
+
+        if isinstance(exc, BackplaneUnavailable):
+            return str(exc)
+    return f"cannot listen on {args.host}:{args.port}: {exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``callapp-signaling``; returns the exit status."""
     parser = build_parser()
@@ -642,11 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         eventloop.run(serve(server), factory=eventloop.fast_loop_factory())
-    except BackplaneUnavailable as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
-        print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_cannot_start(exc, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130

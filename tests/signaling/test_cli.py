@@ -7,7 +7,9 @@ import datetime
 import ipaddress
 import re
 import signal
+import socket
 import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -201,6 +203,37 @@ async def test_busy_port_exits_1(running: list[Running]) -> None:
         _, err = await process.communicate()
     assert process.returncode == 1
     assert f"cannot listen on 127.0.0.1:{run.port}" in err.decode()
+
+
+async def test_an_unreachable_redis_exits_1_saying_so() -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "--port",
+        "0",
+        "--redis",
+        f"redis://127.0.0.1:{port}/0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(TIMEOUT):
+        _, err = await process.communicate()
+    assert process.returncode == 1
+    assert err.decode().startswith(
+        f"callapp-signaling: error: cannot reach Redis at redis://127.0.0.1:{port}/0"
+    )
+    assert "Traceback" not in err.decode()
+
+
+def test_a_server_without_redis_does_not_load_redis_py() -> None:
+    # redis-py costs every process 6 MiB: only --redis loads it.
+    code = "import sys, callapp.signaling.cli; print('redis' in sys.modules)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == "False"
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
