@@ -126,6 +126,28 @@ _RECEIVER = "_RTCRtpReceiver__"
 _SENDER = "_RTCRtpSender__"
 
 
+def _size_threshold_scale(pixels: int) -> float:
+    # The size thresholds are for 640x480 and scale with the picture: a
+    # 320x240 one is as sharp at a quarter of the rate, and halving it
+    # (160x120) would lose more than the rate saves.
+    return min(1.0, pixels / (640 * 480))
+
+
+def half_size(width: int, height: int) -> tuple[int, int]:
+    """The picture VP8 sends below :data:`HALF_SIZE_BELOW`: half each side, kept even."""
+    return max(2, width // 2 // 2 * 2), max(2, height // 2 // 2 * 2)
+
+
+def may_send_half_size(width: int, height: int, target_bitrate: int | None) -> bool:
+    """Whether an encoder at ``target_bitrate`` may be sending ``width`` x ``height`` at half size.
+
+    True from :data:`FULL_SIZE_ABOVE` (scaled to the picture) down: between the
+    two thresholds the size is whichever it was last.
+    """
+    scale = _size_threshold_scale(width * height)
+    return target_bitrate is not None and target_bitrate <= FULL_SIZE_ABOVE * scale
+
+
 def stock() -> bool:
     """True when ``CALLAPP_STOCK_MEDIA=1``: leave aiortc's media behaviour as it is."""
     return os.environ.get(STOCK_ENV, "") not in ("", "0")
@@ -415,10 +437,7 @@ class AdaptiveVp8Encoder(Vp8Encoder):
             self._Vp8Encoder__target_bitrate = applied
             self.step_at = now
         target = self.target_bitrate
-        # The size thresholds are for 640x480 and scale with the picture: a
-        # 320x240 one is as sharp at a quarter of the rate, and halving it
-        # (160x120) would lose more than the rate saves.
-        scale = min(1.0, pixels / (640 * 480))
+        scale = _size_threshold_scale(pixels)
         if target < HALF_SIZE_BELOW * scale:
             self.half_size = True
         elif target > FULL_SIZE_ABOVE * scale:
@@ -445,7 +464,7 @@ class AdaptiveVp8Encoder(Vp8Encoder):
             if self.skip_next:
                 return [], 0  # no payloads: aiortc's sender skips the frame
         if self.half_size:
-            width, height = max(2, frame.width // 2 // 2 * 2), max(2, frame.height // 2 // 2 * 2)
+            width, height = half_size(frame.width, frame.height)
             scaled = frame.reformat(width=width, height=height, format="yuv420p")
             scaled.pts, scaled.time_base = frame.pts, frame.time_base
             frame = scaled

@@ -44,8 +44,10 @@ MIN_FRAMES = 30
 PRESENCE_WITHIN = 1.0
 #: What the apps send: smaller than the page's camera, so their frames are told apart.
 APP_SIZE = (320, 240)
-#: How long the apps of the mesh test stay in the call once media flows.
-MESH_SECONDS = 8
+#: How long the apps of the mesh test stay in the call once media flows: time for
+#: the page to join their call and chat (with 8, the apps of a slow 2-core machine
+#: hung up before the chat arrived).
+MESH_SECONDS = 14
 
 
 # -- the apps -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from callapp.ui.models.call import CallOptions, Screen
 from callapp.ui.services import QtUiServices
 from callapp.ui.settings import SettingsStore
 from callapp.ui.views.main_window import MainWindow
+from tests.e2e.sizes import assert_received_as_sent
 from tests.ui.conftest import qloop, temporary_settings
 from tests.ui.fakes import until
 
@@ -278,12 +279,16 @@ def test_two_launcher_processes_call_each_other(tmp_path: Path) -> None:
     host_out = host.communicate(timeout=60)
     assert guest.returncode == 0, guest_out[1]
     assert host.returncode == 0, host_out[1]
-    for name in ("host", "guest"):
-        data = json.loads((tmp_path / f"{name}.json").read_text())
+    reports = {
+        name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("host", "guest")
+    }
+    for name, other in (("host", "guest"), ("guest", "host")):
+        data = reports[name]
         # A loaded machine paints few frames a second: some, not a rate.
         assert data["frames_painted"] >= 5, (name, data)
         assert data["codec"] == "VP8"
-        assert data["received_size"] == [640, 480]
+        target = reports[other].get("video_target_bitrate")
+        assert_received_as_sent(data["received_size"], (640, 480), target, (name, data, target))
         # Whichever quits first (the guest, unless it started late) ends the
         # call for the other, which says so; nothing else is said.
         assert set(data["errors"]) <= {"Guest hung up.", "The host ended the call."}, data
