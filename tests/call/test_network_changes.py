@@ -88,6 +88,10 @@ async def test_a_relink_through_signaling_is_not_believed(
     assert leg_ids(b) == [a.my_id]
 
 
+async def _unheard(data: object, to: str | None = None) -> None:
+    """A signaling send whose network is gone."""
+
+
 async def test_a_restart_nobody_answers_ends_the_call_soon(sessions: Sessions) -> None:
     # The peer's whole network is gone: its media and its signaling. Our
     # restart offers go unanswered, so the call ends after UNHEARD_RESTART_S,
@@ -100,7 +104,11 @@ async def test_a_restart_nobody_answers_ends_the_call_soon(sessions: Sessions) -
     await wait_phase(a, CallPhase.CONNECTED)
     await eventually(lambda: len(frames) > 3)
     assert b._events is not None
+    assert b._channel is not None
     b._events.cancel()  # B hears nothing more from signaling
+    # ... and says nothing more: else B, giving up at the same moment as A,
+    # may tell A it hung up before A gives up itself.
+    b._channel.send = _unheard  # type: ignore[method-assign]
     _blackhole(a)
     _blackhole(b)
     await wait_for(a, lambda s: any(g.state is LegState.RECONNECTING for g in s.legs), 5)
