@@ -43,6 +43,7 @@ from bench.common import (
     Proc,
     Procs,
     log,
+    median,
     raise_fd_limit,
     rss_bytes,
     start_signaling,
@@ -172,14 +173,6 @@ def relay(target: str, *, pairs: int, window: int, seconds: float) -> dict[str, 
         return {"saturated": saturated, "half_load": half}
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's median over ``runs`` (dicts of one shape); non-numbers from the first."""
     merged: dict[str, Any] = {}
@@ -188,7 +181,7 @@ def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if isinstance(first, dict):
             merged[key] = _median_figures(values)
         elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            merged[key] = round(_median([float(v) for v in values]), 3)
+            merged[key] = median([float(v) for v in values])
         else:
             merged[key] = first
     return merged
@@ -233,9 +226,7 @@ def run(
         for r in per_round
     ]
     ratios = [r["throughput_ratio"] for r in per_round if r["throughput_ratio"] is not None]
-    results["throughput_ratio_callapp_over_socketio"] = (
-        round(_median(ratios), 3) if ratios else None
-    )
+    results["throughput_ratio_callapp_over_socketio"] = median(ratios)
     ours, ref = results["callapp"], results["socketio"]
     ours_cpu = ours["saturated"]["server_cpu_us_per_msg"]
     ref_cpu = ref["saturated"]["server_cpu_us_per_msg"]
