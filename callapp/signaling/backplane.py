@@ -95,6 +95,7 @@ import json
 import logging
 import secrets
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -105,7 +106,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import AuthenticationError, RedisError, WatchError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callapp.signaling.messages import (
     Error,
@@ -169,6 +172,26 @@ _MAX_SEEN: Final = 100_000
 
 class BackplaneUnavailable(ConnectionError):
     """Redis could not be reached when the backplane started."""
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user part, if any, shown as ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user_part, _, host_part = parts.netloc.rpartition("@")
+    user = user_part.partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host_part}"))
+
+
+def _why_unreachable(exc: RedisError) -> str:
+    """What stopped the first contact with Redis, in words for an operator."""
+    if isinstance(exc, AuthenticationError):
+        return "it refused the user name or password in the URL"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return "nothing answers there; is redis-server running, and is the URL right?"
+    # Redis's own answer (NOAUTH, WRONGPASS, READONLY ...) is its words, not ours.
+    return f"it answered: {exc}"
 
 
 @dataclass(slots=True)
@@ -276,6 +299,8 @@ class Backplane:
         if max_pending < 0:
             raise ValueError("max_pending must be at least 0")
         self.url = url
+        #: ``url`` as it may be logged and shown: its password, if any, hidden.
+        self.shown_url = _without_password(url)
         self.capacity = capacity
         self.max_rooms = max_rooms
         self.max_room_capacity = max_room_capacity
@@ -359,7 +384,10 @@ class Backplane:
         try:
             await self._recover()
         except RedisError as exc:
-            raise BackplaneUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+            logger.debug("Redis at %s: %s", self.shown_url, exc)
+            raise BackplaneUnavailable(
+                f"cannot reach Redis at {self.shown_url}: {_why_unreachable(exc)}"
+            ) from None
         self._running = True
         self._spawn(self._supervise(), "supervisor")
         self._spawn(self._read(), "reader")
@@ -1079,7 +1107,9 @@ class Backplane:
     def _fail(self) -> None:
         """Redis went away: queue from now on, and let the supervisor reconnect."""
         if self._ready:
-            logger.warning("Redis at %s unreachable: holding relays, refusing joins", self.url)
+            logger.warning(
+                "Redis at %s unreachable: holding relays, refusing joins", self.shown_url
+            )
         self._ready = False
         self._down.set()
 
@@ -1091,7 +1121,7 @@ class Backplane:
                     await self._recover()
                     backoff = 0.05
                     logger.info(
-                        "Redis at %s reachable again; node %s ready", self.url, self.node_id
+                        "Redis at %s reachable again; node %s ready", self.shown_url, self.node_id
                     )
                 except RedisError as exc:
                     logger.debug("Redis still unreachable: %s", exc)

@@ -578,7 +578,9 @@ def _cannot_start(exc: OSError, args: argparse.Namespace) -> str:
 
         if isinstance(exc, BackplaneUnavailable):
             return str(exc)
-    return f"cannot listen on {args.host}:{args.port}: {exc}"
+    # strerror is the system's sentence ("Address already in use"), without
+    # Python's "[Errno 98]" around it.
+    return f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
 
 
 def main(argv: list[str] | None = None) -> int:

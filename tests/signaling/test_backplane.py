@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -502,6 +503,21 @@ async def test_start_fails_clearly_without_redis(tmp_path: Path) -> None:
     bp = Backplane(f"redis://127.0.0.1:{free_port()}/0", deliver=lambda to, m: None)
     with pytest.raises(BackplaneUnavailable, match="cannot reach Redis"):
         await bp.start()
+
+
+async def test_a_password_in_the_url_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.signaling.redis_fixture import free_port
+
+    port = free_port()
+    bp = Backplane(f"redis://ops:s3cret-pw@127.0.0.1:{port}/0", deliver=lambda to, m: None)
+    with caplog.at_level(logging.DEBUG), pytest.raises(BackplaneUnavailable) as raised:
+        await bp.start()
+    said = str(raised.value)
+    assert said == (
+        f"cannot reach Redis at redis://ops:***@127.0.0.1:{port}/0: nothing answers there;"
+        " is redis-server running, and is the URL right?"
+    )
+    assert "s3cret-pw" not in caplog.text
 
 
 async def test_stored_rooms_are_plain_json_in_join_order(
