@@ -77,11 +77,13 @@ def _start(procs: Procs, target: str) -> tuple[Proc, str]:
     return proc, match.group(1)
 
 
-def _loadgen(procs: Procs, options: dict[str, Any], name: str) -> Proc:
+def start_loadgen(procs: Procs, options: dict[str, Any], name: str) -> Proc:
+    """Start ``loadgen.js`` with ``options`` (its JSON argument) under ``procs``."""
     return procs.run(["node", str(REFERENCE / "loadgen.js"), json.dumps(options)], name=name)
 
 
-def _done(gen: Proc, within: float) -> dict[str, Any]:
+def loadgen_result(gen: Proc, within: float) -> dict[str, Any]:
+    """The load generator's final ``done`` line, or :class:`BenchError` with its ``error``."""
     _, match = gen.wait_line(r'^(\{"event":"(done|error)".*)$', within=within)
     data: dict[str, Any] = json.loads(match.group(1))
     if data["event"] == "error":
@@ -94,7 +96,7 @@ def idle(target: str, connections: int, hold: float) -> dict[str, Any]:
         server, url = _start(procs, target)
         time.sleep(0.5)
         before = rss_bytes(server.pid)
-        gen = _loadgen(
+        gen = start_loadgen(
             procs,
             {
                 "target": target,
@@ -110,7 +112,7 @@ def idle(target: str, connections: int, hold: float) -> dict[str, Any]:
         held = json.loads(match.group(1))
         time.sleep(min(1.0, hold / 2))
         with_them = rss_bytes(server.pid)
-        done = _done(gen, within=hold + 60)
+        done = loadgen_result(gen, within=hold + 60)
         opened = held["opened"]
         return {
             "requested": connections,
@@ -131,18 +133,18 @@ def idle(target: str, connections: int, hold: float) -> dict[str, Any]:
 def _relay(
     procs: Procs, server: Proc, target: str, url: str, options: dict[str, Any], name: str
 ) -> dict[str, Any]:
-    gen = _loadgen(procs, {"target": target, "url": url, "mode": "relay", **options}, name)
+    gen = start_loadgen(procs, {"target": target, "url": url, "mode": "relay", **options}, name)
     gen.wait_line(r'^\{"event":"measuring"', within=120)
     meter = CpuMeter({"server": server.pid})
     meter.start()
-    result = _done(gen, within=options["seconds"] + 60)
+    result = loadgen_result(gen, within=options["seconds"] + 60)
     cpu = meter.stop()["server"]
     rate = result["msgs_per_s"]
     return {
         "msgs_per_s": round(rate, 1),
-        "rtt_p50_ms": _ms(result["rtt_p50_ms"]),
-        "rtt_p99_ms": _ms(result["rtt_p99_ms"]),
-        "rtt_max_ms": _ms(result["rtt_max_ms"]),
+        "rtt_p50_ms": rounded_ms(result["rtt_p50_ms"]),
+        "rtt_p99_ms": rounded_ms(result["rtt_p99_ms"]),
+        "rtt_max_ms": rounded_ms(result["rtt_max_ms"]),
         "server_cpu_pct": cpu,
         "server_cpu_us_per_msg": round(cpu / 100 / rate * 1e6, 1) if rate else None,
         "loadgen_cpu_pct": round(result["loadgen_cpu_pct"], 1),
@@ -151,7 +153,8 @@ def _relay(
     }
 
 
-def _ms(value: float | None) -> float | None:
+def rounded_ms(value: float | None) -> float | None:
+    """A load generator's milliseconds to 3 decimals (``None``: nothing was measured)."""
     return round(value, 3) if value is not None else None
 
 
@@ -173,15 +176,25 @@ def relay(target: str, *, pairs: int, window: int, seconds: float) -> dict[str, 
         return {"saturated": saturated, "half_load": half}
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each figure's median over ``runs`` (dicts of one shape); non-numbers from the first."""
+    """Each figure's median over ``runs`` (dicts of one shape).
+
+    A figure a round could not measure (``None``) is left out of its median,
+    not allowed to stand for the others; other non-numbers come from the first.
+    """
     merged: dict[str, Any] = {}
     for key, first in runs[0].items():
         values = [run[key] for run in runs]
         if isinstance(first, dict):
             merged[key] = _median_figures(values)
-        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            merged[key] = median([float(v) for v in values])
+            continue
+        numbers = [float(v) for v in values if _is_number(v)]
+        if numbers and all(v is None or _is_number(v) for v in values):
+            merged[key] = median(numbers)
         else:
             merged[key] = first
     return merged

@@ -48,7 +48,7 @@ from bench.common import (
     rss_bytes,
     start_signaling,
 )
-from bench.signaling import REFERENCE, _done, _loadgen, _ms, setup
+from bench.signaling import REFERENCE, loadgen_result, rounded_ms, setup, start_loadgen
 from tests.signaling.redis_fixture import redis_server_command
 
 REDIS_SERVER = "redis-server"
@@ -118,7 +118,7 @@ def idle(connections: int, hold: float) -> dict[str, Any]:
         time.sleep(0.5)
         pids = cluster.pids()
         before = {name: rss_bytes(pid) for name, pid in pids.items()}
-        gen = _loadgen(
+        gen = start_loadgen(
             procs,
             {
                 "target": "callapp",
@@ -135,7 +135,7 @@ def idle(connections: int, hold: float) -> dict[str, Any]:
         held = json.loads(match.group(1))
         time.sleep(min(1.0, hold / 2))
         after = {name: rss_bytes(pid) for name, pid in pids.items()}
-        done = _done(gen, within=hold + 60)
+        done = loadgen_result(gen, within=hold + 60)
         opened = held["opened"]
         servers = sum(after[n] - before[n] for n in ("server_1", "server_2"))
         with_redis = servers + after["redis"] - before["redis"]
@@ -157,7 +157,7 @@ def idle(connections: int, hold: float) -> dict[str, Any]:
 
 
 def _relay(cluster: _Cluster, options: dict[str, Any], name: str) -> dict[str, Any]:
-    gen = _loadgen(
+    gen = start_loadgen(
         cluster.procs,
         {
             "target": "callapp",
@@ -171,16 +171,16 @@ def _relay(cluster: _Cluster, options: dict[str, Any], name: str) -> dict[str, A
     gen.wait_line(r'^\{"event":"measuring"', within=120)
     meter = CpuMeter(cluster.pids())
     meter.start()
-    result = _done(gen, within=options["seconds"] + 60)
+    result = loadgen_result(gen, within=options["seconds"] + 60)
     cpu = meter.stop()
     rate = result["msgs_per_s"]
     servers = cpu["server_1"] + cpu["server_2"]
     total = servers + cpu["redis"]
     return {
         "msgs_per_s": round(rate, 1),
-        "rtt_p50_ms": _ms(result["rtt_p50_ms"]),
-        "rtt_p99_ms": _ms(result["rtt_p99_ms"]),
-        "rtt_max_ms": _ms(result["rtt_max_ms"]),
+        "rtt_p50_ms": rounded_ms(result["rtt_p50_ms"]),
+        "rtt_p99_ms": rounded_ms(result["rtt_p99_ms"]),
+        "rtt_max_ms": rounded_ms(result["rtt_max_ms"]),
         "cpu_pct": cpu,
         "servers_cpu_us_per_msg": round(servers / 100 / rate * 1e6, 1) if rate else None,
         "redis_cpu_us_per_msg": round(cpu["redis"] / 100 / rate * 1e6, 1) if rate else None,
@@ -207,7 +207,7 @@ def outage(kind: str, *, pairs: int, rate: int, stall_s: float) -> dict[str, Any
     with Procs() as procs, tempfile.TemporaryDirectory() as folder:
         cluster = _Cluster(procs, Path(folder))
         seconds = 4.0 + (stall_s if kind == "stall" else 0.0)
-        gen = _loadgen(
+        gen = start_loadgen(
             procs,
             {
                 "target": "callapp",
@@ -234,7 +234,7 @@ def outage(kind: str, *, pairs: int, rate: int, stall_s: float) -> dict[str, Any
         else:
             raise ValueError(f"unknown outage {kind!r}")
         back = time.monotonic()
-        result = _done(gen, within=seconds + 60)
+        result = loadgen_result(gen, within=seconds + 60)
         gap_from = t0 + result["longest_gap_from_ms"] / 1000
         gap_to = t0 + result["longest_gap_to_ms"] / 1000
         codes = result["error_codes"]
