@@ -569,7 +569,7 @@ class SignalingServer:
 
             self.backplane = Backplane(
                 redis,
-                deliver=self._deliver,
+                deliver=self._deliver_from_cluster,
                 lost=self._lost,
                 capacity=room_capacity,
                 max_rooms=max_rooms,
@@ -1532,6 +1532,18 @@ class SignalingServer:
             self._enqueue(
                 peer, _Close(CloseCode.SERVICE_RESTART, "the server lost its cluster; reconnect")
             )
+
+    def _deliver_from_cluster(self, to: str, message: ServerMessage) -> None:
+        """:meth:`_deliver` for what the backplane hands over, noting answers to dialled calls.
+
+        A dialled call is counted by the caller's node, where its offer was
+        sent; the callee may answer through another node, so the answer is
+        noted where it reaches the caller, or the caller would stay limited
+        until the window passes.
+        """
+        if isinstance(message, Relayed) and _sdp_kind(message.data) == "answer":
+            self.calls.answered(caller=to, callee=message.sender)
+        self._deliver(to, message)
 
     def _deliver(self, to: str, message: ServerMessage) -> None:
         peer = self._peers.get(to)

@@ -75,7 +75,8 @@ async def clients() -> AsyncIterator[list[SignalingClient]]:
 async def connected(
     server: SignalingServer, clients: list[SignalingClient], **options: Any
 ) -> SignalingClient:
-    client = SignalingClient(f"ws://127.0.0.1:{server.port}", **{**FAST, **options})
+    # server.url, not its port: on two nodes (test_server_on_redis) clients alternate.
+    client = SignalingClient(server.url, **{**FAST, **options})
     clients.append(client)
     await client.connect()
     return client

@@ -343,16 +343,17 @@ async def test_a_rejoin_refused_as_unauthorized_leaves_the_room(make_server: Ser
 
 async def test_an_invite_link_carries_what_the_join_needs(server: SignalingServer) -> None:
     secret = new_secret()
-    link = format_invite(server.url, "via-link", secret=secret)
+    url = server.url
+    link = format_invite(url, "via-link", secret=secret)
     invite = parse_invite(link)
-    assert invite.server_url == server.url
+    assert invite.server_url == url
     assert "#secret=" in link
     # The client takes the link itself as its server address, too.
     async with (
         SignalingClient(link, **FAST) as host,
         SignalingClient(invite.server_url, **FAST) as guest,
     ):
-        assert host.url == server.url
+        assert host.url == url
         assert invite.secret is not None
         key = room_key(invite.secret, invite.room)
         assert isinstance(await host.join(invite.room, key=key), Created)

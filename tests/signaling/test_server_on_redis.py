@@ -4,7 +4,12 @@ The same test functions as ``test_server.py``, ``test_room_secrets.py``,
 ``test_call_spam.py`` and ``test_client.py``, collected here with
 ``make_server`` replaced: each server it starts shares the test's own
 ``redis-server`` (and with it one cluster), so every room rule, relay, limit
-and client behaviour is checked through the backplane too.
+and client behaviour is checked through the backplane too. Each test runs
+twice: on one node, and on two nodes with its clients spread over both in
+turn (:class:`_TwoNodes`), so what one client sends another reaches through
+Redis from the other node. The two nodes share this process (each with its
+own backplane, node id and Redis connections: to Redis, two servers);
+``test_server_cluster.py`` and ``tests/e2e`` run them as separate processes.
 
 Where a test looks at ``server.router`` (whose dicts a server on Redis does
 not use), it reads the cluster instead: :class:`_ClusterView` answers
@@ -15,7 +20,9 @@ not use), it reads the cluster instead: :class:`_ClusterView` answers
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections import ChainMap
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, cast
 
@@ -120,15 +127,74 @@ class _ClusterView:
         self._redis.close()
 
 
-@pytest.fixture
-async def make_server(redis_server: RedisServer) -> AsyncIterator[ServerFactory]:
-    """Start servers sharing the test's Redis; stop them all after the test."""
+class _TwoNodes:
+    """Two servers on one Redis standing in for one server: its clients spread over both.
+
+    Every ``url``/``apigw_url`` asked for names the other node than the one
+    before, so a test's clients land on both nodes in turn, and whatever
+    passes between them passes through Redis. Everything else a test reads
+    is the first node's (its port, metrics, HTTP routes), except what
+    belongs to both: the connection ids, the peers, and ``stop``.
+    """
+
+    def __init__(self, first: SignalingServer, second: SignalingServer) -> None:
+        self.nodes = (first, second)
+        self._turn = itertools.cycle(self.nodes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.nodes[0], name)
+
+    @property
+    def url(self) -> str:
+        return next(self._turn).url
+
+    @property
+    def apigw_url(self) -> str:
+        return next(self._turn).apigw_url
+
+    @property
+    def connection_ids(self) -> frozenset[str]:
+        return self.nodes[0].connection_ids | self.nodes[1].connection_ids
+
+    @property
+    def _peers(self) -> ChainMap[str, Any]:
+        return ChainMap(self.nodes[0]._peers, self.nodes[1]._peers)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(node.stop() for node in self.nodes))
+
+
+#: Tests of what one process owns, run on one node only, and why.
+_ONE_NODE_ONLY: dict[str, str] = {
+    # Prometheus scrapes each process: its counters are its own clients'.
+    "test_metrics_move": "each process counts its own metrics",
+    "test_unauthorized_joins_are_counted": "each process counts its own metrics",
+    # docs/deploy.md: an address may hold the cap on each process.
+    "test_per_address_cap_answers_429": "the per-address cap is per process",
+    "test_refused_handshake_and_non_callapp_endpoint": "the per-address cap is per process",
+    # The clients come back to the port they left; on a cluster they come back
+    # through another process (tests/e2e/test_behind_nginx.py).
+    "test_reconnects_and_rejoins_after_a_server_restart": "a restart on one port",
+    "test_a_rejoin_asks_for_the_rooms_capacity": "a restart on one port",
+}
+
+
+@pytest.fixture(params=["one node", "two nodes"])
+async def make_server(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[ServerFactory]:
+    """Start servers sharing the test's Redis; stop them all after the test.
+
+    With ``two nodes`` each server a test asks for is a pair of them, its
+    clients spread over both (:class:`_TwoNodes`).
+    """
+    two_nodes = request.param == "two nodes"
+    if two_nodes and request.function.__name__ in _ONE_NODE_ONLY:
+        pytest.skip(_ONE_NODE_ONLY[request.function.__name__])
     servers: list[SignalingServer] = []
     views: list[_ClusterView] = []
 
-    async def factory(**options: Any) -> SignalingServer:
-        options.setdefault("host", "127.0.0.1")
-        options.setdefault("port", 0)
+    async def node(options: dict[str, Any]) -> SignalingServer:
         server = SignalingServer(redis=redis_server.url, **options)
         assert server.backplane is not None
         view = _ClusterView(server.router, server.backplane, redis_server.url)
@@ -137,6 +203,16 @@ async def make_server(redis_server: RedisServer) -> AsyncIterator[ServerFactory]
         servers.append(server)
         views.append(view)
         return server
+
+    async def factory(**options: Any) -> SignalingServer:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("port", 0)
+        first = await node(options)
+        if not two_nodes:
+            return first
+        # A port a test names is the first node's: the second takes any.
+        second = await node({**options, "port": 0})
+        return cast(SignalingServer, _TwoNodes(first, second))
 
     yield factory
     for server in servers:
