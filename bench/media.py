@@ -163,6 +163,7 @@ def headless_call(
             probe = json.loads(probe_path.read_text())
             stats = json.loads(stats_path.read_text())
             fps, freeze = _rate_and_freeze(probe["arrivals"], window)
+            side_pss = pss[name]
             side: dict[str, Any] = {
                 "fps_received": fps,
                 "longest_freeze_ms": freeze,
@@ -170,7 +171,7 @@ def headless_call(
                 "rss_mib": rss[name]["median_mib"],
                 "rss_max_mib": rss[name]["max_mib"],
                 "rss_lifetime_peak_mib": rss[name]["lifetime_peak_mib"],
-                "pss_mib": round(pss[name] / 2**20, 1) if pss[name] else None,
+                "pss_mib": round(side_pss / 2**20, 1) if side_pss else None,
                 "codec": stats.get("codec"),
                 "received_size": stats.get("received_size"),
                 "bitrate_received": stats.get("bitrate_received"),

@@ -16,6 +16,7 @@ Usage: python bench/ui_frame_cost.py [--frames N]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -84,7 +85,9 @@ def main() -> None:
     }
     for box in ((1280, 720), (960, 540), (640, 360)):
         w, h = fit_size(1280, 720, *box)
-        results[f"convert_to_{w}x{h}"] = measure(lambda f, w=w, h=h: to_qimage(f, w, h), frames)
+        results[f"convert_to_{w}x{h}"] = measure(
+            functools.partial(to_qimage, width=w, height=h), frames
+        )
 
     for box in ((1280, 720), (800, 450), (480, 270)):
         view = VideoView()

@@ -68,7 +68,8 @@ async def _consume(track: Any, seconds: float) -> int:
 async def _pattern(args: argparse.Namespace) -> int:
     from callapp.media.testpattern import TestPatternTrack
 
-    track = TestPatternTrack(*args.size, 30.0)
+    width, height = args.size
+    track = TestPatternTrack(width, height, 30.0)
     try:
         return await _consume(track, args.seconds)
     finally:
@@ -108,7 +109,7 @@ async def _sender_reads(track: Any, seconds: float) -> int:
     """
     from aiortc import rtp
     from aiortc.codecs.opus import OpusEncoder
-    from av.frame import Frame
+    from av import AudioFrame
 
     loop = asyncio.get_running_loop()
     encoder = OpusEncoder()
@@ -116,7 +117,7 @@ async def _sender_reads(track: Any, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         data = await track.recv()
-        if isinstance(data, Frame):
+        if isinstance(data, AudioFrame):
             rtp.compute_audio_level_dbov(data)
             out, _ = await loop.run_in_executor(None, encoder.encode, data, False)
         else:
@@ -189,22 +190,27 @@ async def _audio_receive(args: argparse.Namespace) -> int:
     # a Peer hands every decoded frame to its on_audio callback.
     captured: dict[str, Any] = {}
 
-    class _Leg:
+    class _Leg:  # what new_peer reads of a CallLeg
         peer_id = "remote"
+        media_key = "remote"
+        media_allowed = True
+        live = True
 
     import callapp.call.session as session_module
 
-    real_peer = session_module.Peer
+    # Patched in the module's namespace: new_peer looks Peer up there.
+    namespace = vars(session_module)
+    real_peer = namespace["Peer"]
 
     def fake_peer(*a: Any, **kw: Any) -> Any:
         captured.update(kw)
         return None
 
-    session_module.Peer = fake_peer  # type: ignore[misc,assignment]
+    namespace["Peer"] = fake_peer
     try:
         session.new_peer(_Leg())  # type: ignore[arg-type]
     finally:
-        session_module.Peer = real_peer  # type: ignore[misc]
+        namespace["Peer"] = real_peer
     # Only the receive side is measured: unsubscribe the leg's send tracks and
     # stop the self-view's pump (new_peer opened the capture).
     for track in (captured.get("audio"), captured.get("video")):
