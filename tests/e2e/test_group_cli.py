@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests.sizes import assert_received_as_sent
+
 from .conftest import Proc, Procs
-from .sizes import assert_received_as_sent
 
 pytestmark = pytest.mark.e2e
 

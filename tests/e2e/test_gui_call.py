@@ -33,7 +33,7 @@ from callapp.ui.models.call import CallOptions, Screen
 from callapp.ui.services import QtUiServices
 from callapp.ui.settings import SettingsStore
 from callapp.ui.views.main_window import MainWindow
-from tests.e2e.sizes import assert_received_as_sent
+from tests.sizes import assert_received_as_sent
 from tests.ui.conftest import qloop, temporary_settings
 from tests.ui.fakes import until
 

@@ -21,6 +21,7 @@ import pytest
 
 from tests.net.calls import CallResult, run_call
 from tests.net.lab import Lab
+from tests.sizes import assert_received_as_sent
 
 pytestmark = [pytest.mark.long, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -67,11 +68,14 @@ def test_five_percent_loss_and_50_ms_each_way(lab: Lab, tmp_path: Path) -> None:
         counts = result.bridge[way]
         share = counts["dropped"] / (counts["dropped"] + counts["forwarded"])
         assert 0.025 < share < 0.08, result.describe()
-    for side in ("a", "b"):
+    for side, other in (("a", "b"), ("b", "a")):
         data = result.stats[side]
         assert data["fps_received"] >= 25, result.describe()
         assert data["freeze_max_ms"] <= 500, result.describe()
-        assert data["received_size"] == [640, 480], result.describe()
+        # Issue 14 asks for the frame rate and no long freeze; the size may halve
+        # where the sender's rate says it may (a loss burst cut it).
+        sender_target = result.stats[other]["video_target_bitrate"]
+        assert_received_as_sent(data["received_size"], (640, 480), sender_target, result.describe())
         assert 100 <= data["rtt_ms"] <= 400, result.describe()  # 2 x 50 ms through the bridge
         assert data["quality"] == "good", result.describe()
         # Audio kept coming: at least 90 % of its 50 frames a second arrived.
