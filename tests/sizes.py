@@ -16,11 +16,11 @@ def assert_received_as_sent(
     each app waits for a core; the delay-based estimate then drops the
     sender under 200 kbit/s and VP8 sends half the size (as libwebrtc steps
     down for CPU overuse). Over a lossy link a burst of loss over 10 % in
-    one receiver report cuts the rate the same way, and at a steady 5 %
-    loss it climbs back only as far as REMB lets it. That is the controller
-    working, so half the size passes, but only if the sender's final
-    ``video_target_bitrate`` is in the range where half size is sent; any
-    other size fails.
+    one receiver report (or an early REMB) cuts the rate the same way; at
+    a steady 5 % loss it climbs back only as far as REMB lets it. That is
+    the controller working, so half the size passes, but only if the
+    sender's final ``video_target_bitrate`` is in the range where half size
+    is sent; any other size fails.
     """
     if list(received) == list(sent):
         return
