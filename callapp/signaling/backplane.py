@@ -25,7 +25,8 @@ What lives in Redis (``NS`` is the namespace, ``callapp`` by default)::
     NS:rooms            set of room names (max_rooms counts it)
     NS:inbox:NODE       stream of deliveries for NODE's connections; an entry
                         holds up to 16: fields to, m, a, s for the first,
-                        to.1, m.1, a.1, s.1 for the second, and so on
+                        to.1, m.1, a.1, s.1 for the second, and so on; or
+                        a barrier: field b, written by NODE itself (below)
     NS:claims           hash dead node -> the node cleaning up after it
     NS:claim:NODE       the dead NODE's connections still to be disconnected
     NS:settle           present for a few seconds after Redis lost its data
@@ -44,6 +45,12 @@ Guarantees:
   node goes to that node's one stream, which it reads in order: messages from
   one sender reach one receiver in the order sent. ``from`` is stamped by the
   router on the sender's node only; other nodes forward what they read.
+  A connection's own room events are told in the order Redis applied them:
+  its join's ``created`` comes before the ``peer-joined`` of one who joined
+  after it through another node. The join's MULTI also writes a barrier to
+  the joiner's own inbox; inbox deliveries for the joiner are held from the
+  WATCH until the node reads that barrier, those before it handed over
+  before the join's own deliveries and those after it just after them.
 * **Inboxes are streams, not pub/sub.** A node that loses its Redis
   connection reads on from the last entry it saw, so nothing written for it
   meanwhile is lost (pub/sub would drop it: at-most-once, and redis-py's
@@ -168,6 +175,24 @@ _RETAIN_MAX: Final = 20_000
 
 #: Senders whose last entry count a node remembers.
 _MAX_SEEN: Final = 100_000
+
+#: How long a room event waits for its barrier to be read (see :class:`_Hold`)
+#: before its deliveries go out anyway, in seconds.
+_BARRIER_WAIT: Final = 1.0
+
+
+@dataclass(slots=True)
+class _Hold:
+    """Inbox deliveries held for a local connection while its room event is applied.
+
+    ``before`` is how many of ``held`` were read before the event's barrier
+    (None until the barrier is read; ``read`` is then set).
+    """
+
+    token: str
+    held: list[ServerMessage]
+    read: asyncio.Future[None]
+    before: int | None = None
 
 
 class BackplaneUnavailable(ConnectionError):
@@ -340,6 +365,9 @@ class Backplane:
         # Entries counted per actor (see _entries), and the last count read per sender.
         self._seq: dict[str, int] = {}
         self._seen: dict[str, int] = {}
+        # Local connections whose room event is being applied (see _Hold).
+        self._inbox_holds: dict[str, _Hold] = {}
+        self._barriers = itertools.count(1)
         # Entries Redis took in the last ``retain`` seconds, and those whose
         # write an outage cut off: both sent again on recovery (see _resend).
         self._sent: deque[tuple[float, _Entry]] = deque()
@@ -815,6 +843,30 @@ class Backplane:
         one, or a dead one whose claim is being worked off); ``rooms`` are
         its room first (if any) and a join's target.
         """
+        hold = None
+        if node == self.node_id and request is not None:
+            hold = self._hold(cid)
+        try:
+            return await self._transact_held(
+                cid, node, rooms, request, hold, unregister=unregister, claim=claim, note=note
+            )
+        finally:
+            if hold is not None:
+                self._end_hold(cid, hold)
+
+    async def _transact_held(
+        self,
+        cid: str,
+        node: str,
+        rooms: list[str],
+        request: Join | Leave | None,
+        hold: _Hold | None,
+        *,
+        unregister: bool,
+        claim: str | None,
+        note: bool,
+    ) -> list[Deliver]:
+        """:meth:`_transact` with ``cid``'s inbox deliveries held in ``hold``, if any."""
         keys = [self._room_key(r) for r in rooms]
         for _ in range(MAX_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -866,6 +918,13 @@ class Backplane:
                     if claim is not None:
                         pipe.srem(self._k("claim", claim), cid)
                     self._write(pipe, entries)
+                    if hold is not None:
+                        pipe.xadd(
+                            self._k("inbox", self.node_id),
+                            {"b": hold.token},
+                            maxlen=_INBOX_MAXLEN,
+                            approximate=True,
+                        )
                     try:
                         await pipe.execute()
                     except RedisError:
@@ -874,6 +933,11 @@ class Backplane:
                         raise
                 except WatchError:
                     continue
+            if hold is not None:
+                # Not for ever: a reader cut off by an outage tells in the old way.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_BARRIER_WAIT):
+                        await asyncio.shield(hold.read)
             self._written(entries)
             local = self._local.get(cid) if node == self.node_id and note else None
             if local is not None:
@@ -1047,6 +1111,10 @@ class Backplane:
                 unread += len(entries)
                 for entry_id, fields in entries:
                     self._last_id = entry_id
+                    barrier = fields.get("b")
+                    if barrier is not None:
+                        self._at_barrier(barrier)
+                        continue
                     self._receive(
                         fields.get("to"), fields.get("m"), fields.get("a"), fields.get("s")
                     )
@@ -1092,10 +1160,64 @@ class Backplane:
             return
         if isinstance(message, UnknownServerMessage):  # pragma: no cover - as above
             return
+        hold = self._inbox_holds.get(to)
+        if hold is not None:
+            hold.held.append(message)
+            return
+        self._hand_over(to, message)
+
+    def _hand_over(self, to: str, message: ServerMessage) -> None:
+        local = self._local.get(to)
+        if local is None or local.closed:
+            return
         try:
             self._deliver(to, message)
         except Exception:
             logger.exception("delivering to %s failed", to)
+
+    # -- holding a connection's inbox during its own room event ----------------
+
+    def _hold(self, cid: str) -> _Hold | None:
+        """Start holding ``cid``'s inbox deliveries (None if it is not local and open,
+        or already held: a recovery step for it may overlap its own request)."""
+        local = self._local.get(cid)
+        if local is None or local.closed or cid in self._inbox_holds:
+            return None
+        token = f"{cid}/{next(self._barriers)}"
+        hold = _Hold(token, [], asyncio.get_running_loop().create_future())
+        self._inbox_holds[cid] = hold
+        return hold
+
+    def _at_barrier(self, token: str) -> None:
+        """The reader reached a barrier: what is held from now on came after the event."""
+        cid = token.rpartition("/")[0]
+        hold = self._inbox_holds.get(cid)
+        if hold is not None and hold.token == token and hold.before is None:
+            hold.before = len(hold.held)
+            if not hold.read.done():
+                hold.read.set_result(None)
+
+    def _end_hold(self, cid: str, hold: _Hold) -> None:
+        """The event is done: hand over what came before it now, the rest just after.
+
+        Called as the event returns its own deliveries, which the caller
+        dispatches before the loop runs anything else; what came after the
+        event waits for the next loop iteration (held until then: it must
+        not overtake them), and with it anything read meanwhile.
+        """
+        before = len(hold.held) if hold.before is None else hold.before
+        earlier, hold.held = hold.held[:before], hold.held[before:]
+        hold.before = 0
+        for message in earlier:
+            self._hand_over(cid, message)
+        asyncio.get_running_loop().call_soon(self._unhold, cid, hold)
+
+    def _unhold(self, cid: str, hold: _Hold) -> None:
+        if self._inbox_holds.get(cid) is hold:
+            del self._inbox_holds[cid]
+        for message in hold.held:
+            self._hand_over(cid, message)
+        hold.held = []
 
     # -- liveness and recovery -------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from callapp.signaling.server import SignalingServer
 from tests.signaling.conftest import (
@@ -151,7 +152,7 @@ async def test_healthz_says_not_ready_while_redis_is_away(
     await a.close()
 
 
-def _signaling(redis_url: str) -> subprocess.Popen[str]:
+def _signaling(redis_url: str, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -161,6 +162,7 @@ def _signaling(redis_url: str) -> subprocess.Popen[str]:
             "0",
             "--redis",
             redis_url,
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -210,6 +212,63 @@ async def test_two_processes_and_one_killed_with_sigkill(redis_server: RedisServ
         assert reply["peers"] == [a_id, b2_id]
         for ws in (a, b, b2):
             await ws.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+@pytest.mark.e2e
+async def test_two_processes_race_clients_into_rooms_and_out_again(
+    redis_server: RedisServer,
+) -> None:
+    """Joins and leaves from both processes at once: each room gets one creator,
+    never more members than its capacity, and is empty again once they go."""
+    procs = [_signaling(redis_server.url, "--connects-per-second", "1000") for _ in range(2)]
+    try:
+        urls = [await _url_of(p) for p in procs]
+        rooms = ("race-1", "race-2", "race-3")
+        clients = [await open_ws(urls[n % 2]) for n in range(30)]
+        ids = [(await recv_json(ws))["connectionId"] for ws in clients]
+        # Ten for each room, five through each process, all sent before any answer.
+        await asyncio.gather(
+            *(
+                send_json(ws, {"type": "join", "room": rooms[n % 3], "capacity": 4})
+                for n, ws in enumerate(clients)
+            )
+        )
+        answers = [await recv_json(ws) for ws in clients]
+        for index, room in enumerate(rooms):
+            mine = [n for n in range(len(clients)) if n % 3 == index]
+            kinds = sorted(answers[n]["type"] for n in mine)
+            assert kinds == ["created"] + ["full"] * 6 + ["joined"] * 3, (room, kinds)
+            members = [n for n in mine if answers[n]["type"] != "full"]
+            assert {n % 2 for n in mine} == {0, 1}  # the room's clients were on both
+            last = max(members, key=lambda n: len(answers[n].get("peers", [])))
+            assert sorted(answers[last]["peers"]) == sorted(ids[n] for n in members)
+        # Every member leaves at once, through whichever process holds it; a
+        # process tells Redis once its handler is done, after the close.
+        members_of_all = [n for n in range(len(clients)) if answers[n]["type"] != "full"]
+        await asyncio.gather(*(clients[n].close() for n in members_of_all))
+        store = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            async with asyncio.timeout(5):
+                keys = [f"callapp:room:{room}" for room in rooms]
+                while await store.exists(*keys):  # noqa: ASYNC110 (polling Redis)
+                    await asyncio.sleep(0.02)
+        finally:
+            await store.aclose()
+        for index, room in enumerate(rooms):
+            newcomer = await open_ws(urls[index % 2])
+            await recv_json(newcomer)  # welcome
+            await send_json(newcomer, {"type": "join", "room": room})
+            reply = await recv_json(newcomer)
+            assert reply["type"] == "created", (room, reply)  # nobody left behind
+            await newcomer.close()
+        for n, ws in enumerate(clients):
+            if n not in members_of_all:
+                await ws.close()
     finally:
         for p in procs:
             if p.poll() is None:
