@@ -8,11 +8,13 @@ processes would have); ``test_two_processes_*`` starts real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,19 @@ def _signaling(redis_url: str, *options: str) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def _processes(redis_url: str, *options: str) -> Iterator[list[subprocess.Popen[str]]]:
+    """Two ``callapp-signaling --redis`` processes, killed (if still up) at the end."""
+    procs = [_signaling(redis_url, *options) for _ in range(2)]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
 async def _url_of(proc: subprocess.Popen[str]) -> str:
     assert proc.stdout is not None
     while True:
@@ -183,8 +198,7 @@ async def _url_of(proc: subprocess.Popen[str]) -> str:
 
 @pytest.mark.e2e
 async def test_two_processes_and_one_killed_with_sigkill(redis_server: RedisServer) -> None:
-    procs = [_signaling(redis_server.url) for _ in range(2)]
-    try:
+    with _processes(redis_server.url) as procs:
         one, two = [await _url_of(p) for p in procs]
         a = await open_ws(one)
         a_id = (await recv_json(a))["connectionId"]
@@ -212,11 +226,6 @@ async def test_two_processes_and_one_killed_with_sigkill(redis_server: RedisServ
         assert reply["peers"] == [a_id, b2_id]
         for ws in (a, b, b2):
             await ws.close()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
 
 
 @pytest.mark.e2e
@@ -225,8 +234,7 @@ async def test_two_processes_race_clients_into_rooms_and_out_again(
 ) -> None:
     """Joins and leaves from both processes at once: each room gets one creator,
     never more members than its capacity, and is empty again once they go."""
-    procs = [_signaling(redis_server.url, "--connects-per-second", "1000") for _ in range(2)]
-    try:
+    with _processes(redis_server.url, "--connects-per-second", "1000") as procs:
         urls = [await _url_of(p) for p in procs]
         rooms = ("race-1", "race-2", "race-3")
         clients = [await open_ws(urls[n % 2]) for n in range(30)]
@@ -269,8 +277,3 @@ async def test_two_processes_race_clients_into_rooms_and_out_again(
         for n, ws in enumerate(clients):
             if n not in members_of_all:
                 await ws.close()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
